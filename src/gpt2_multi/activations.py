@@ -1,0 +1,49 @@
+"""The activation table: every ``activation_function`` a GPT-2 config may name.
+
+This module is the one place that lists the names. Each backend implements every
+name here (``gpt2_multi.pt.activations``-style tables live next to each stack's
+modeling code) and a test checks that no backend misses or adds one.
+
+The formulas, for reference (x is the pre-activation):
+
+==================== ===========================================================
+name                 formula
+==================== ===========================================================
+gelu                 x * Phi(x), exact erf form
+gelu_python          same as ``gelu`` (HF's pure-Python spelling)
+gelu_new             0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (GPT-2's)
+gelu_pytorch_tanh    same as ``gelu_new``
+gelu_fast            0.5 x (1 + tanh(0.7978845608 x (1 + 0.044715 x^2)))
+gelu_accurate        0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), HF's variant
+quick_gelu           x * sigmoid(1.702 x)
+relu                 max(x, 0)
+relu6                min(max(x, 0), 6)
+leaky_relu           x if x > 0 else 0.01 x
+silu / swish         x * sigmoid(x)
+mish                 x * tanh(softplus(x))
+tanh                 tanh(x)
+sigmoid              1 / (1 + exp(-x))
+linear               x
+==================== ===========================================================
+"""
+
+from __future__ import annotations
+
+ACTIVATIONS: tuple[str, ...] = (
+    "gelu",
+    "gelu_python",
+    "gelu_new",
+    "gelu_pytorch_tanh",
+    "gelu_fast",
+    "gelu_accurate",
+    "quick_gelu",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "silu",
+    "swish",
+    "mish",
+    "tanh",
+    "sigmoid",
+    "linear",
+)
