@@ -1,0 +1,394 @@
+"""Framework-free checkpoints: a dict of numpy arrays keyed by HF PyTorch names, plus a ``GPT2Config``.
+
+Data flows one way: file -> :class:`Checkpoint` (numpy, canonical names) ->
+:func:`match_state_dict` (HF's loading semantics, a :class:`LoadReport`) -> a
+backend's parameters. Saving is the reverse. Only the ``pytorch_model.bin``
+reader imports a framework (PyTorch), and only when such a file is read.
+
+Formats (``--to`` names of ``gpt2-multi convert``):
+
+=============  ==================================================  ==========================
+format         file(s)                                             needs
+=============  ==================================================  ==========================
+safetensors    model.safetensors / model-0000k-of-0000n + index    nothing (memory-mapped)
+pt-bin         pytorch_model.bin (``torch.load(weights_only)``)    torch
+tf             tf_model.h5 (HF's Keras 2 layout)                   h5py
+flax           flax_model.msgpack                                  msgpack
+=============  ==================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gpt2_multi.checkpoint import flax_msgpack, layout, safetensors_io, tf_h5
+from gpt2_multi.checkpoint.errors import CheckpointError, MissingWeightsError
+from gpt2_multi.checkpoint.layout import ARCHITECTURES, expected_shapes, normalize_architecture
+from gpt2_multi.config import CONFIG_NAME, GPT2Config
+from gpt2_multi.io_utils import atomic_write_text
+
+__all__ = [
+    "ARCHITECTURES", "FORMATS", "Checkpoint", "CheckpointError", "LoadReport", "MissingWeightsError",
+    "convert", "expected_shapes", "find_weights", "load_checkpoint", "match_state_dict", "read_weights",
+    "save_checkpoint",
+]
+
+FORMATS = ("safetensors", "pt-bin", "tf", "flax")
+WEIGHTS_NAMES = {
+    "safetensors": "model.safetensors",
+    "pt-bin": "pytorch_model.bin",
+    "tf": "tf_model.h5",
+    "flax": "flax_model.msgpack",
+}
+SAFE_INDEX_NAME = "model.safetensors.index.json"
+BIN_INDEX_NAME = "pytorch_model.bin.index.json"
+DEFAULT_MAX_SHARD_SIZE = "5GB"
+
+ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class Checkpoint:
+    """Weights and config, framework-free. ``tensors`` are canonical: body under ``transformer.``."""
+
+    config: GPT2Config
+    tensors: dict[str, np.ndarray]
+    architecture: str = "GPT2LMHeadModel"
+    source: Path | None = None
+    format: str | None = None
+
+    def num_parameters(self) -> int:
+        return int(sum(int(np.prod(v.shape)) for v in self.tensors.values()))
+
+    def state_dict(self, architecture: str | None = None) -> dict[str, np.ndarray]:
+        """The tensors under ``architecture``'s state_dict names (default: the checkpoint's own)."""
+        return layout.to_architecture_names(self.tensors, architecture or self.architecture)
+
+
+@dataclass
+class LoadReport:
+    """What HF's ``output_loading_info`` reports: which keys were new, dropped or re-initialised."""
+
+    missing_keys: list[str] = field(default_factory=list)  # initialised fresh (a head the source lacks)
+    unexpected_keys: list[str] = field(default_factory=list)  # in the source, not in the model: dropped
+    mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (name, source, model) shapes
+
+    def as_dict(self) -> dict[str, list]:
+        return {"missing_keys": list(self.missing_keys), "unexpected_keys": list(self.unexpected_keys),
+                "mismatched_keys": list(self.mismatched_keys), "error_msgs": []}
+
+    def summary(self) -> str:
+        lines = []
+        if self.missing_keys:
+            lines.append(f"newly initialised (not in the checkpoint): {', '.join(self.missing_keys)}")
+        if self.unexpected_keys:
+            lines.append(f"not used (the model has no such parameter): {', '.join(self.unexpected_keys)}")
+        if self.mismatched_keys:
+            lines.append("re-initialised for a shape mismatch: " + ", ".join(f"{n} {s} -> {m}" for n, s, m in self.mismatched_keys))
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def find_weights(directory: str | os.PathLike, format: str | None = None) -> tuple[str, list[Path]]:
+    """Pick the weights file(s) in ``directory``: safetensors first, then pt-bin, tf, flax.
+
+    ``format`` forces one. A ``pytorch_model.bin`` is skipped in the automatic order when
+    PyTorch is not installed and another format is present. Returns ``(format, files)``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MissingWeightsError(f"{directory} is not a directory")
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {format!r}; choose one of {', '.join(FORMATS)}")
+    found: dict[str, list[Path]] = {}
+    for fmt, index_name in (("safetensors", SAFE_INDEX_NAME), ("pt-bin", BIN_INDEX_NAME)):
+        if (directory / WEIGHTS_NAMES[fmt]).is_file():
+            found[fmt] = [directory / WEIGHTS_NAMES[fmt]]
+        elif (directory / index_name).is_file():
+            found[fmt] = _shards_from_index(directory / index_name)
+    for fmt in ("tf", "flax"):
+        if (directory / WEIGHTS_NAMES[fmt]).is_file():
+            found[fmt] = [directory / WEIGHTS_NAMES[fmt]]
+    if format is not None:
+        if format not in found:
+            raise MissingWeightsError(f"{directory} has no {format} weights ({WEIGHTS_NAMES[format]}); found: {', '.join(found) or 'none'}")
+        return format, found[format]
+    if not found:
+        names = ", ".join([*WEIGHTS_NAMES.values(), SAFE_INDEX_NAME])
+        raise MissingWeightsError(f"{directory} holds no weights: looked for {names}")
+    order = list(FORMATS)
+    if "pt-bin" in found and len(found) > 1 and not _torch_available():
+        order.remove("pt-bin")
+    fmt = next(f for f in order if f in found)
+    return fmt, found[fmt]
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _shards_from_index(index_path: Path) -> list[Path]:
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{index_path} is not a valid shard index: {err}") from None
+    shards = sorted(set(weight_map.values()))
+    missing = [s for s in shards if not (index_path.parent / s).is_file()]
+    if missing:
+        raise CheckpointError(f"{index_path} names shard(s) that are not there: {', '.join(missing)}")
+    return [index_path.parent / s for s in shards]
+
+
+def _format_of_file(path: Path) -> str:
+    name = path.name
+    if name.endswith(".safetensors"):
+        return "safetensors"
+    if name.endswith((".bin", ".pt", ".pth")):
+        return "pt-bin"
+    if name.endswith(".h5"):
+        return "tf"
+    if name.endswith(".msgpack"):
+        return "flax"
+    raise CheckpointError(f"cannot tell the format of {path}: expected .safetensors, .bin, .h5 or .msgpack")
+
+
+def read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
+    """Read the weights at ``path`` (a file or a directory) as canonical tensors; return ``(format, tensors)``."""
+    path = Path(path)
+    if path.is_dir():
+        fmt, files = find_weights(path, format)
+    elif path.is_file():
+        fmt, files = _format_of_file(path), [path]
+    else:
+        raise MissingWeightsError(f"no checkpoint at {path}")
+    readers = {"safetensors": safetensors_io.load, "tf": tf_h5.load, "flax": flax_msgpack.load}
+    if fmt == "pt-bin":
+        from gpt2_multi.checkpoint import torch_bin
+
+        readers["pt-bin"] = torch_bin.load
+    tensors: dict[str, np.ndarray] = {}
+    for file in files:
+        for name, value in readers[fmt](file).items():
+            if name in tensors:
+                raise CheckpointError(f"{file}: tensor {name!r} also appears in another shard")
+            tensors[name] = value
+    try:
+        return fmt, layout.canonical_names(tensors)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def load_checkpoint(name_or_path: str | os.PathLike, *, format: str | None = None, config: GPT2Config | None = None) -> Checkpoint:
+    """Read a checkpoint: a directory with config.json + weights, a weights file, or a hub name in the HF cache."""
+    from gpt2_multi import hub
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        directory = path.parent
+    else:
+        directory = path = hub.resolve_weights(name_or_path)
+    if config is None:
+        config_file = directory / CONFIG_NAME
+        if not config_file.is_file():
+            raise CheckpointError(f"{directory} has weights but no {CONFIG_NAME}; pass config=GPT2Config(...)")
+        config = GPT2Config.from_json_file(config_file)
+    fmt, tensors = read_weights(path, format)
+    architecture = _architecture_from(config, tensors)
+    return Checkpoint(config=config, tensors=tensors, architecture=architecture, source=path, format=fmt)
+
+
+def _architecture_from(config: GPT2Config, tensors: dict[str, np.ndarray]) -> str:
+    for name in config.architectures or []:
+        try:
+            return normalize_architecture(name)
+        except ValueError:
+            continue
+    return layout.infer_architecture(tensors)
+
+
+# ------------------------------------------------------------------------------------------ matching
+def match_state_dict(
+    tensors: dict[str, np.ndarray],
+    config: GPT2Config,
+    architecture: str,
+    *,
+    ignore_mismatched_sizes: bool = False,
+) -> tuple[dict[str, np.ndarray], LoadReport]:
+    """Fit checkpoint tensors to ``architecture`` with HF's loading semantics.
+
+    Returns the tensors under the target's state_dict names and a :class:`LoadReport`:
+
+    * body weights must all be present with the right shape, or :class:`CheckpointError` names the key;
+    * head weights the checkpoint lacks are reported in ``missing_keys`` (the backend initialises them);
+    * tensors the target has no place for (another head, stale buffers) are in ``unexpected_keys`` and dropped;
+    * a tied ``lm_head.weight`` is the word embedding and is neither expected nor unexpected;
+    * a shape mismatch raises with both shapes, unless ``ignore_mismatched_sizes`` (head weights are then
+      re-initialised and listed in ``mismatched_keys``, as HF does).
+    """
+    architecture = normalize_architecture(architecture)
+    source = layout.canonical_names(tensors)
+    expected = layout.canonical_names({k: v for k, v in expected_shapes(config, architecture).items()})
+    report = LoadReport()
+    matched: dict[str, np.ndarray] = {}
+    for name, shape in expected.items():
+        if name not in source:
+            if layout.is_body_key(name):
+                raise CheckpointError(f"the checkpoint has no {name!r}, a weight every GPT-2 body needs (shape {shape})")
+            report.missing_keys.append(name)
+            continue
+        value = source[name]
+        if tuple(value.shape) != tuple(shape):
+            if ignore_mismatched_sizes and not layout.is_body_key(name):
+                report.mismatched_keys.append((name, tuple(value.shape), tuple(shape)))
+                report.missing_keys.append(name)
+                continue
+            raise CheckpointError(
+                f"shape mismatch for {name!r}: the checkpoint has {tuple(value.shape)}, the model expects {tuple(shape)}"
+                + (" (pass ignore_mismatched_sizes=True to re-initialise this head)" if not layout.is_body_key(name) else "")
+            )
+        if not (np.issubdtype(value.dtype, np.floating) or value.dtype.name == "bfloat16"):
+            raise CheckpointError(f"{name!r} has dtype {value.dtype}, which cannot hold a float parameter")
+        matched[name] = value
+    tied = config.tie_word_embeddings and architecture in ("GPT2LMHeadModel", "GPT2DoubleHeadsModel")
+    for name in source:
+        if name not in expected and not (tied and name == "lm_head.weight"):
+            report.unexpected_keys.append(name)
+    out = layout.to_architecture_names(matched, architecture)
+    report.missing_keys = list(layout.to_architecture_names(dict.fromkeys(report.missing_keys), architecture))
+    return out, report
+
+
+# ------------------------------------------------------------------------------------------ writing
+def parse_size(size: int | str) -> int:
+    """``5GB``, ``500MB``, ``10GiB`` or an int of bytes -> bytes."""
+    if isinstance(size, int):
+        return size
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*", str(size), flags=re.I)
+    if not m:
+        raise ValueError(f"cannot read size {size!r}; write e.g. 5GB, 500MB or a number of bytes")
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    return int(float(m.group(1)) * units[(m.group(2) or "").upper()])
+
+
+def _drop_tied(tensors: dict[str, np.ndarray], config: GPT2Config) -> dict[str, np.ndarray]:
+    if config.tie_word_embeddings and "lm_head.weight" in tensors:
+        return {k: v for k, v in tensors.items() if k != "lm_head.weight"}
+    return tensors
+
+
+def save_checkpoint(
+    save_directory: str | os.PathLike,
+    tensors: dict[str, np.ndarray],
+    config: GPT2Config,
+    *,
+    format: str = "safetensors",
+    architecture: str | None = None,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    progress: ProgressFn | None = None,
+) -> list[Path]:
+    """Write ``config.json`` and the weights in ``format`` under HF's file names; return the files written.
+
+    ``tensors`` may use any naming style; they are written under ``architecture``'s
+    own names (default: ``config.architectures[0]`` or inferred). A tied ``lm_head`` is
+    not written (HF does the same). safetensors above ``max_shard_size`` is sharded
+    with ``model.safetensors.index.json``. Every file is written atomically.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {format!r}; choose one of {', '.join(FORMATS)}")
+    directory = Path(save_directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"cannot save into {directory}: it is a file")
+    canonical = layout.canonical_names(tensors)
+    if architecture is None:
+        architecture = _architecture_from(config, canonical)
+    architecture = normalize_architecture(architecture)
+    canonical = _drop_tied(canonical, config)
+    named = layout.to_architecture_names(canonical, architecture)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    config_to_save = config.copy(architectures=[architecture])
+    written: list[Path] = []
+    total = len(named)
+    if format == "safetensors":
+        written += _save_safetensors(directory, named, parse_size(max_shard_size), progress)
+    elif format == "pt-bin":
+        from gpt2_multi.checkpoint import torch_bin
+
+        torch_bin.save(directory / WEIGHTS_NAMES["pt-bin"], {k: np.asarray(v) for k, v in named.items()})
+        written.append(directory / WEIGHTS_NAMES["pt-bin"])
+    elif format == "tf":
+        tf_h5.save(directory / WEIGHTS_NAMES["tf"], named, architecture)
+        written.append(directory / WEIGHTS_NAMES["tf"])
+    else:
+        flax_msgpack.save(directory / WEIGHTS_NAMES["flax"], named, architecture)
+        written.append(directory / WEIGHTS_NAMES["flax"])
+    if progress is not None and format != "safetensors":
+        progress("write", total, total)
+    written.append(config_to_save.save_pretrained(directory))
+    return written
+
+
+def _save_safetensors(directory: Path, named: dict[str, np.ndarray], max_shard: int, progress: ProgressFn | None) -> list[Path]:
+    shards: list[dict[str, np.ndarray]] = [{}]
+    size = 0
+    for name in sorted(named):
+        array = np.asarray(named[name])
+        if shards[-1] and size + array.nbytes > max_shard:
+            shards.append({})
+            size = 0
+        shards[-1][name] = array
+        size += array.nbytes
+    metadata = {"format": "pt"}
+    if len(shards) == 1:
+        path = directory / WEIGHTS_NAMES["safetensors"]
+        safetensors_io.save(path, shards[0], metadata)
+        if progress is not None:
+            progress("write", len(named), len(named))
+        return [path]
+    written, weight_map, done = [], {}, 0
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        safetensors_io.save(directory / name, shard, metadata)
+        written.append(directory / name)
+        weight_map.update(dict.fromkeys(shard, name))
+        done += len(shard)
+        if progress is not None:
+            progress("write", done, len(named))
+    index = {"metadata": {"total_size": int(sum(np.asarray(v).nbytes for v in named.values()))}, "weight_map": dict(sorted(weight_map.items()))}
+    atomic_write_text(directory / SAFE_INDEX_NAME, json.dumps(index, indent=2) + "\n")
+    written.append(directory / SAFE_INDEX_NAME)
+    return written
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    to: str,
+    *,
+    src_format: str | None = None,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    progress: ProgressFn | None = None,
+) -> list[Path]:
+    """Convert the checkpoint at ``src`` into ``to`` under ``dst`` (config.json and any generation_config copied)."""
+    ckpt = load_checkpoint(src, format=src_format)
+    written = save_checkpoint(dst, ckpt.tensors, ckpt.config, format=to, architecture=ckpt.architecture,
+                              max_shard_size=max_shard_size, progress=progress)
+    src_dir = ckpt.source if ckpt.source is not None and ckpt.source.is_dir() else (ckpt.source.parent if ckpt.source else None)
+    if src_dir is not None:
+        gen = src_dir / "generation_config.json"
+        if gen.is_file():
+            target = Path(dst) / gen.name
+            atomic_write_text(target, gen.read_text(encoding="utf-8"))
+            written.append(target)
+    return written

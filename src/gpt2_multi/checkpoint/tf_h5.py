@@ -1,0 +1,77 @@
+"""``tf_model.h5``: HF's TensorFlow checkpoints (Keras 2 ``save_weights`` layout), through h5py only.
+
+Layout written by HF's ``TFGPT2*`` classes::
+
+    attrs: layer_names = [top-level layer names, e.g. "transformer", "score"]
+    /<layer>/  attrs: weight_names = ["<model scope>/<layer>/.../<leaf>:0", ...]
+    /<layer>/<model scope>/<layer>/.../<leaf>:0   the dataset
+
+Names are mapped to HF PyTorch names by :mod:`gpt2_multi.checkpoint.layout`; no
+TensorFlow is needed to read or write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from gpt2_multi.checkpoint import layout
+from gpt2_multi.checkpoint.errors import CheckpointError
+from gpt2_multi.io_utils import atomic_path
+
+
+def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read HF's ``tf_model.h5`` into ``{canonical PyTorch name: array}`` (body under ``transformer.``)."""
+    path = Path(path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise CheckpointError(f"{path} is not a readable HDF5 file (corrupt or truncated): {err}") from None
+    out: dict[str, np.ndarray] = {}
+    with handle:
+        if "layer_names" not in handle.attrs:
+            raise CheckpointError(f"{path} is HDF5 but not a Keras weights file: no 'layer_names' attribute")
+        for layer in handle.attrs["layer_names"]:
+            layer = layer.decode() if isinstance(layer, bytes) else str(layer)
+            group = handle[layer]
+            for weight in group.attrs.get("weight_names", []):
+                weight = weight.decode() if isinstance(weight, bytes) else str(weight)
+                try:
+                    data = np.asarray(group[weight])
+                except (KeyError, OSError) as err:
+                    raise CheckpointError(f"{path}: weight {weight!r} listed but unreadable: {err}") from None
+                scoped = weight.split("/", 1)
+                if len(scoped) != 2:
+                    raise CheckpointError(f"{path}: weight name {weight!r} has no model scope")
+                pt_name = layout.tf_to_pt_name(scoped[1])
+                out[pt_name] = layout.tf_to_pt_array(pt_name, data)
+    return out
+
+
+def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], architecture: str) -> None:
+    """Write ``tensors`` (PyTorch names, any style) as HF's ``tf_model.h5`` for ``architecture``, atomically.
+
+    A tied ``lm_head.weight`` should already be dropped by the caller (HF's TF models always tie it).
+    bfloat16 is widened to float32: Keras 2 h5 files have no bfloat16.
+    """
+    architecture = layout.normalize_architecture(architecture)
+    scope = layout.TF_MODEL_SCOPES[architecture]
+    groups: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for name, value in layout.canonical_names(tensors).items():
+        tf_name = layout.pt_to_tf_name(name)
+        top = tf_name.split("/", 1)[0]
+        groups.setdefault(top, []).append((f"{scope}/{tf_name}", layout.pt_to_tf_array(name, np.asarray(value))))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs["backend"] = "tensorflow"
+        handle.attrs["keras_version"] = "2.15.0"
+        handle.attrs["layer_names"] = np.array([k.encode() for k in sorted(groups)], dtype=object)
+        for top in sorted(groups):
+            group = handle.create_group(top)
+            group.attrs["weight_names"] = np.array([n.encode() for n, _ in groups[top]], dtype=object)
+            for name, value in groups[top]:
+                if value.dtype.name == "bfloat16":
+                    value = value.astype(np.float32)
+                group.create_dataset(name, data=value)
