@@ -1,0 +1,239 @@
+"""The ``gpt2-multi`` command (also ``python -m gpt2_multi``).
+
+    gpt2-multi demo [--model PATH] [--backends pt,tf,flax] [--prompt TEXT] [--new-tokens N]
+    gpt2-multi convert SRC DST --to {safetensors,pt-bin,tf,flax} [--max-shard-size 5GB]
+    gpt2-multi info PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gpt2_multi import __version__
+from gpt2_multi.checkpoint import FORMATS, CheckpointError, convert, find_weights, load_checkpoint
+
+# The embedded default of ``demo``: a small GPT-2 on the real GPT-2 vocabulary, random weights from a seed.
+DEMO_CONFIG = {"vocab_size": 50257, "n_positions": 128, "n_embd": 64, "n_layer": 2, "n_head": 4,
+               "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+DEMO_SEED = 0
+DEMO_PROMPT = "The three frameworks agree that"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpt2-multi", description="GPT-2 for PyTorch, TensorFlow/Keras and JAX/Flax.")
+    parser.add_argument("--version", action="version", version=f"gpt2-multi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="load one checkpoint in every installed backend; print parity and generations")
+    demo.add_argument("--model", help="a checkpoint directory or hub name (default: an embedded seeded small GPT-2)")
+    demo.add_argument("--backends", default="pt,tf,flax", help="comma-separated subset of pt,tf,flax (default: all installed)")
+    demo.add_argument("--prompt", default=DEMO_PROMPT)
+    demo.add_argument("--new-tokens", type=int, default=16)
+    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the embedded model's weights")
+
+    conv = sub.add_parser("convert", help="convert a checkpoint between formats")
+    conv.add_argument("src", help="a checkpoint directory, weights file or hub name")
+    conv.add_argument("dst", help="output directory")
+    conv.add_argument("--to", required=True, choices=FORMATS)
+    conv.add_argument("--from", dest="src_format", choices=FORMATS, help="read this format when SRC has several")
+    conv.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (e.g. 500MB); default 5GB")
+    conv.add_argument("--no-progress", action="store_true")
+
+    info = sub.add_parser("info", help="summarise a checkpoint: config, parameter count, formats found")
+    info.add_argument("path")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return cmd_demo(args)
+        if args.command == "convert":
+            return cmd_convert(args)
+        if args.command == "info":
+            return cmd_info(args)
+    except (CheckpointError, OSError, ValueError) as err:
+        print(f"gpt2-multi {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 1
+
+
+# ----------------------------------------------------------------------------------------- convert
+def cmd_convert(args: argparse.Namespace) -> int:
+    bar = None
+
+    def progress(what: str, done: int, total: int) -> None:
+        nonlocal bar
+        if args.no_progress:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="tensor", desc=f"writing {args.to}", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    start = time.perf_counter()
+    written = convert(args.src, args.dst, args.to, src_format=args.src_format, max_shard_size=args.max_shard_size, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(f"wrote {len(written)} file(s) to {args.dst} in {time.perf_counter() - start:.2f} s:")
+    for path in written:
+        print(f"  {path.name}  ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    from gpt2_multi import hub
+
+    directory = hub.resolve(args.path)
+    formats = []
+    for fmt in FORMATS:
+        try:
+            _, files = find_weights(directory, fmt)
+            formats.append({"format": fmt, "files": [f.name for f in files], "bytes": sum(f.stat().st_size for f in files)})
+        except CheckpointError:
+            continue
+    ckpt = load_checkpoint(args.path)
+    config = ckpt.config
+    dtypes = sorted({str(v.dtype) for v in ckpt.tensors.values()})
+    summary = {
+        "path": str(directory),
+        "architecture": ckpt.architecture,
+        "read_format": ckpt.format,
+        "formats": formats,
+        "parameters": ckpt.num_parameters(),
+        "dtypes": dtypes,
+        "config": {k: getattr(config, k) for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner",
+                                                    "activation_function", "tie_word_embeddings", "num_labels")},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    c = summary["config"]
+    print(f"{summary['path']}")
+    print(f"  architecture   {ckpt.architecture}")
+    print(f"  parameters     {summary['parameters']:,} ({', '.join(dtypes)})")
+    print(f"  layers x width {c['n_layer']} x {c['n_embd']}, {c['n_head']} heads, MLP {config.inner_dim} ({c['activation_function']})")
+    print(f"  vocab          {c['vocab_size']}, context {c['n_positions']}, tied embeddings {c['tie_word_embeddings']}")
+    for f in formats:
+        print(f"  format         {f['format']:<12} {', '.join(f['files'])} ({f['bytes']:,} bytes)")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- demo
+def make_demo_checkpoint(directory: Path, seed: int = DEMO_SEED) -> Path:
+    """Write the embedded demo model (seeded random weights, HF's init) as safetensors + config.json."""
+    from gpt2_multi import GPT2Config
+    from gpt2_multi.checkpoint import expected_shapes, save_checkpoint
+
+    config = GPT2Config(**DEMO_CONFIG, architectures=["GPT2LMHeadModel"])
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, shape in expected_shapes(config, "GPT2LMHeadModel").items():
+        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+            tensors[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        elif name.endswith(".bias"):
+            tensors[name] = (0.02 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            std = config.initializer_range / (np.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else 1.0)
+            tensors[name] = (std * rng.standard_normal(shape)).astype(np.float32)
+    save_checkpoint(directory, tensors, config, architecture="GPT2LMHeadModel")
+    return directory
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gpt2_multi import backends
+
+    requested = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in requested if b not in backends.BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(backends.BACKENDS)}")
+    if args.new_tokens < 0:
+        raise ValueError(f"--new-tokens must be >= 0, got {args.new_tokens}")
+
+    with tempfile.TemporaryDirectory(prefix="gpt2-multi-demo-") as tmp:
+        if args.model:
+            model_path = args.model
+            print(f"checkpoint: {model_path}")
+        else:
+            model_path = str(make_demo_checkpoint(Path(tmp) / "demo", args.seed))
+            print(f"checkpoint: embedded demo GPT-2 (seed {args.seed}: {DEMO_CONFIG['n_layer']} layers, "
+                  f"n_embd {DEMO_CONFIG['n_embd']}, real GPT-2 vocabulary), written as safetensors to {model_path}")
+        return _run_demo(model_path, requested, args.prompt, args.new_tokens)
+
+
+def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: int) -> int:
+    from gpt2_multi import backends
+    from gpt2_multi.tokenization import GPT2TokenizerFast
+
+    tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
+    ids = np.array([tokenizer.encode(prompt)], dtype=np.int64)
+    print(f"prompt: {prompt!r} -> {ids.shape[1]} tokens\n")
+
+    missing = []
+    for b in requested:
+        if not backends.framework_installed(b):
+            missing.append(f"{backends.LABELS[b]}: not installed (pip install 'gpt2-multi[{backends.EXTRAS[b]}]')")
+        elif not backends.stack_available(b):
+            missing.append(f"{backends.LABELS[b]}: installed, but the gpt2_multi.{b} stack is not available yet")
+    runnable = [b for b in requested if backends.stack_available(b)]
+
+    results: dict[str, dict] = {}
+    for b in runnable:
+        t0 = time.perf_counter()
+        driver = backends.Driver(b, model_path)
+        t1 = time.perf_counter()
+        step, _ = driver.forward(ids)
+        t2 = time.perf_counter()
+        tokens = driver.greedy(ids, new_tokens) if new_tokens else np.zeros((1, 0), np.int64)
+        t3 = time.perf_counter()
+        results[b] = {"step": step, "tokens": tokens, "load": t1 - t0, "forward": t2 - t1, "generate": t3 - t2}
+
+    if results:
+        print(f"{'backend':<18} {'load s':>8} {'forward s':>10} {'generate s':>11} {'tokens/s':>9}")
+        for b, r in results.items():
+            rate = new_tokens / r["generate"] if new_tokens and r["generate"] > 0 else float("nan")
+            print(f"{backends.LABELS[b]:<18} {r['load']:>8.3f} {r['forward']:>10.3f} {r['generate']:>11.3f} {rate:>9.1f}")
+        print()
+
+    names = list(results)
+    if len(names) >= 2:
+        print("parity (max |diff| on the prompt's forward pass):")
+        print(f"  {'pair':<28} {'logits':>10} {'KV cache':>10}")
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                sa, sb = results[a]["step"], results[b]["step"]
+                dl = backends.max_abs_diff(sa.logits, sb.logits)
+                dkv = max(max(backends.max_abs_diff(ka, kb), backends.max_abs_diff(va, vb))
+                          for (ka, va), (kb, vb) in zip(sa.kv, sb.kv))
+                print(f"  {backends.LABELS[a] + ' vs ' + backends.LABELS[b]:<28} {dl:>10.2e} {dkv:>10.2e}")
+        same = all(np.array_equal(results[names[0]]["tokens"], results[n]["tokens"]) for n in names)
+        print(f"  greedy tokens identical in every backend: {'yes' if same else 'NO'}\n")
+    elif len(names) == 1:
+        print("parity: only one backend ran, nothing to compare\n")
+
+    for b, r in results.items():
+        text = tokenizer.decode(r["tokens"][0].tolist())
+        print(f"{backends.LABELS[b]:<18} {prompt}\u2192{text!r}")
+    if missing:
+        print("\nnot run:")
+        for line in missing:
+            print(f"  {line}")
+    if not results:
+        print("\nno backend could run; the checkpoint layer and tokenizer worked (see above)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

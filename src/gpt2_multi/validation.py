@@ -1,0 +1,90 @@
+"""Input checks shared by the three stacks, on concrete (numpy-convertible) values.
+
+Every backend calls these before running the model so that bad input raises the
+same clear message everywhere, instead of a framework's gather error (PyTorch's
+'index out of range in self') or a silent clamp (JAX). Inside a traced or jitted
+function, where values are not concrete, a backend skips what it cannot check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """An argument to a model call is invalid; the message names it and what was expected."""
+
+
+def check_input_ids(input_ids: np.ndarray, vocab_size: int, name: str = "input_ids") -> None:
+    """Every id must lie in ``[0, vocab_size)``; the message names the first offending id and its position."""
+    ids = np.asarray(input_ids)
+    if ids.size == 0:
+        return
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"{name} holds id {int(ids[position])} at position {position}, outside the vocabulary [0, {vocab_size}) "
+            f"(vocab_size={vocab_size}); check that the tokenizer and the model match"
+        )
+
+
+def check_sequence_length(past_length: int, seq_length: int, n_positions: int) -> None:
+    """Cached plus new tokens must fit the position table."""
+    total = past_length + seq_length
+    if total > n_positions:
+        detail = f"{past_length} cached + {seq_length} new" if past_length else f"{seq_length}"
+        raise InputError(
+            f"sequence of {total} tokens ({detail}) is longer than the model's n_positions={n_positions}; "
+            f"truncate the input (e.g. tokenizer(..., truncation=True, max_length={n_positions}))"
+        )
+
+
+def check_position_ids(position_ids: np.ndarray, n_positions: int) -> None:
+    pos = np.asarray(position_ids)
+    if pos.size and (pos.min() < 0 or pos.max() >= n_positions):
+        raise InputError(f"position_ids must lie in [0, {n_positions}) (n_positions), got values from {int(pos.min())} to {int(pos.max())}")
+
+
+def check_attention_mask(mask_shape: Sequence[int], batch_size: int, past_length: int, seq_length: int) -> None:
+    """The mask is ``(batch, past_length + seq_length)``: it covers the cached tokens and the new ones."""
+    expected = (batch_size, past_length + seq_length)
+    if tuple(mask_shape) != expected:
+        covers = f"{past_length} cached + {seq_length} new tokens" if past_length else f"{seq_length} tokens"
+        raise InputError(
+            f"attention_mask has shape {tuple(mask_shape)} but must be {expected}: batch {batch_size}, covering {covers}"
+        )
+
+
+def check_same_shape(name: str, shape: Sequence[int], expected: Sequence[int], what: str) -> None:
+    if tuple(shape) != tuple(expected):
+        raise InputError(f"{name} has shape {tuple(shape)} but must be {tuple(expected)} ({what})")
+
+
+def check_head_mask(shape: Sequence[int], n_layer: int, n_head: int) -> None:
+    """HF accepts ``(n_head,)`` (same for every layer) or ``(n_layer, n_head)``."""
+    if tuple(shape) not in ((n_head,), (n_layer, n_head)):
+        raise InputError(f"head_mask has shape {tuple(shape)} but must be ({n_head},) or ({n_layer}, {n_head}) (n_layer, n_head)")
+
+
+def check_exactly_one(input_ids: object, inputs_embeds: object) -> None:
+    if input_ids is not None and inputs_embeds is not None:
+        raise InputError("pass either input_ids or inputs_embeds, not both")
+    if input_ids is None and inputs_embeds is None:
+        raise InputError("pass input_ids or inputs_embeds")
+
+
+def check_labels(labels: np.ndarray, num_classes: int, name: str = "labels", ignore_index: int | None = -100) -> None:
+    lab = np.asarray(labels)
+    if lab.size == 0 or not np.issubdtype(lab.dtype, np.integer):
+        return
+    valid = lab != ignore_index if ignore_index is not None else np.ones(lab.shape, bool)
+    bad = valid & ((lab < 0) | (lab >= num_classes))
+    if bad.any():
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        allowed = f"[0, {num_classes})" + (f" or {ignore_index} (ignored)" if ignore_index is not None else "")
+        raise InputError(f"{name} holds {int(lab[position])} at position {position}; expected values in {allowed}")

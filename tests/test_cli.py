@@ -1,0 +1,67 @@
+"""The gpt2-multi command: convert, info, demo, errors, and `python -m gpt2_multi`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gpt2_multi.checkpoint import load_checkpoint
+from gpt2_multi.cli import main
+
+from fixture_cases import checkpoint_dir
+
+
+@pytest.mark.parametrize("to", ["safetensors", "tf", "flax", "pt-bin"])
+def test_convert_each_format(to, tmp_path, capsys):
+    if to == "pt-bin":
+        pytest.importorskip("torch")
+    src = checkpoint_dir("double", "safetensors")
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", to]) == 0
+    out = capsys.readouterr()
+    assert "wrote" in out.out and "config.json" in out.out
+    assert "writing" in out.err  # the progress bar
+    converted = load_checkpoint(tmp_path / "out")
+    original = load_checkpoint(src)
+    assert converted.format == to and converted.architecture == "GPT2DoubleHeadsModel"
+    assert sorted(converted.tensors) == sorted(original.tensors)
+    for name, value in original.tensors.items():
+        np.testing.assert_array_equal(converted.tensors[name], value)
+
+
+def test_convert_from_tf_h5_with_shards(tmp_path, capsys):
+    assert main(["convert", str(checkpoint_dir("lm", "tf")), str(tmp_path / "o"), "--to", "safetensors",
+                 "--max-shard-size", "40KB", "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "o" / "model.safetensors.index.json").is_file()
+    assert load_checkpoint(tmp_path / "o").num_parameters() == load_checkpoint(checkpoint_dir("lm", "tf")).num_parameters()
+
+
+def test_info_text_and_json(capsys):
+    assert main(["info", str(checkpoint_dir("seqcls", "safetensors"))]) == 0
+    text = capsys.readouterr().out
+    assert "GPT2ForSequenceClassification" in text
+    assert "59,616" in text  # 59,520 body + 3 x 32 score (the fixture's sizes)
+    assert "2 x 32, 4 heads" in text
+    assert main(["info", "--json", str(checkpoint_dir("lm", "flax"))]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["parameters"] == 1000 * 32 + 64 * 32 + 2 * (4 * 32 + 32 * 96 + 96 + 32 * 32 + 32 + 32 * 128 + 128 + 128 * 32 + 32) + 2 * 32
+    assert data["formats"][0]["format"] == "flax" and data["dtypes"] == ["float32"]
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["convert", str(tmp_path), str(tmp_path / "o"), "--to", "tf"]) == 2
+    assert "holds no weights" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["convert", "a", "b", "--to", "onnx"])
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "gpt2_multi", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("gpt2-multi ")
