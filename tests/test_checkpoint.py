@@ -61,10 +61,15 @@ def test_every_hf_fixture_format_reads_to_identical_arrays(head, fmt):
     assert ckpt.config.n_embd == 32 and ckpt.config.vocab_size == 1000
 
 
-def test_safetensors_reads_are_memory_mapped_views():
-    tensors = safetensors_io.load(checkpoint_dir("lm", "safetensors") / "model.safetensors")
+def test_safetensors_reads_are_memory_mapped_views(tmp_path):
+    import shutil
+
+    shutil.copy(checkpoint_dir("lm", "safetensors") / "model.safetensors", tmp_path / "m.safetensors")
+    before = (tmp_path / "m.safetensors").read_bytes()
+    tensors = safetensors_io.load(tmp_path / "m.safetensors")
     wte = tensors["transformer.wte.weight"]
-    assert not wte.flags.writeable
+    wte[0, 0] = 123.0  # copy-on-write: writable, and the write never reaches the file
+    assert (tmp_path / "m.safetensors").read_bytes() == before
     base = wte
     while base.base is not None and not isinstance(base, np.memmap):
         base = base.base

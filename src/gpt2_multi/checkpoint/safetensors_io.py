@@ -5,8 +5,10 @@ tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets
 relative to the end of the header) plus an optional ``__metadata__`` map of
 strings, then the raw little-endian data.
 
-Reads memory-map the file once and return read-only numpy views into it, so a
-checkpoint is never copied on load; the caller copies only what it converts.
+Reads memory-map the file once, copy-on-write (``mode="c"``), and return numpy views into
+it: a checkpoint is never copied on load, pages are shared with the OS cache, the arrays
+can back trainable parameters directly, and a write to them makes a private page and
+never reaches the file.
 """
 
 from __future__ import annotations
@@ -73,12 +75,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Memory-map ``path`` and return ``{name: read-only array view}``, validating every entry."""
+    """Memory-map ``path`` (copy-on-write) and return ``{name: array view}``, validating every entry."""
     path = Path(path)
     start, header = read_header(path)
     data_len = path.stat().st_size - start
     tensors: dict[str, np.ndarray] = {}
-    buffer = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(data_len,)) if data_len else np.zeros(0, np.uint8)
+    buffer = np.memmap(path, dtype=np.uint8, mode="c", offset=start, shape=(data_len,)) if data_len else np.zeros(0, np.uint8)
     for name, info in header.items():
         if name == "__metadata__":
             continue

@@ -1,0 +1,65 @@
+"""GPT-2 for PyTorch: HF transformers' GPT-2 classes, arguments, outputs and state_dict names.
+
+    from gpt2_multi.pt import GPT2LMHeadModel
+    model = GPT2LMHeadModel.from_pretrained("path/to/checkpoint")   # any format the checkpoint layer reads
+    out = model(input_ids, labels=input_ids)                        # out.loss, out.logits (B, T, V)
+
+Importing this package imports PyTorch and nothing of TensorFlow, Keras, JAX or Flax.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as err:  # pragma: no cover - exercised in a venv without torch
+    raise ImportError(
+        "gpt2_multi.pt needs PyTorch, which is not installed: pip install 'gpt2-multi[torch]'"
+    ) from err
+
+from gpt2_multi.pt.modeling import (
+    ACT2FN,
+    GPT2MLP,
+    MODEL_CLASSES,
+    Conv1D,
+    GPT2Attention,
+    GPT2Block,
+    GPT2DoubleHeadsModel,
+    GPT2ForQuestionAnswering,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+    GPT2PreTrainedModel,
+    GPT2SequenceSummary,
+)
+from gpt2_multi.pt.outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    GPT2DoubleHeadsModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutputWithPast,
+    TokenClassifierOutput,
+)
+
+__all__ = [
+    "ACT2FN",
+    "MODEL_CLASSES",
+    "BaseModelOutputWithPastAndCrossAttentions",
+    "CausalLMOutputWithCrossAttentions",
+    "Conv1D",
+    "GPT2Attention",
+    "GPT2Block",
+    "GPT2DoubleHeadsModel",
+    "GPT2DoubleHeadsModelOutput",
+    "GPT2ForQuestionAnswering",
+    "GPT2ForSequenceClassification",
+    "GPT2ForTokenClassification",
+    "GPT2LMHeadModel",
+    "GPT2MLP",
+    "GPT2Model",
+    "GPT2PreTrainedModel",
+    "GPT2SequenceSummary",
+    "QuestionAnsweringModelOutput",
+    "SequenceClassifierOutputWithPast",
+    "TokenClassifierOutput",
+]

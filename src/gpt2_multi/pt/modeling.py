@@ -1,0 +1,1049 @@
+"""GPT-2 in PyTorch: HF-compatible modules, parameter names, arguments, outputs and losses.
+
+Reading order: the activation table, ``Conv1D`` (GPT-2's linear layer), ``GPT2Attention``,
+``GPT2MLP``, ``GPT2Block``, the shared base class (init, embeddings, checkpointing, loading),
+``GPT2Model`` (the body), then the heads; each head is its projection and its loss.
+
+Notation in shapes: B batch, C choices, T new tokens, P cached (past) tokens, S = P + T keys,
+E = n_embd, H = n_head, D = head_dim = E / H, V = vocab_size, L = num_labels.
+
+Parameter names equal HF's (``transformer.h.0.attn.c_attn.weight`` ...), so a ``state_dict``
+moves between this package and HF transformers unchanged. Numerics follow HF GPT-2:
+pre-LN blocks, ``Conv1D`` weights stored (in, out), masked scores set to the dtype's minimum,
+``head_mask`` multiplying the attention probabilities, ``token_type_ids`` embedded with ``wte``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+
+from gpt2_multi import validation
+from gpt2_multi.activations import ACTIVATIONS
+from gpt2_multi.checkpoint.layout import multiple_choice_summary_size
+from gpt2_multi.config import GPT2Config
+from gpt2_multi.pt.outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    GPT2DoubleHeadsModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutputWithPast,
+    TokenClassifierOutput,
+)
+
+logger = logging.getLogger("gpt2_multi.pt")
+_warned: set[str] = set()
+
+KVCache = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+# --------------------------------------------------------------------------------------- activations
+def _gelu_python(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def _gelu_new(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def _gelu_pytorch_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _linear(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+# One entry per name of gpt2_multi.activations.ACTIVATIONS (checked below and by the tests).
+ACT2FN = {
+    "gelu": F.gelu,
+    "gelu_python": _gelu_python,
+    "gelu_new": _gelu_new,
+    "gelu_pytorch_tanh": _gelu_pytorch_tanh,
+    "gelu_fast": _gelu_fast,
+    "gelu_accurate": _gelu_new,  # HF's AccurateGELU is the same tanh formula
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "leaky_relu": F.leaky_relu,  # negative slope 0.01
+    "silu": F.silu,
+    "swish": F.silu,
+    "mish": F.mish,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "linear": _linear,
+}
+assert set(ACT2FN) == set(ACTIVATIONS), "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
+
+
+# --------------------------------------------------------------------------------------- layers
+class Conv1D(nn.Module):
+    """GPT-2's linear layer: ``y = x @ weight + bias`` with ``weight`` stored (in_features, out_features).
+
+    Args follow HF: ``Conv1D(nf, nx)`` maps ``nx`` inputs to ``nf`` outputs. Input (..., nx) -> (..., nf).
+    """
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf, self.nx = nf, nx
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+        nn.init.normal_(self.weight, std=0.02)  # usable on its own; models re-initialise with their config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
+        return out.view(*x.shape[:-1], self.nf)
+
+    def extra_repr(self) -> str:
+        return f"nf={self.nf}, nx={self.nx}"
+
+
+def _additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean "may attend" mask -> additive mask: 0 where allowed, the dtype's minimum elsewhere."""
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+
+class GPT2Attention(nn.Module):
+    """Multi-head attention of a GPT-2 block (causal self-attention, or cross-attention to an encoder).
+
+    Two paths compute the same numbers: ``torch.nn.functional.scaled_dot_product_attention``
+    (used when neither attention weights nor a head mask are requested) and an exact eager
+    path (scores, mask, softmax, dropout, head mask, weighted sum) that also returns the
+    probabilities. Both honour ``scale_attn_weights`` (divide by sqrt(D)),
+    ``scale_attn_by_inverse_layer_idx`` (also divide by layer_idx + 1) and
+    ``reorder_and_upcast_attn`` (scores and softmax in float32 whatever the model dtype).
+
+    Self-attention parameters: ``c_attn`` Conv1D E -> 3E (q, k, v), ``c_proj`` E -> E.
+    Cross-attention: ``q_attn`` E -> E on the decoder states, ``c_attn`` E -> 2E (k, v) on the encoder states.
+    """
+
+    def __init__(self, config: GPT2Config, is_cross_attention: bool = False, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.embed_dim = config.n_embd
+        self.num_heads = config.n_head
+        self.head_dim = config.head_dim
+        self.layer_idx = layer_idx
+        self.is_cross_attention = is_cross_attention
+        self.scale_attn_weights = config.scale_attn_weights
+        self.scale_attn_by_inverse_layer_idx = config.scale_attn_by_inverse_layer_idx
+        self.reorder_and_upcast_attn = config.reorder_and_upcast_attn
+        self.attn_pdrop = config.attn_pdrop
+        if is_cross_attention:
+            self.c_attn = Conv1D(2 * self.embed_dim, self.embed_dim)
+            self.q_attn = Conv1D(self.embed_dim, self.embed_dim)
+        else:
+            self.c_attn = Conv1D(3 * self.embed_dim, self.embed_dim)
+        self.c_proj = Conv1D(self.embed_dim, self.embed_dim)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    @property
+    def scaling(self) -> float:
+        """The factor the scores q . k are multiplied by."""
+        scale = 1.0 / math.sqrt(self.head_dim) if self.scale_attn_weights else 1.0
+        if self.scale_attn_by_inverse_layer_idx:
+            scale /= float(self.layer_idx + 1)
+        return scale
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, E) -> (B, H, T, D)
+        return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, T, D) -> (B, T, E)
+        x = x.transpose(1, 2).contiguous()
+        return x.view(*x.shape[:-2], self.embed_dim)
+
+    def _eager(self, q, k, v, allowed, head_mask):
+        """Exact path. q (B, H, T, D), k/v (B, H, S, D), allowed bool (B|1, 1, T, S) or None.
+
+        Returns the output (B, H, T, D) and the probabilities (B, H, T, S).
+        """
+        if self.reorder_and_upcast_attn:
+            with torch.autocast(q.device.type, enabled=False):
+                scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * self.scaling
+        else:
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            if self.scale_attn_weights:
+                scores = scores / math.sqrt(self.head_dim)
+            if self.scale_attn_by_inverse_layer_idx:
+                scores = scores / float(self.layer_idx + 1)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
+        probs = self.attn_dropout(probs)
+        if head_mask is not None:
+            probs = probs * head_mask
+        return torch.matmul(probs, v), probs
+
+    def _sdpa(self, q, k, v, allowed, is_causal):
+        """Fused path, same numbers as :meth:`_eager`. A mask is passed explicitly whenever the
+        query and key lengths differ (a cache) or there is padding: ``is_causal`` is only right for T == S."""
+        dtype = v.dtype
+        if self.reorder_and_upcast_attn:
+            q, k, v = q.float(), k.float(), v.float()
+        mask = None
+        if allowed is not None and not (is_causal and q.shape[-2] == k.shape[-2]):
+            mask = _additive_mask(allowed, q.dtype)
+            is_causal = False
+        elif allowed is None:
+            is_causal = False
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_pdrop if self.training else 0.0,
+            is_causal=is_causal, scale=self.scaling,
+        )
+        return out.to(dtype)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        layer_past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        allowed: torch.Tensor | None = None,
+        is_causal: bool = False,
+        head_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        use_sdpa: bool = True,
+    ):
+        """hidden_states (B, T, E); layer_past (k, v) each (B, H, P, D); allowed: bool (B|1, 1, T, S) of the
+        keys each query may attend to (None: every key); is_causal: ``allowed`` is the plain causal mask;
+        head_mask (1, H, 1, 1) or None. Returns (output (B, T, E), present (k, v) or None, probs or None).
+        """
+        if self.is_cross_attention:
+            if encoder_hidden_states is None:
+                raise ValueError("cross-attention needs encoder_hidden_states")
+            query = self.q_attn(hidden_states)
+            key, value = self.c_attn(encoder_hidden_states).split(self.embed_dim, dim=2)
+        else:
+            query, key, value = self.c_attn(hidden_states).split(self.embed_dim, dim=2)
+        query, key, value = self._split_heads(query), self._split_heads(key), self._split_heads(value)
+        if layer_past is not None:
+            key = torch.cat((layer_past[0].to(key.dtype), key), dim=-2)
+            value = torch.cat((layer_past[1].to(value.dtype), value), dim=-2)
+        present = (key, value) if use_cache else None
+
+        if use_sdpa and not output_attentions and head_mask is None:
+            out, probs = self._sdpa(query, key, value, allowed, is_causal), None
+        else:
+            out, probs = self._eager(query, key, value, allowed, head_mask)
+        out = self.resid_dropout(self.c_proj(self._merge_heads(out)))
+        return out, present, (probs if output_attentions else None)
+
+
+class GPT2MLP(nn.Module):
+    """Feed-forward: ``c_fc`` E -> inner, activation, ``c_proj`` inner -> E, dropout. (B, T, E) -> (B, T, E)."""
+
+    def __init__(self, inner_dim: int, config: GPT2Config) -> None:
+        super().__init__()
+        self.c_fc = Conv1D(inner_dim, config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, inner_dim)
+        self.act = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
+
+
+class GPT2Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln_1(x)), [+ crossattention(ln_cross_attn(x))], + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int = 0) -> None:
+        super().__init__()
+        eps = config.layer_norm_epsilon
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=eps)
+        self.attn = GPT2Attention(config, layer_idx=layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=eps)
+        if config.add_cross_attention:
+            self.crossattention = GPT2Attention(config, is_cross_attention=True, layer_idx=layer_idx)
+            self.ln_cross_attn = nn.LayerNorm(config.n_embd, eps=eps)
+        self.mlp = GPT2MLP(config.inner_dim, config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        layer_past=None,
+        allowed=None,
+        is_causal=False,
+        head_mask=None,
+        encoder_hidden_states=None,
+        encoder_allowed=None,
+        use_cache=False,
+        output_attentions=False,
+        use_sdpa=True,
+    ):
+        """(B, T, E) -> ((B, T, E), present, self-attention probs, cross-attention probs)."""
+        attn_out, present, attn_probs = self.attn(
+            self.ln_1(hidden_states), layer_past, allowed, is_causal, head_mask,
+            use_cache=use_cache, output_attentions=output_attentions, use_sdpa=use_sdpa,
+        )
+        hidden_states = hidden_states + attn_out
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            cross_out, _, cross_probs = self.crossattention(
+                self.ln_cross_attn(hidden_states), None, encoder_allowed, False, head_mask,
+                encoder_hidden_states=encoder_hidden_states, output_attentions=output_attentions, use_sdpa=use_sdpa,
+            )
+            hidden_states = hidden_states + cross_out
+        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states))
+        return hidden_states, present, attn_probs, cross_probs
+
+
+# --------------------------------------------------------------------------------------- base class
+def _check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
+    """Raise the shared InputError if an id is outside [0, limit); the fast check stays on the device."""
+    if ids.is_floating_point() or ids.is_complex():
+        raise validation.InputError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    if ids.numel() and bool(((ids < 0) | (ids >= limit)).any()):
+        validation.check_input_ids(ids.detach().cpu().numpy(), limit, name)
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int, name: str, ignore_index: int | None = -100) -> None:
+    if labels.is_floating_point() or not labels.numel():
+        return
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bool(bad.any()):
+        validation.check_labels(labels.detach().cpu().numpy(), num_classes, name, ignore_index)
+
+
+def _checking() -> bool:
+    """Value checks need the values on the host; skip them while torch.compile traces."""
+    return not torch.compiler.is_compiling()
+
+
+def _resized_rows(old: torch.Tensor, new_rows: int, mean_resizing: bool, std: float) -> torch.Tensor:
+    """A (new_rows, E) copy of ``old`` (N, E): kept rows copied, new rows drawn as HF does.
+
+    ``mean_resizing``: new rows from a normal around the old rows' mean with 1e-9 times their
+    covariance (the mean itself if that covariance is not positive definite); otherwise N(0, std).
+    """
+    n, e = old.shape
+    out = torch.empty(new_rows, e, dtype=old.dtype, device=old.device)
+    keep = min(n, new_rows)
+    out[:keep] = old[:keep]
+    added = new_rows - n
+    if added > 0:
+        if mean_resizing:
+            data = old.detach().float()
+            mean = data.mean(0)
+            centered = data - mean
+            cov = centered.T @ centered / n
+            try:
+                dist = torch.distributions.MultivariateNormal(mean, covariance_matrix=1e-9 * cov)
+                rows = dist.sample((added,))
+            except (ValueError, RuntimeError):  # not positive definite
+                rows = mean.expand(added, e)
+            out[n:] = rows.to(old.dtype)
+        else:
+            out[n:].normal_(mean=0.0, std=std)
+    return out
+
+
+class GPT2PreTrainedModel(nn.Module):
+    """Shared by every GPT-2 model: HF's weight init, embeddings access, loading and saving.
+
+    Args:
+        config: a :class:`~gpt2_multi.config.GPT2Config`.
+        attn_implementation: ``"sdpa"`` (default: fused attention unless weights or a head mask
+            are requested) or ``"eager"`` (always the explicit path).
+    """
+
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+    architecture = "GPT2Model"  # the HF PyTorch class name, used by the checkpoint layer
+    supports_gradient_checkpointing = True
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, GPT2Config):
+            raise TypeError(f"config must be a gpt2_multi.GPT2Config, got {type(config).__name__}")
+        impl = attn_implementation or getattr(config, "_attn_implementation", None) or "sdpa"
+        if impl not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation={impl!r} is not supported; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+        config._attn_implementation = impl
+        self.config = config
+
+    # ---------------------------------------------------------------- init
+    def _init_weights(self, module: nn.Module) -> None:
+        """HF's init: N(0, initializer_range) weights, zero biases, unit layer norms, and the
+        residual projections ``c_proj`` N(0, initializer_range / sqrt(2 n_layer))."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, Conv1D)):
+            module.weight.data.normal_(mean=0.0, std=std)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.data.normal_(mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.data.fill_(1.0)
+            module.bias.data.zero_()
+        if isinstance(module, (GPT2Attention, GPT2MLP)):  # children come first in Module.apply
+            module.c_proj.weight.data.normal_(mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
+
+    def post_init(self) -> None:
+        """Initialise every weight (HF's scheme) and tie the output embedding to ``wte``."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    # ---------------------------------------------------------------- embeddings
+    @property
+    def base_model(self) -> GPT2Model:
+        return getattr(self, self.base_model_prefix, self)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.base_model.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return getattr(self, "lm_head", None)
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def tie_weights(self) -> None:
+        """Make ``lm_head.weight`` the same Parameter as ``wte.weight`` when ``config.tie_word_embeddings``."""
+        head = self.get_output_embeddings()
+        if head is not None and self.config.tie_word_embeddings:
+            head.weight = self.get_input_embeddings().weight
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Change the vocabulary size to ``new_num_tokens`` (rounded up to ``pad_to_multiple_of``).
+
+        Existing rows are kept; new rows follow HF (see ``mean_resizing``). The LM head follows:
+        tied, it stays the same Parameter as ``wte``; untied, it is resized the same way.
+        ``config.vocab_size`` is updated. Returns the (new) input embedding.
+        """
+        old = self.get_input_embeddings()
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return old
+        n = old.weight.shape[0] if new_num_tokens is None else int(new_num_tokens)
+        if pad_to_multiple_of is not None:
+            if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+                raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
+            n = math.ceil(n / pad_to_multiple_of) * pad_to_multiple_of
+        if n < 1:
+            raise ValueError(f"new_num_tokens must be positive, got {new_num_tokens!r}")
+        std = self.config.initializer_range
+        with torch.no_grad():
+            new = nn.Embedding(n, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype)
+            new.weight.copy_(_resized_rows(old.weight, n, mean_resizing, std))
+            new.weight.requires_grad_(old.weight.requires_grad)
+            self.set_input_embeddings(new)
+            head = self.get_output_embeddings()
+            if head is not None and not self.config.tie_word_embeddings:
+                new_head = nn.Linear(head.in_features, n, bias=head.bias is not None,
+                                     device=head.weight.device, dtype=head.weight.dtype)
+                new_head.weight.copy_(_resized_rows(head.weight, n, mean_resizing, std))
+                if head.bias is not None:
+                    new_head.bias.zero_()
+                    new_head.bias[: min(n, head.bias.shape[0])] = head.bias[:n]
+                self.set_output_embeddings(new_head)
+        self.config.vocab_size = n
+        self.tie_weights()
+        return self.get_input_embeddings()
+
+    # ---------------------------------------------------------------- misc
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Number of (distinct) parameters; a tied LM head is counted once."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip and (p.requires_grad or not only_trainable))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def set_attn_implementation(self, name: str) -> None:
+        if name not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation={name!r} is not supported; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+        self.config._attn_implementation = name
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute each block's activations in the backward pass (``torch.utils.checkpoint``).
+
+        ``gradient_checkpointing_kwargs`` go to ``torch.utils.checkpoint.checkpoint``
+        (default ``use_reentrant=False``). While training, ``use_cache`` is turned off with a warning.
+        """
+        kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+        self.base_model.gradient_checkpointing = True
+        self.base_model._checkpoint_kwargs = kwargs
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.base_model.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return bool(self.base_model.gradient_checkpointing)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs):
+        """Load a checkpoint in any format the shared checkpoint layer reads.
+
+        See :func:`gpt2_multi.pt.loading.from_pretrained` for the arguments
+        (``config``, ``torch_dtype``, ``output_loading_info``, ``ignore_mismatched_sizes``, ``format``, overrides).
+        """
+        from gpt2_multi.pt.loading import from_pretrained
+
+        return from_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Write ``config.json`` and ``model.safetensors`` (see :func:`gpt2_multi.pt.loading.save_pretrained`)."""
+        from gpt2_multi.pt.loading import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+
+# --------------------------------------------------------------------------------------- body
+class GPT2Model(GPT2PreTrainedModel):
+    """The GPT-2 body: token and position embeddings, ``n_layer`` blocks, final layer norm ``ln_f``."""
+
+    architecture = "GPT2Model"
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__(config, attn_implementation=attn_implementation)
+        self.embed_dim = config.n_embd
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList([GPT2Block(config, layer_idx=i) for i in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.gradient_checkpointing = False
+        self._checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
+        self.post_init()
+
+    def _layer_head_masks(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """(H,) or (L, H) -> one (1, H, 1, 1) multiplier per layer (or None everywhere)."""
+        n_layer, n_head = self.config.n_layer, self.config.n_head
+        if head_mask is None:
+            return [None] * n_layer
+        if _checking():
+            validation.check_head_mask(tuple(head_mask.shape), n_layer, n_head)
+        head_mask = head_mask.to(dtype=self.wte.weight.dtype)
+        if head_mask.dim() == 1:
+            head_mask = head_mask.expand(n_layer, n_head)
+        return [head_mask[i].view(1, n_head, 1, 1) for i in range(n_layer)]
+
+    def _check_inputs(self, input_ids, inputs_embeds, token_type_ids, position_ids, past_key_values, batch, seq, past_length):
+        cfg = self.config
+        if input_ids is not None:
+            _check_ids(input_ids, cfg.vocab_size, "input_ids")
+        elif inputs_embeds.shape[-1] != cfg.n_embd:
+            raise validation.InputError(
+                f"inputs_embeds has shape {tuple(inputs_embeds.shape)}; its last dimension must be n_embd={cfg.n_embd}")
+        if token_type_ids is not None:
+            if token_type_ids.numel() != batch * seq:
+                raise validation.InputError(
+                    f"token_type_ids has shape {tuple(token_type_ids.shape)} but the input has {batch} x {seq} tokens")
+            _check_ids(token_type_ids, cfg.vocab_size, "token_type_ids")
+        if past_key_values is not None:
+            if len(past_key_values) != cfg.n_layer:
+                raise validation.InputError(
+                    f"past_key_values has {len(past_key_values)} layers but the model has n_layer={cfg.n_layer}")
+            expected = (batch, cfg.n_head, past_length, cfg.head_dim)
+            for i, layer in enumerate(past_key_values):
+                if len(layer) != 2:
+                    raise validation.InputError(f"past_key_values[{i}] must be a (key, value) pair, got {len(layer)} entries")
+                for name, t in zip(("key", "value"), layer):
+                    validation.check_same_shape(f"past_key_values[{i}] {name}", t.shape, expected, "(batch, n_head, past_length, head_dim)")
+        if position_ids is None:
+            validation.check_sequence_length(past_length, seq, cfg.n_positions)
+        else:
+            if position_ids.numel() % seq or position_ids.shape[-1] != seq:
+                raise validation.InputError(f"position_ids has shape {tuple(position_ids.shape)}; its last dimension must be {seq}")
+            if position_ids.numel() and bool(((position_ids < 0) | (position_ids >= cfg.n_positions)).any()):
+                validation.check_position_ids(position_ids.detach().cpu().numpy(), cfg.n_positions)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        *,
+        cache_position: torch.Tensor | None = None,
+    ):
+        """Run the body.
+
+        Args:
+            input_ids: (B, T) token ids in [0, V) (any leading shape, e.g. (B, C, T), is flattened to (-1, T)).
+            past_key_values: per layer ``(key, value)``, each (B, H, P, D), from a previous call with ``use_cache``.
+            attention_mask: (B, P + T), 1 for tokens to attend to, 0 for padding; covers cached and new tokens.
+            token_type_ids: (B, T) ids embedded with ``wte`` and added (HF GPT-2 semantics).
+            position_ids: (B, T) or (1, T); default ``P + arange(T)`` (or ``cache_position``).
+            head_mask: (H,) or (L, H); multiplies the attention probabilities (1 keeps a head, 0 drops it).
+            inputs_embeds: (B, T, E) instead of ``input_ids``.
+            encoder_hidden_states: (B, S_enc, E) for cross-attention (needs ``config.add_cross_attention``).
+            encoder_attention_mask: (B, S_enc), 1 for encoder positions to attend to.
+            use_cache, output_attentions, output_hidden_states, return_dict: default to the config's.
+
+        Returns:
+            :class:`BaseModelOutputWithPastAndCrossAttentions` (or its ``to_tuple()`` when ``return_dict=False``):
+            ``last_hidden_state`` (B, T, E) after ``ln_f``; ``past_key_values`` per layer (k, v) each (B, H, P + T, D);
+            ``hidden_states`` L + 1 tensors; ``attentions`` L tensors (B, H, T, P + T); ``cross_attentions``.
+        """
+        cfg = self.config
+        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        use_cache = cfg.use_cache if use_cache is None else use_cache
+        return_dict = cfg.use_return_dict if return_dict is None else return_dict
+
+        validation.check_exactly_one(input_ids, inputs_embeds)
+        if input_ids is not None:
+            input_shape = input_ids.shape
+            input_ids = input_ids.reshape(-1, input_shape[-1])
+            batch, seq = input_ids.shape
+            device = input_ids.device
+        else:
+            if inputs_embeds.dim() < 2:
+                raise validation.InputError(f"inputs_embeds must be (batch, seq, n_embd), got shape {tuple(inputs_embeds.shape)}")
+            input_shape = inputs_embeds.shape[:-1]
+            inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], inputs_embeds.shape[-1])
+            batch, seq = inputs_embeds.shape[:2]
+            device = inputs_embeds.device
+        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[-2]
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.reshape(-1, seq) if token_type_ids.numel() == batch * seq else token_type_ids
+        if attention_mask is not None and attention_mask.dim() > 2 and attention_mask.shape[:-1] == input_shape[:-1]:
+            attention_mask = attention_mask.reshape(batch, -1)  # (B, C, T) multiple-choice inputs
+        if _checking():
+            self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids, past_key_values, batch, seq, past_length)
+            if attention_mask is not None:
+                validation.check_attention_mask(tuple(attention_mask.shape), batch, past_length, seq)
+            if encoder_hidden_states is not None and not cfg.add_cross_attention:
+                raise validation.InputError(
+                    "encoder_hidden_states were passed but the model has no cross-attention layers; "
+                    "build it with config.add_cross_attention=True")
+
+        # Embeddings.
+        if position_ids is None:
+            if cache_position is None:
+                cache_position = torch.arange(past_length, past_length + seq, device=device)
+            position_ids = cache_position.unsqueeze(0)
+        else:
+            position_ids = position_ids.reshape(-1, seq)
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)
+        hidden_states = inputs_embeds + self.wpe(position_ids).to(inputs_embeds.device)
+        if token_type_ids is not None:
+            hidden_states = hidden_states + self.wte(token_type_ids)
+        hidden_states = self.drop(hidden_states)
+
+        # Masks: a bool "may attend" mask (B|1, 1, T, P + T), causal and padding combined.
+        allowed = torch.ones(seq, past_length + seq, dtype=torch.bool, device=device).tril(diagonal=past_length)[None, None]
+        is_causal = attention_mask is None
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+        encoder_allowed = None
+        if encoder_hidden_states is not None and encoder_attention_mask is not None:
+            m = encoder_attention_mask.to(device=device, dtype=torch.bool)
+            encoder_allowed = m[:, None, None, :] if m.dim() == 2 else m[:, None, :, :]
+        head_masks = self._layer_head_masks(head_mask)
+        use_sdpa = cfg._attn_implementation == "sdpa" and not output_attentions and head_mask is None
+
+        checkpointing = self.gradient_checkpointing and self.training
+        if checkpointing and use_cache:
+            _warn_once("`use_cache=True` is incompatible with gradient checkpointing. Setting `use_cache=False`.")
+            use_cache = False
+
+        presents = () if use_cache else None
+        all_hidden = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        all_cross = () if output_attentions and cfg.add_cross_attention else None
+        for i, block in enumerate(self.h):
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            layer_past = None if past_key_values is None else past_key_values[i]
+            args = (hidden_states, layer_past, allowed, is_causal, head_masks[i], encoder_hidden_states,
+                    encoder_allowed, use_cache, output_attentions, use_sdpa)
+            if checkpointing:
+                hidden_states, present, attn, cross = torch.utils.checkpoint.checkpoint(block, *args, **self._checkpoint_kwargs)
+            else:
+                hidden_states, present, attn, cross = block(*args)
+            if use_cache:
+                presents += (present,)
+            if output_attentions:
+                all_attentions += (attn,)
+                if all_cross is not None:
+                    all_cross += (cross,)
+
+        hidden_states = self.ln_f(hidden_states)
+        hidden_states = hidden_states.view((-1,) + tuple(input_shape[1:]) + (hidden_states.shape[-1],))
+        if output_hidden_states:
+            all_hidden += (hidden_states,)
+        out = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=presents, hidden_states=all_hidden,
+            attentions=all_attentions, cross_attentions=all_cross,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+# --------------------------------------------------------------------------------------- heads
+def _flag(value, default):
+    return default if value is None else value
+
+
+def _causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy: position t predicts labels[t + 1]; -100 is ignored; mean over the rest."""
+    labels = labels.to(logits.device)
+    shift_logits = logits[..., :-1, :].float()
+    shift_labels = labels[..., 1:]
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+
+
+class GPT2LMHeadModel(GPT2PreTrainedModel):
+    """GPT-2 with the language-model head ``lm_head`` (E -> V, no bias, tied to ``wte`` by default)."""
+
+    architecture = "GPT2LMHeadModel"
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__(config, attn_implementation=attn_implementation)
+        self.transformer = GPT2Model(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(
+        self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
+        head_mask=None, inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+        use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, *,
+        cache_position=None, logits_to_keep: int | torch.Tensor = 0,
+    ):
+        """Arguments as :meth:`GPT2Model.forward`, plus:
+
+        labels: (B, T) target ids (usually ``input_ids``); shifted inside, -100 ignored.
+        logits_to_keep: compute logits only for the last ``logits_to_keep`` positions (0: all), or an index tensor.
+
+        Returns :class:`CausalLMOutputWithCrossAttentions`: ``loss`` (), ``logits`` (B, T, V), and the body's extras.
+        """
+        return_dict = _flag(return_dict, self.config.use_return_dict)
+        if labels is not None and _checking():
+            _check_labels(labels, self.config.vocab_size, "labels")
+        out = self.transformer(
+            input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            encoder_hidden_states, encoder_attention_mask, use_cache, output_attentions, output_hidden_states,
+            return_dict=True, cache_position=cache_position,
+        )
+        hidden = out.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden[..., keep, :])
+        loss = _causal_lm_loss(logits, labels) if labels is not None else None
+        result = CausalLMOutputWithCrossAttentions(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+            attentions=out.attentions, cross_attentions=out.cross_attentions,
+        )
+        return result if return_dict else result.to_tuple()
+
+
+class GPT2SequenceSummary(nn.Module):
+    """HF's ``SequenceSummary`` as GPT-2 configures it: pick one vector per sequence, then
+    first dropout, ``summary`` projection, activation, last dropout.
+
+    ``summary_type``: ``cls_index`` (the hidden state at ``cls_index``, default the last token),
+    ``last`` / ``first`` (``hidden[:, -1]`` / ``hidden[:, 0]``) or ``mean`` (over dim 1), exactly as HF indexes.
+    """
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.summary_type = config.summary_type
+        if self.summary_type == "attn":
+            raise NotImplementedError("summary_type='attn' is not implemented (nor is it in HF)")
+        self.summary: nn.Module = nn.Identity()
+        if config.summary_use_proj:
+            self.summary = nn.Linear(config.n_embd, multiple_choice_summary_size(config))
+        name = config.summary_activation
+        self.activation = ACT2FN[name] if name else _linear
+        first = config.summary_first_dropout
+        last = getattr(config, "summary_last_dropout", 0.0) or 0.0
+        self.first_dropout = nn.Dropout(first) if first > 0 else nn.Identity()
+        self.last_dropout = nn.Dropout(last) if last > 0 else nn.Identity()
+
+    def forward(self, hidden_states: torch.Tensor, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden_states (B, C, T, E), cls_index (B, C) -> (B, C, out) for ``cls_index``."""
+        if self.summary_type == "last":
+            output = hidden_states[:, -1]
+        elif self.summary_type == "first":
+            output = hidden_states[:, 0]
+        elif self.summary_type == "mean":
+            output = hidden_states.mean(dim=1)
+        else:
+            if cls_index is None:
+                cls_index = torch.full_like(hidden_states[..., :1, :], hidden_states.shape[-2] - 1, dtype=torch.long)
+            else:
+                cls_index = cls_index.to(hidden_states.device).long()[..., None, None]
+                cls_index = cls_index.expand(*cls_index.shape[:-1], hidden_states.shape[-1])
+            output = hidden_states.gather(-2, cls_index).squeeze(-2)
+        output = self.first_dropout(output)
+        output = self.summary(output)
+        output = self.activation(output)
+        return self.last_dropout(output)
+
+
+class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
+    """GPT-2 with the LM head and a multiple-choice head (``multiple_choice_head``, a sequence summary).
+
+    Inputs are (B, C, T): C choices per example. HF sets ``config.num_labels = 1`` for this model; so does this class.
+    """
+
+    architecture = "GPT2DoubleHeadsModel"
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__(config, attn_implementation=attn_implementation)
+        config.num_labels = 1
+        self.transformer = GPT2Model(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.multiple_choice_head = GPT2SequenceSummary(config)
+        self.post_init()
+
+    def forward(
+        self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
+        head_mask=None, inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None, use_cache=None,
+        output_attentions=None, output_hidden_states=None, return_dict=None, *, cache_position=None,
+    ):
+        """Arguments as :meth:`GPT2Model.forward` with (B, C, T) inputs, plus:
+
+        mc_token_ids: (B, C) index of the token whose hidden state scores each choice (default: the last).
+        labels: (B, C, T) LM targets (shifted inside, -100 ignored). mc_labels: (B,) the right choice in [0, C).
+
+        Returns :class:`GPT2DoubleHeadsModelOutput`: ``loss`` (LM), ``mc_loss``, ``logits`` (B, C, T, V), ``mc_logits`` (B, C).
+        """
+        return_dict = _flag(return_dict, self.config.use_return_dict)
+        if _checking():
+            if labels is not None:
+                _check_labels(labels, self.config.vocab_size, "labels")
+            if mc_token_ids is not None:
+                seq = (input_ids if input_ids is not None else inputs_embeds[..., 0]).shape[-1]
+                _check_labels(mc_token_ids, seq, "mc_token_ids", ignore_index=None)
+        out = self.transformer(
+            input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, cache_position=cache_position,
+        )
+        hidden = out.last_hidden_state
+        lm_logits = self.lm_head(hidden)
+        mc_logits = self.multiple_choice_head(hidden, mc_token_ids).squeeze(-1)
+        mc_loss = None
+        if mc_labels is not None:
+            if _checking():
+                _check_labels(mc_labels, mc_logits.shape[-1], "mc_labels")
+            mc_loss = F.cross_entropy(mc_logits.reshape(-1, mc_logits.shape[-1]).float(), mc_labels.to(mc_logits.device).reshape(-1))
+        lm_loss = _causal_lm_loss(lm_logits, labels) if labels is not None else None
+        result = GPT2DoubleHeadsModelOutput(
+            loss=lm_loss, mc_loss=mc_loss, logits=lm_logits, mc_logits=mc_logits,
+            past_key_values=out.past_key_values, hidden_states=out.hidden_states, attentions=out.attentions,
+        )
+        return result if return_dict else result.to_tuple()
+
+
+class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+    """GPT-2 with ``score`` (E -> L, no bias) read at each sequence's last non-pad token.
+
+    The last non-pad token is the rightmost position whose id is not ``config.pad_token_id``
+    (right or left padding both work). Without a pad id only a batch of one is accepted (HF's rule);
+    with ``inputs_embeds`` the last position is used (a warning says so).
+    """
+
+    architecture = "GPT2ForSequenceClassification"
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__(config, attn_implementation=attn_implementation)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
+        head_mask=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+        output_hidden_states=None, return_dict=None,
+    ):
+        """Arguments as :meth:`GPT2Model.forward`, plus ``labels``: (B,) class ids for single-label,
+        (B, L) 0/1 floats for multi-label, (B,) or (B, L) floats for regression (``config.problem_type``,
+        inferred as HF does when None).
+
+        Returns :class:`SequenceClassifierOutputWithPast`: ``loss`` (), ``logits`` (B, L) pooled at the last non-pad token.
+        """
+        cfg = self.config
+        return_dict = _flag(return_dict, cfg.use_return_dict)
+        out = self.transformer(
+            input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.score(out.last_hidden_state)  # (B, T, L)
+        batch = logits.shape[0]
+        if cfg.pad_token_id is None and batch != 1:
+            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+        if cfg.pad_token_id is None:
+            last = torch.full((batch,), -1, dtype=torch.long, device=logits.device)
+        elif input_ids is not None:
+            non_pad = (input_ids != cfg.pad_token_id).to(logits.device, torch.int32)
+            positions = torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32)
+            last = (positions * non_pad).argmax(-1)
+        else:
+            last = torch.full((batch,), -1, dtype=torch.long, device=logits.device)
+            _warn_once(f"{type(self).__name__} will not detect padding tokens in `inputs_embeds`. Results may be "
+                       "unexpected if using padding tokens in conjunction with `inputs_embeds.`")
+        pooled = logits[torch.arange(batch, device=logits.device), last]
+
+        loss = None
+        if labels is not None:
+            labels = labels.to(pooled.device)
+            if cfg.problem_type is None:
+                if self.num_labels == 1:
+                    cfg.problem_type = "regression"
+                elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
+                    cfg.problem_type = "single_label_classification"
+                else:
+                    cfg.problem_type = "multi_label_classification"
+            if cfg.problem_type == "regression":
+                if self.num_labels == 1:
+                    loss = F.mse_loss(pooled.squeeze().float(), labels.squeeze().float())
+                else:
+                    loss = F.mse_loss(pooled.float(), labels.float())
+            elif cfg.problem_type == "single_label_classification":
+                if _checking():
+                    _check_labels(labels, self.num_labels, "labels")
+                loss = F.cross_entropy(pooled.reshape(-1, self.num_labels).float(), labels.reshape(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(pooled.float(), labels.float())
+        result = SequenceClassifierOutputWithPast(
+            loss=loss, logits=pooled, past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states, attentions=out.attentions,
+        )
+        return result if return_dict else result.to_tuple()
+
+
+class GPT2ForTokenClassification(GPT2PreTrainedModel):
+    """GPT-2 with dropout and ``classifier`` (E -> L, with bias) on every token."""
+
+    architecture = "GPT2ForTokenClassification"
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__(config, attn_implementation=attn_implementation)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        rate = getattr(config, "classifier_dropout", None)
+        if rate is None:
+            rate = getattr(config, "hidden_dropout", None)
+        self.dropout = nn.Dropout(0.1 if rate is None else rate)
+        self.classifier = nn.Linear(config.n_embd, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None, position_ids=None,
+        head_mask=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+        output_hidden_states=None, return_dict=None,
+    ):
+        """Arguments as :meth:`GPT2Model.forward`, plus ``labels`` (B, T) in [0, L) or -100 (ignored).
+
+        Returns :class:`TokenClassifierOutput`: ``loss`` () (mean over labelled tokens), ``logits`` (B, T, L).
+        """
+        return_dict = _flag(return_dict, self.config.use_return_dict)
+        if labels is not None and _checking():
+            _check_labels(labels, self.num_labels, "labels")
+        out = self.transformer(
+            input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, self.num_labels).float(), labels.to(logits.device).reshape(-1))
+        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if return_dict else result.to_tuple()
+
+
+class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
+    """GPT-2 with ``qa_outputs`` (E -> 2, with bias): span start and end scores for every token."""
+
+    architecture = "GPT2ForQuestionAnswering"
+
+    def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
+        super().__init__(config, attn_implementation=attn_implementation)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        self.qa_outputs = nn.Linear(config.n_embd, 2)
+        self.post_init()
+
+    def forward(
+        self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+        inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+        output_hidden_states=None, return_dict=None,
+    ):
+        """Arguments as :meth:`GPT2Model.forward`, plus ``start_positions`` / ``end_positions`` (B,):
+        positions outside [0, T] are clamped to T, which is ignored (HF's rule).
+
+        Returns :class:`QuestionAnsweringModelOutput`: ``loss`` () the mean of the start and end
+        cross-entropies; ``start_logits`` and ``end_logits`` (B, T).
+        """
+        return_dict = _flag(return_dict, self.config.use_return_dict)
+        out = self.transformer(
+            input_ids, None, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            use_cache=False, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.qa_outputs(out.last_hidden_state)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            if start_positions.dim() > 1:
+                start_positions = start_positions.squeeze(-1)
+            if end_positions.dim() > 1:
+                end_positions = end_positions.squeeze(-1)
+            ignored = start_logits.shape[1]
+            start_positions = start_positions.to(start_logits.device).clamp(0, ignored)
+            end_positions = end_positions.to(end_logits.device).clamp(0, ignored)
+            loss = (F.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored)
+                    + F.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored)) / 2
+        result = QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start_logits, end_logits=end_logits,
+            hidden_states=out.hidden_states, attentions=out.attentions,
+        )
+        return result if return_dict else result.to_tuple()
+
+
+MODEL_CLASSES = {
+    cls.architecture: cls
+    for cls in (GPT2Model, GPT2LMHeadModel, GPT2DoubleHeadsModel, GPT2ForSequenceClassification,
+                GPT2ForTokenClassification, GPT2ForQuestionAnswering)
+}

@@ -1,0 +1,578 @@
+"""Numerics of the PyTorch stack on tiny random models: every config flag against an independent
+float64 reference written here from the formulas, SDPA against the eager path, the KV cache, the
+heads' losses and pooling, cross-attention, and the input errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from gpt2_multi import GPT2Config  # noqa: E402
+from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
+from gpt2_multi.pt import (  # noqa: E402
+    ACT2FN,
+    GPT2DoubleHeadsModel,
+    GPT2ForQuestionAnswering,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+)
+from gpt2_multi.validation import InputError  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+TINY = dict(vocab_size=1000, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0)
+
+
+def tiny_config(**overrides) -> GPT2Config:
+    return GPT2Config(**{**TINY, **overrides})
+
+
+def perturbed(model, seed=0):
+    """Move layer norms and biases away from 1 / 0 so that a mis-wired parameter cannot hide."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name or name.startswith("ln_"):
+                p.add_(0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.mul_(3.0)  # bigger weights: attention distributions far from uniform
+    return model.eval()
+
+
+def make(cls, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return perturbed(cls(tiny_config(**overrides)), seed)
+
+
+def ids(batch=3, seq=10, seed=1, vocab=1000):
+    return torch.randint(1, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------- float64 reference
+REF_ACT = {
+    "gelu": lambda x: x * 0.5 * (1 + torch.erf(x / math.sqrt(2))),
+    "gelu_python": lambda x: x * 0.5 * (1 + torch.erf(x / math.sqrt(2))),
+    "gelu_new": lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+    "gelu_pytorch_tanh": lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+    "gelu_accurate": lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+    "gelu_fast": lambda x: 0.5 * x * (1 + torch.tanh(0.7978845608 * x * (1 + 0.044715 * x * x))),
+    "quick_gelu": lambda x: x / (1 + torch.exp(-1.702 * x)),
+    "relu": lambda x: torch.where(x > 0, x, 0 * x),
+    "relu6": lambda x: torch.where(x > 0, x, 0 * x).clamp(max=6),
+    "leaky_relu": lambda x: torch.where(x > 0, x, 0.01 * x),
+    "silu": lambda x: x / (1 + torch.exp(-x)),
+    "swish": lambda x: x / (1 + torch.exp(-x)),
+    "mish": lambda x: x * torch.tanh(torch.log(1 + torch.exp(x))),
+    "tanh": lambda x: (torch.exp(x) - torch.exp(-x)) / (torch.exp(x) + torch.exp(-x)),
+    "sigmoid": lambda x: 1 / (1 + torch.exp(-x)),
+    "linear": lambda x: x,
+}
+
+
+def _ln(x, w, b, eps):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * w + b
+
+
+def reference_body(model: GPT2Model, input_ids, attention_mask=None, position_ids=None):
+    """GPT-2 from the formulas, float64, one head at a time. Returns the last hidden state (B, T, E)."""
+    cfg = model.config
+    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
+    B, T = input_ids.shape
+    E, H, D = cfg.n_embd, cfg.n_head, cfg.head_dim
+    pos = torch.arange(T).expand(B, T) if position_ids is None else position_ids
+    h = sd["wte.weight"][input_ids] + sd["wpe.weight"][pos]
+    allowed = torch.ones(T, T).tril().bool().expand(B, T, T)
+    if attention_mask is not None:
+        allowed = allowed & attention_mask.bool()[:, None, :]
+    for i in range(cfg.n_layer):
+        p = f"h.{i}."
+        x = _ln(h, sd[p + "ln_1.weight"], sd[p + "ln_1.bias"], cfg.layer_norm_epsilon)
+        qkv = x @ sd[p + "attn.c_attn.weight"] + sd[p + "attn.c_attn.bias"]
+        heads = []
+        for hd in range(H):
+            q = qkv[..., hd * D:(hd + 1) * D]
+            k = qkv[..., E + hd * D:E + (hd + 1) * D]
+            v = qkv[..., 2 * E + hd * D:2 * E + (hd + 1) * D]
+            s = q @ k.transpose(-1, -2)
+            if cfg.scale_attn_weights:
+                s = s / math.sqrt(D)
+            if cfg.scale_attn_by_inverse_layer_idx:
+                s = s / (i + 1)
+            s = torch.where(allowed, s, torch.full_like(s, -1e300))
+            w = torch.exp(s - s.max(-1, keepdim=True).values)
+            heads.append((w / w.sum(-1, keepdim=True)) @ v)
+        a = torch.cat(heads, -1) @ sd[p + "attn.c_proj.weight"] + sd[p + "attn.c_proj.bias"]
+        h = h + a
+        x = _ln(h, sd[p + "ln_2.weight"], sd[p + "ln_2.bias"], cfg.layer_norm_epsilon)
+        m = REF_ACT[cfg.activation_function](x @ sd[p + "mlp.c_fc.weight"] + sd[p + "mlp.c_fc.bias"])
+        h = h + m @ sd[p + "mlp.c_proj.weight"] + sd[p + "mlp.c_proj.bias"]
+    return _ln(h, sd["ln_f.weight"], sd["ln_f.bias"], cfg.layer_norm_epsilon)
+
+
+def both_paths(model, **kwargs):
+    """last_hidden_state via SDPA and via the eager path."""
+    with torch.no_grad():
+        model.set_attn_implementation("sdpa")
+        fused = model(**kwargs).last_hidden_state
+        model.set_attn_implementation("eager")
+        eager = model(**kwargs).last_hidden_state
+        model.set_attn_implementation("sdpa")
+    return fused, eager
+
+
+FLAG_CONFIGS = {
+    "default": {},
+    "no_scale": {"scale_attn_weights": False},
+    "inverse_layer_idx": {"scale_attn_by_inverse_layer_idx": True},
+    "reorder_and_upcast": {"reorder_and_upcast_attn": True},
+    "all_flags": {"scale_attn_weights": False, "scale_attn_by_inverse_layer_idx": True, "reorder_and_upcast_attn": True},
+    "n_inner": {"n_inner": 24},
+    "layer_norm_epsilon": {"layer_norm_epsilon": 1e-1},
+}
+
+
+@pytest.mark.parametrize("name", FLAG_CONFIGS)
+def test_flags_match_reference(name):
+    model = make(GPT2Model, **FLAG_CONFIGS[name])
+    x = ids()
+    mask = torch.ones_like(x)
+    mask[1, 7:] = 0  # right padding in one row
+    expected = reference_body(model, x, mask)
+    for got in both_paths(model, input_ids=x, attention_mask=mask):
+        torch.testing.assert_close(got.double(), expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("flag", ["scale_attn_weights", "scale_attn_by_inverse_layer_idx"])
+def test_flags_change_the_output(flag):
+    """The flags are honoured (so the reference comparison above can fail if one were ignored)."""
+    base = make(GPT2Model)
+    other = GPT2Model(tiny_config(**{flag: not getattr(base.config, flag)}))
+    other.load_state_dict(base.state_dict())
+    other.eval()
+    x = ids()
+    with torch.no_grad():
+        diff = (base(x).last_hidden_state - other(x).last_hidden_state).abs().max()
+    assert diff > 1e-3  # far above the 2e-5 tolerance of the reference comparison
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation(activation):
+    assert set(ACT2FN) == set(ACTIVATIONS)
+    probe = torch.linspace(-8, 8, 101, dtype=torch.float64)
+    torch.testing.assert_close(ACT2FN[activation](probe), REF_ACT[activation](probe), atol=1e-7, rtol=1e-7)
+    model = make(GPT2Model, activation_function=activation)
+    x = ids(batch=2, seq=6)
+    expected = reference_body(model, x)
+    for got in both_paths(model, input_ids=x):
+        torch.testing.assert_close(got.double(), expected, atol=2e-5, rtol=0)
+
+
+def test_reorder_and_upcast_keeps_fp16_scores_finite():
+    """In float16, q.k overflows (> 65504) when computed in half precision; reorder_and_upcast_attn
+    computes the scores and softmax in float32 on both paths and matches the float64 attention."""
+    torch.manual_seed(0)
+    cfg = tiny_config(n_layer=1, reorder_and_upcast_attn=True)
+    from gpt2_multi.pt import GPT2Attention
+
+    attn = GPT2Attention(cfg, layer_idx=0).eval()
+    with torch.no_grad():
+        attn.c_attn.weight.normal_(0, 1.0)
+        attn.c_attn.weight[:, :64] *= 40.0  # big q and k: raw scores ~ 1e5
+        attn.c_attn.bias.zero_()
+    x = torch.randn(1, 6, 32)
+    allowed = torch.ones(6, 6).tril().bool()[None, None]
+    ref_attn = GPT2Attention(cfg, layer_idx=0).double().eval()
+    ref_attn.load_state_dict(attn.state_dict())
+    with torch.no_grad():
+        expected = ref_attn(x.double(), allowed=allowed, is_causal=True, use_sdpa=False)[0]
+        half = attn.half()
+        outs = [half(x.half(), allowed=allowed, is_causal=True, use_sdpa=s)[0] for s in (True, False)]
+        half.reorder_and_upcast_attn = False
+        plain = half(x.half(), allowed=allowed, is_causal=True, use_sdpa=False)[0]
+    for out in outs:
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out.double(), expected, atol=0.05 * expected.abs().max().item(), rtol=0)
+    assert not torch.isfinite(plain).all()  # the half-precision scores overflow without the flag
+
+
+def test_which_path_runs(monkeypatch):
+    """SDPA runs unless attention weights or a head mask are requested (or attn_implementation='eager')."""
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("is_causal"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
+    model = make(GPT2Model)
+    x = ids()
+    with torch.no_grad():
+        past = model(x).past_key_values
+        assert calls == [True, True]  # no padding, no cache: the causal kernel
+        model(x[:, :2], past_key_values=past)
+        assert calls[2:] == [False, False]  # cached: explicit mask
+        model(x, output_attentions=True)
+        model(x, head_mask=torch.ones(4))
+        model.set_attn_implementation("eager")
+        model(x)
+    assert len(calls) == 4
+
+
+def test_sdpa_matches_eager_in_bfloat16():
+    model = make(GPT2Model).to(torch.bfloat16)
+    x = ids()
+    mask = torch.ones_like(x)
+    mask[0, :3] = 0
+    fused, eager = both_paths(model, input_ids=x, attention_mask=mask)
+    assert fused.dtype == torch.bfloat16
+    valid = mask.bool()
+    torch.testing.assert_close(fused[valid].float(), eager[valid].float(), atol=0.05, rtol=0.02)
+
+
+# ----------------------------------------------------------------------------- KV cache
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_cache_equals_full_forward(attn):
+    model = make(GPT2LMHeadModel, reorder_and_upcast_attn=True, scale_attn_by_inverse_layer_idx=True)
+    model.set_attn_implementation(attn)
+    x = ids(seq=12)
+    with torch.no_grad():
+        full = model(x, use_cache=True)
+        first = model(x[:, :5], use_cache=True)
+        second = model(x[:, 5:9], past_key_values=first.past_key_values)
+        third = model(x[:, 9:], past_key_values=second.past_key_values)
+    steps = torch.cat([first.logits, second.logits, third.logits], 1)
+    torch.testing.assert_close(steps, full.logits, atol=1e-5, rtol=0)
+    assert len(third.past_key_values) == 2
+    for (k, v), (fk, fv) in zip(third.past_key_values, full.past_key_values):
+        assert k.shape == (3, 4, 12, 8)
+        torch.testing.assert_close(k, fk, atol=1e-5, rtol=0)
+        torch.testing.assert_close(v, fv, atol=1e-5, rtol=0)
+
+
+def test_cache_with_left_padding_and_token_by_token_decoding():
+    """attention_mask covers past + new tokens; explicit position_ids as generation passes them."""
+    model = make(GPT2LMHeadModel)
+    x = ids(seq=10)
+    mask = torch.ones_like(x)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        full = model(x, attention_mask=mask, position_ids=positions).logits
+        out = model(x[:, :6], attention_mask=mask[:, :6], position_ids=positions[:, :6], use_cache=True)
+        logits, past = [out.logits], out.past_key_values
+        for t in range(6, 10):
+            out = model(x[:, t:t + 1], attention_mask=mask[:, :t + 1], position_ids=positions[:, t:t + 1], past_key_values=past)
+            logits.append(out.logits)
+            past = out.past_key_values
+    valid = mask.bool()
+    torch.testing.assert_close(torch.cat(logits, 1)[valid], full[valid], atol=1e-5, rtol=0)
+
+
+def test_default_positions_continue_after_the_cache():
+    model = make(GPT2Model)
+    x = ids(seq=8)
+    with torch.no_grad():
+        past = model(x[:, :5], use_cache=True).past_key_values
+        implicit = model(x[:, 5:], past_key_values=past).last_hidden_state
+        explicit = model(x[:, 5:], past_key_values=past, position_ids=torch.arange(5, 8)[None]).last_hidden_state
+        wrong = model(x[:, 5:], past_key_values=past, position_ids=torch.arange(0, 3)[None]).last_hidden_state
+    torch.testing.assert_close(implicit, explicit, rtol=0, atol=0)
+    assert (implicit - wrong).abs().max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- masks, head mask, embeddings
+def test_padding_is_ignored():
+    """Changing a padded token changes nothing at the real positions (right padding)."""
+    model = make(GPT2Model)
+    x = ids()
+    mask = torch.ones_like(x)
+    mask[:, 7:] = 0
+    y = x.clone()
+    y[:, 7:] = 5
+    with torch.no_grad():
+        a = model(x, attention_mask=mask).last_hidden_state[:, :7]
+        b = model(y, attention_mask=mask).last_hidden_state[:, :7]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_head_mask_multiplies_probabilities():
+    model = make(GPT2Model)
+    x = ids()
+    per_layer = torch.tensor([[1.0, 0.0, 1.0, 0.5], [1.0, 0.0, 1.0, 0.5]])
+    with torch.no_grad():
+        plain = model(x, output_attentions=True)
+        masked = model(x, head_mask=per_layer, output_attentions=True)
+        shared = model(x, head_mask=per_layer[0], output_attentions=True)
+    # Layer 0 sees the same input: its probabilities are scaled per head. Later layers' inputs change.
+    torch.testing.assert_close(masked.attentions[0], plain.attentions[0] * per_layer[0].view(1, 4, 1, 1), rtol=0, atol=1e-6)
+    assert masked.attentions[1][:, 1].abs().max() == 0
+    torch.testing.assert_close(masked.attentions[1][:, 3].sum(-1), torch.full((3, 10), 0.5), rtol=0, atol=1e-6)
+    torch.testing.assert_close(shared.last_hidden_state, masked.last_hidden_state, rtol=0, atol=0)
+    assert (plain.last_hidden_state - masked.last_hidden_state).abs().max() > 1e-3
+
+
+def test_token_type_ids_use_wte_and_inputs_embeds_match_ids():
+    model = make(GPT2Model)
+    x = ids()
+    types = torch.randint(0, 3, x.shape)
+    with torch.no_grad():
+        with_types = model(x, token_type_ids=types).last_hidden_state
+        embeds = model.wte(x) + model.wte(types)
+        via_embeds = model(inputs_embeds=embeds).last_hidden_state
+    torch.testing.assert_close(with_types, via_embeds, rtol=0, atol=1e-6)
+
+
+def test_multiple_choice_inputs_are_flattened():
+    model = make(GPT2Model)
+    x = ids(batch=6).view(3, 2, 10)
+    mask = torch.ones_like(x)
+    mask[:, 1, 8:] = 0
+    with torch.no_grad():
+        out = model(x, attention_mask=mask, use_cache=True)
+        flat = model(x.view(6, 10), attention_mask=mask.view(6, 10)).last_hidden_state
+    assert out.last_hidden_state.shape == (3, 2, 10, 32)
+    assert out.past_key_values[0][0].shape == (6, 4, 10, 8)
+    torch.testing.assert_close(out.last_hidden_state.view(6, 10, 32), flat, rtol=0, atol=0)
+
+
+def test_cross_attention():
+    model = make(GPT2Model, add_cross_attention=True)
+    assert "h.0.crossattention.q_attn.weight" in model.state_dict()
+    x = ids(batch=2, seq=5)
+    enc = torch.randn(2, 7, 32)
+    enc_mask = torch.ones(2, 7, dtype=torch.long)
+    enc_mask[1, 4:] = 0
+    enc2 = enc.clone()
+    enc2[1, 4:] = 100.0  # masked encoder positions must not matter
+    with torch.no_grad():
+        out = model(x, encoder_hidden_states=enc, encoder_attention_mask=enc_mask, output_attentions=True)
+        again = model(x, encoder_hidden_states=enc2, encoder_attention_mask=enc_mask)
+        no_enc = model(x).last_hidden_state
+    assert len(out.cross_attentions) == 2 and out.cross_attentions[0].shape == (2, 4, 5, 7)
+    assert out.cross_attentions[0][1, :, :, 4:].abs().max() == 0
+    fused, eager = both_paths(model, input_ids=x, encoder_hidden_states=enc, encoder_attention_mask=enc_mask)
+    torch.testing.assert_close(fused, eager, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fused, out.last_hidden_state, atol=1e-5, rtol=0)
+    torch.testing.assert_close(again.last_hidden_state, out.last_hidden_state, atol=1e-5, rtol=0)
+    assert (no_enc - out.last_hidden_state).abs().max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- heads and losses
+def test_lm_loss_is_shifted_and_ignores_minus_100():
+    model = make(GPT2LMHeadModel)
+    x = ids()
+    labels = x.clone()
+    labels[0, 4:] = -100
+    with torch.no_grad():
+        out = model(x, labels=labels)
+    logits = out.logits.double()
+    terms = [F.cross_entropy(logits[b, t], labels[b, t + 1]) for b in range(3) for t in range(9) if labels[b, t + 1] != -100]
+    torch.testing.assert_close(out.loss.double(), torch.stack(terms).mean(), atol=1e-5, rtol=0)
+
+
+def test_lm_head_is_tied_and_logits_to_keep():
+    model = make(GPT2LMHeadModel)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    x = ids()
+    with torch.no_grad():
+        full = model(x).logits
+        last = model(x, logits_to_keep=1).logits
+    assert last.shape == (3, 1, 1000)
+    torch.testing.assert_close(last, full[:, -1:], rtol=0, atol=1e-6)
+
+
+def test_double_heads_default_token_and_losses():
+    model = make(GPT2DoubleHeadsModel)
+    assert model.config.num_labels == 1
+    x = ids(batch=4).view(2, 2, 10)
+    mc_labels = torch.tensor([1, 0])
+    with torch.no_grad():
+        out = model(x, mc_labels=mc_labels, labels=x)
+        explicit = model(x, mc_token_ids=torch.full((2, 2), 9))
+        hidden = model.transformer(x).last_hidden_state
+    assert out.mc_logits.shape == (2, 2) and out.logits.shape == (2, 2, 10, 1000)
+    torch.testing.assert_close(out.mc_logits, explicit.mc_logits, rtol=0, atol=0)
+    head = model.multiple_choice_head.summary
+    torch.testing.assert_close(out.mc_logits, (hidden[:, :, -1] @ head.weight.T + head.bias).squeeze(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.mc_loss, F.cross_entropy(out.mc_logits, mc_labels), atol=1e-6, rtol=0)
+    assert out.loss is not None and out.to_tuple()[0] is out.loss and out.to_tuple()[1] is out.mc_loss
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_sequence_classification_pools_last_non_pad_token(padding):
+    model = make(GPT2ForSequenceClassification, pad_token_id=0, num_labels=3)
+    x = ids()
+    lengths = [10, 6, 3]
+    for b, n in enumerate(lengths):
+        if padding == "right":
+            x[b, n:] = 0
+        else:
+            x[b, : 10 - n] = 0
+    with torch.no_grad():
+        out = model(x, labels=torch.tensor([0, 2, 1]))
+        token_logits = model.score(model.transformer(x).last_hidden_state)
+    last = [n - 1 if padding == "right" else 9 for n in lengths]
+    torch.testing.assert_close(out.logits, token_logits[torch.arange(3), last], rtol=0, atol=0)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([0, 2, 1])), atol=1e-6, rtol=0)
+
+
+def test_sequence_classification_problem_types():
+    x = ids()
+    reg = make(GPT2ForSequenceClassification, pad_token_id=0, num_labels=1)
+    target = torch.tensor([0.5, -1.0, 2.0])
+    with torch.no_grad():
+        out = reg(x, labels=target)
+    assert reg.config.problem_type == "regression"
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits.squeeze(-1), target), atol=1e-6, rtol=0)
+    multi = make(GPT2ForSequenceClassification, pad_token_id=0, num_labels=3)
+    target = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    with torch.no_grad():
+        out = multi(x, labels=target)
+    assert multi.config.problem_type == "multi_label_classification"
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, target), atol=1e-6, rtol=0)
+
+
+def test_sequence_classification_without_pad_token(caplog):
+    model = make(GPT2ForSequenceClassification, num_labels=2)
+    with pytest.raises(ValueError, match="Cannot handle batch sizes > 1 if no padding token is defined."):
+        model(ids())
+    with torch.no_grad():
+        single = model(ids(batch=1))
+        logits = model.score(model.transformer(ids(batch=1)).last_hidden_state)
+    torch.testing.assert_close(single.logits, logits[:, -1], rtol=0, atol=0)
+    padded = make(GPT2ForSequenceClassification, pad_token_id=0, num_labels=2)
+    from gpt2_multi.pt import modeling
+
+    modeling._warned.clear()
+    embeds = torch.randn(2, 5, 32)
+    with caplog.at_level("WARNING", logger="gpt2_multi.pt"), torch.no_grad():
+        out = padded(inputs_embeds=embeds)
+        logits = padded.score(padded.transformer(inputs_embeds=embeds).last_hidden_state)
+    torch.testing.assert_close(out.logits, logits[:, -1], rtol=0, atol=0)
+    assert "will not detect padding tokens in `inputs_embeds`" in caplog.text
+
+
+def test_token_classification_loss_ignores_minus_100():
+    model = make(GPT2ForTokenClassification, num_labels=4)
+    x = ids()
+    labels = torch.randint(0, 4, x.shape)
+    labels[:, :3] = -100
+    with torch.no_grad():
+        out = model(x, labels=labels)
+    assert out.logits.shape == (3, 10, 4)
+    keep = labels != -100
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], labels[keep]), atol=1e-6, rtol=0)
+
+
+def test_question_answering_clamps_positions():
+    model = make(GPT2ForQuestionAnswering)
+    x = ids()
+    start = torch.tensor([1, 50, 3])  # 50 is beyond the sequence: clamped to T and ignored
+    end = torch.tensor([4, 5, -7])  # -7 is clamped to 0
+    with torch.no_grad():
+        out = model(x, start_positions=start, end_positions=end)
+    s, e = out.start_logits, out.end_logits
+    assert s.shape == (3, 10)
+    expected = (F.cross_entropy(s[[0, 2]], start[[0, 2]]) + F.cross_entropy(e, torch.tensor([4, 5, 0]))) / 2
+    torch.testing.assert_close(out.loss, expected, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize("cls", [GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification])
+def test_a_few_steps_lower_the_loss(cls):
+    model = make(cls, pad_token_id=0, num_labels=3)
+    model.train()
+    x = ids(batch=4, seq=12)
+    labels = {GPT2LMHeadModel: x, GPT2ForSequenceClassification: torch.tensor([0, 1, 2, 1]),
+              GPT2ForTokenClassification: x % 3}[cls]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        loss = model(x, labels=labels).loss
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_every_parameter_gets_a_gradient():
+    model = make(GPT2DoubleHeadsModel)
+    x = ids(batch=4).view(2, 2, 10)
+    out = model(x, labels=x, mc_labels=torch.tensor([0, 1]))
+    (out.loss + out.mc_loss).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if name != "multiple_choice_head.summary.bias":  # a bias shared by all choices cancels in the softmax
+            assert p.grad.abs().sum() > 0, name
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def lm():
+    return make(GPT2LMHeadModel)
+
+
+def test_error_ids_out_of_vocabulary(lm):
+    x = ids()
+    x[1, 3] = 1000
+    with pytest.raises(InputError, match=r"input_ids holds id 1000 at position \(1, 3\), outside the vocabulary \[0, 1000\)"):
+        lm(x)
+    x[1, 3] = -1
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        lm(x)
+    with pytest.raises(InputError, match="token_type_ids"):
+        lm(ids(), token_type_ids=torch.full((3, 10), 5000))
+
+
+def test_error_sequence_too_long(lm):
+    with pytest.raises(InputError, match="sequence of 65 tokens .* longer than the model's n_positions=64"):
+        lm(ids(batch=1, seq=65))
+    with torch.no_grad():
+        past = lm(ids(batch=1, seq=60), use_cache=True).past_key_values
+    with pytest.raises(InputError, match=r"sequence of 65 tokens \(60 cached \+ 5 new\)"):
+        lm(ids(batch=1, seq=5), past_key_values=past)
+    with pytest.raises(InputError, match="position_ids must lie in"):
+        lm(ids(batch=1, seq=5), position_ids=torch.arange(62, 67)[None])
+
+
+def test_error_attention_mask_length(lm):
+    with pytest.raises(InputError, match=r"attention_mask has shape \(3, 9\) but must be \(3, 10\)"):
+        lm(ids(), attention_mask=torch.ones(3, 9))
+    with torch.no_grad():
+        past = lm(ids(seq=4), use_cache=True).past_key_values
+    # HF accepts a mask covering only the new tokens here; it must cover cached + new.
+    with pytest.raises(InputError, match=r"must be \(3, 6\): batch 3, covering 4 cached \+ 2 new tokens"):
+        lm(ids(seq=2), past_key_values=past, attention_mask=torch.ones(3, 2))
+
+
+def test_error_misc_arguments(lm):
+    with pytest.raises(InputError, match="not both"):
+        lm(ids(), inputs_embeds=torch.zeros(3, 10, 32))
+    with pytest.raises(InputError, match="pass input_ids or inputs_embeds"):
+        lm()
+    with pytest.raises(InputError, match="head_mask has shape"):
+        lm(ids(), head_mask=torch.ones(3))
+    with pytest.raises(InputError, match="add_cross_attention=True"):
+        lm(ids(), encoder_hidden_states=torch.zeros(3, 4, 32))
+    with pytest.raises(InputError, match="labels holds 1000"):
+        lm(ids(), labels=torch.full((3, 10), 1000))
+    with pytest.raises(InputError, match="n_embd=32"):
+        lm(inputs_embeds=torch.zeros(3, 10, 16))
+    with torch.no_grad():
+        past = lm(ids(seq=4), use_cache=True).past_key_values
+    with pytest.raises(InputError, match="past_key_values has 1 layers"):
+        lm(ids(seq=2), past_key_values=past[:1])
+    with pytest.raises(InputError, match=r"past_key_values\[0\] key has shape \(3, 4, 4, 8\) but must be \(2, 4, 4, 8\)"):
+        lm(ids(batch=2, seq=2), past_key_values=past)
