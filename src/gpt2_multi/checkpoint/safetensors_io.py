@@ -14,6 +14,7 @@ never reaches the file.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -124,3 +125,26 @@ def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict
         for array in arrays:
             if array.nbytes:  # a zero-copy byte view of the data
                 handle.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+
+
+def release(array: np.ndarray) -> None:
+    """Drop the mapped file pages behind ``array`` from this process's resident memory (best effort).
+
+    For a backend that has copied ``array`` into its own parameters: the pages stay in the OS page
+    cache (a re-read is free) but stop counting in this process, so a load never holds the mapped
+    file next to the parameters made from it. Only call it on arrays nobody has written to: a
+    copy-on-write page that was modified would be discarded. A no-op for arrays that are not mapped.
+    """
+    mapping, base = None, array
+    while base is not None and mapping is None:
+        mapping = getattr(base, "_mmap", None)
+        base = getattr(base, "base", None)
+    if mapping is None or not hasattr(mapping, "madvise") or array.nbytes == 0:
+        return
+    try:
+        map_start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+        begin = array.__array_interface__["data"][0] - map_start
+        first = (begin // mmap.PAGESIZE) * mmap.PAGESIZE
+        mapping.madvise(mmap.MADV_DONTNEED, first, begin + array.nbytes - first)
+    except (ValueError, OSError, AttributeError, TypeError):  # best effort: never fail a load for it
+        pass
