@@ -1,0 +1,1639 @@
+"""The call contract shared by :class:`GPT2Tokenizer` and :class:`GPT2TokenizerFast`.
+
+It follows HF transformers' tokenizers (``tok(text, ...)``, ``encode``, ``decode``, special
+tokens, added tokens, padding, truncation, tensors, ``save_pretrained``/``from_pretrained``).
+Where HF's slow and fast GPT-2 tokenizers disagree, this module follows the fast one
+(``GPT2TokenizerFast``, i.e. the Rust ``tokenizers`` library), because both of our classes must give
+the ids HF's fast tokenizer gives. The differences from HF are listed in :class:`GPT2TokenizerBase`.
+
+A subclass provides the BPE engine: :meth:`GPT2TokenizerBase._encode_ordinary` turns text that
+holds no added token into ids.
+"""
+
+from __future__ import annotations
+
+import codecs
+import copy
+import importlib
+import json
+import logging
+import operator
+import os
+import re
+from collections import UserDict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from gpt2_multi.io_utils import atomic_write_text
+from gpt2_multi.tokenization import bpe
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T", bound="GPT2TokenizerBase")
+
+# HF's "no limit" value for model_max_length.
+VERY_LARGE_INTEGER = int(1e30)
+LARGE_INTEGER = int(1e20)
+
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
+
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
+TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+TENSOR_TYPES = ("np", "pt", "tf", "jax")
+
+# Unicode White_Space (what Rust's char::is_whitespace tests; str.isspace() also accepts \x1c-\x1f).
+_WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+
+# The replacements of HF's clean_up_tokenization (undo spaces before punctuation and contractions).
+_CLEAN_UP = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)
+
+
+class AddedToken:
+    """A token added on top of the BPE vocabulary; the text is matched before BPE and never split.
+
+    ``single_word``: match only when not glued to a letter, digit or ``_`` on either side.
+    ``lstrip``/``rstrip``: the match also swallows the whitespace on its left/right.
+    ``normalized``: kept for HF compatibility (GPT-2 has no normalizer); tokens with
+    ``normalized=False`` are matched first, as HF does. ``special``: a special token
+    (skipped by ``decode(..., skip_special_tokens=True)``).
+    """
+
+    __slots__ = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
+
+    def __init__(
+        self,
+        content: str,
+        single_word: bool = False,
+        lstrip: bool = False,
+        rstrip: bool = False,
+        normalized: bool | None = None,
+        special: bool = False,
+    ) -> None:
+        if not isinstance(content, str):
+            raise TypeError(f"AddedToken content must be a str, got {type(content).__name__}")
+        if not content:
+            raise ValueError("an added token cannot be the empty string")
+        self.content = content
+        self.single_word = bool(single_word)
+        self.lstrip = bool(lstrip)
+        self.rstrip = bool(rstrip)
+        self.normalized = (not special) if normalized is None else bool(normalized)
+        self.special = bool(special)
+
+    @classmethod
+    def coerce(cls, token: Any, special: bool | None = None) -> AddedToken:
+        """An AddedToken from a str, an AddedToken (ours or ``tokenizers``'), or HF's JSON dict form."""
+        if isinstance(token, str):
+            return cls(token, special=bool(special))
+        if isinstance(token, Mapping):
+            fields = {k: token[k] for k in ("content", "single_word", "lstrip", "rstrip", "normalized", "special") if k in token}
+            if "content" not in fields:
+                raise ValueError(f"an added token given as a dict needs a 'content' key, got {dict(token)!r}")
+            if special is not None:
+                fields["special"] = special
+            return cls(**fields)
+        if all(hasattr(token, attr) for attr in ("content", "single_word", "lstrip", "rstrip", "normalized")):
+            out = cls(
+                token.content, token.single_word, token.lstrip, token.rstrip, token.normalized,
+                getattr(token, "special", False),
+            )
+            if special is not None:
+                out.special = special
+            return out
+        raise TypeError(f"a token must be a str or an AddedToken, got {type(token).__name__}")
+
+    def to_dict(self, with_special: bool = True) -> dict[str, Any]:
+        """HF's JSON form (the one in tokenizer_config.json / special_tokens_map.json)."""
+        out: dict[str, Any] = {
+            "content": self.content,
+            "lstrip": self.lstrip,
+            "normalized": self.normalized,
+            "rstrip": self.rstrip,
+            "single_word": self.single_word,
+        }
+        if with_special:
+            out["special"] = self.special
+        return out
+
+    def __str__(self) -> str:
+        return self.content
+
+    def __repr__(self) -> str:
+        return (
+            f"AddedToken({self.content!r}, rstrip={self.rstrip}, lstrip={self.lstrip}, single_word={self.single_word}, "
+            f"normalized={self.normalized}, special={self.special})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AddedToken):
+            return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+        if isinstance(other, str):
+            return self.content == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.content)
+
+
+class InvalidTokenIdError(ValueError, IndexError):
+    """A token id outside the vocabulary (both a ValueError and an IndexError)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tensors and BatchEncoding.
+
+
+def _framework(tensor_type: str) -> Any:
+    names = {"pt": ("torch", "PyTorch", "torch"), "tf": ("tensorflow", "TensorFlow", "tf"), "jax": ("jax.numpy", "JAX", "flax")}
+    module, pretty, extra = names[tensor_type]
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"return_tensors={tensor_type!r} needs {pretty}, which could not be imported ({err}); "
+            f"install it, e.g. `pip install gpt2-multi[{extra}]`, or use return_tensors='np'"
+        ) from err
+
+
+def check_tensor_type(tensor_type: Any) -> str | None:
+    """Validate ``return_tensors``: None, "np", "pt", "tf" or "jax" (HF's TensorType values are accepted)."""
+    if tensor_type is None:
+        return None
+    value = getattr(tensor_type, "value", tensor_type)
+    if value == "numpy":
+        value = "np"
+    if value not in TENSOR_TYPES:
+        raise ValueError(f"return_tensors must be one of {', '.join(map(repr, TENSOR_TYPES))} or None, got {tensor_type!r}")
+    return value
+
+
+def _check_rectangular(key: str, value: Any) -> None:
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        lengths = sorted({len(row) for row in value})
+        if len(lengths) > 1:
+            raise ValueError(
+                f"cannot make a tensor of {key!r}: its sequences have different lengths ({lengths[0]} to {lengths[-1]}). "
+                "Pass padding=True (and truncation=True if some are too long) to get sequences of one length"
+            )
+
+
+def to_tensor(value: Any, tensor_type: str, key: str = "input_ids") -> Any:
+    """``value`` (nested lists of ints) as an array/tensor of ``tensor_type``.
+
+    dtypes follow HF: numpy and PyTorch int64; TensorFlow and JAX their default int (int32).
+    """
+    _check_rectangular(key, value)
+    if tensor_type == "np":
+        import numpy as np
+
+        return np.asarray(value, dtype=np.int64)
+    framework = _framework(tensor_type)
+    if tensor_type == "pt":
+        return framework.tensor(value, dtype=framework.long)
+    if tensor_type == "tf":
+        return framework.constant(value, dtype=framework.int32)
+    return framework.array(value, dtype=framework.int32)
+
+
+class BatchEncoding(UserDict):
+    """The result of calling a tokenizer: a dict (``input_ids``, ``attention_mask``, ...) with attribute access.
+
+    ``enc.input_ids`` is ``enc["input_ids"]``. Integer or slice keys select examples of a
+    batch: ``enc[0]`` is a dict of the first example's fields.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        tensor_type: str | None = None,
+        prepend_batch_axis: bool = False,
+        n_sequences: int | None = None,
+    ) -> None:
+        super().__init__(data or {})
+        self.n_sequences = n_sequences
+        self.convert_to_tensors(tensor_type, prepend_batch_axis=prepend_batch_axis)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("data", "__setstate__", "__getstate__") or name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self.data[name]
+        except KeyError:
+            raise AttributeError(f"this BatchEncoding has no field {name!r} (it has: {', '.join(self.data)})") from None
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return self.data[key]
+            except KeyError:
+                raise KeyError(f"this BatchEncoding has no field {key!r} (it has: {', '.join(self.data)})") from None
+        if isinstance(key, (int, slice)):
+            return {name: value[key] for name, value in self.data.items()}
+        raise KeyError(f"a BatchEncoding key must be a field name, an example index or a slice, got {key!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data, "n_sequences": self.n_sequences}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.data = state["data"]
+        self.n_sequences = state.get("n_sequences")
+
+    @property
+    def encodings(self) -> None:
+        """HF keeps Rust ``Encoding`` objects here; this implementation does not (always None)."""
+        return None
+
+    def convert_to_tensors(self, tensor_type: Any = None, prepend_batch_axis: bool = False) -> BatchEncoding:
+        """Convert every field in place to ``tensor_type`` ("np", "pt", "tf", "jax"); None leaves lists."""
+        tensor_type = check_tensor_type(tensor_type)
+        if tensor_type is None:
+            return self
+        for key, value in list(self.data.items()):
+            if isinstance(value, (list, tuple)):
+                self.data[key] = to_tensor([value] if prepend_batch_axis else value, tensor_type, key)
+        return self
+
+    def to(self, device: Any) -> BatchEncoding:
+        """Move PyTorch tensors to ``device`` (other values are left as they are)."""
+        for key, value in self.data.items():
+            if hasattr(value, "to") and callable(value.to):
+                self.data[key] = value.to(device=device)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The base class.
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+class GPT2TokenizerBase:
+    """Everything but the BPE engine: special/added tokens, the call contract, decoding, saving and loading.
+
+    Differences from HF, on purpose:
+
+    * both classes give HF's *fast* tokenizer's ids, including where HF's slow tokenizer differs
+      (``add_prefix_space`` adds the space to every piece between added tokens; pre-split words
+      that already start with a space get no second one; pair truncation with ``longest_first``);
+    * ``add_bos_token=True`` prepends ``bos_token`` in both classes (HF's fast tokenizer ignores it);
+    * ``decode`` writes an added token's text as it is (HF's fast tokenizer pushes it through the
+      byte-level decoder, which garbles added tokens with characters such as ``é``);
+    * ids outside the vocabulary raise :class:`InvalidTokenIdError` instead of being dropped;
+    * text with a lone surrogate raises ValueError (it has no UTF-8 bytes).
+    """
+
+    vocab_files_names: ClassVar[dict[str, str]] = {"vocab_file": bpe.VOCAB_FILE, "merges_file": bpe.MERGES_FILE}
+    model_input_names: ClassVar[list[str]] = ["input_ids", "attention_mask"]
+    is_fast: ClassVar[bool] = False
+    pad_token_type_id: int = 0
+
+    def __init__(
+        self,
+        vocab_file: str | os.PathLike | None = None,
+        merges_file: str | os.PathLike | None = None,
+        *,
+        vocab: Mapping[str, int] | None = None,
+        merges: Sequence[Any] | None = None,
+        errors: str = "replace",
+        unk_token: Any = bpe.ENDOFTEXT,
+        bos_token: Any = bpe.ENDOFTEXT,
+        eos_token: Any = bpe.ENDOFTEXT,
+        pad_token: Any = None,
+        sep_token: Any = None,
+        cls_token: Any = None,
+        mask_token: Any = None,
+        additional_special_tokens: Sequence[Any] | None = None,
+        add_prefix_space: bool = False,
+        add_bos_token: bool = False,
+        model_max_length: int = VERY_LARGE_INTEGER,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        clean_up_tokenization_spaces: bool = False,
+        split_special_tokens: bool = False,
+        added_tokens_decoder: Mapping[int | str, Any] | None = None,
+        name_or_path: str = "",
+    ) -> None:
+        if vocab is None and merges is None:
+            if vocab_file is None or merges_file is None:
+                raise TypeError(
+                    f"{type(self).__name__} needs vocab_file and merges_file (or vocab= and merges=); "
+                    f"use {type(self).__name__}.from_pretrained('gpt2') for GPT-2's own vocabulary"
+                )
+            vocab, merges = self._read_vocab_files(vocab_file, merges_file)
+        elif vocab is None or merges is None:
+            raise TypeError("pass both vocab= and merges=, or neither")
+        else:
+            vocab = bpe.check_vocab(dict(vocab))
+            merges = bpe.check_merges(list(merges))
+        self.encoder: dict[str, int] = vocab
+        self.bpe_merges: list[tuple[str, str]] = merges
+        builtin_vocab, builtin_merges = bpe.builtin_vocab_and_merges()
+        # True when this is GPT-2's own vocabulary (engines and tables built for it are shared).
+        self._is_builtin_vocab = vocab == builtin_vocab and merges == builtin_merges
+        if not self._is_builtin_vocab:
+            bpe.check_merges_in_vocab(vocab, merges)
+        tables = bpe.builtin_id_tables() if self._is_builtin_vocab else bpe.id_tables(vocab)
+        self._base_tokens, self._base_bytes = tables
+        self._base_size = len(self._base_tokens)
+
+        try:
+            codecs.lookup_error(errors)
+        except (LookupError, TypeError):
+            raise ValueError(f"errors={errors!r} is not a codec error handler (use 'replace', 'strict', 'ignore', ...)") from None
+        self.errors = errors
+        self.add_prefix_space = _as_bool(add_prefix_space, "add_prefix_space")
+        self.add_bos_token = _as_bool(add_bos_token, "add_bos_token")
+        self.clean_up_tokenization_spaces = _as_bool(clean_up_tokenization_spaces, "clean_up_tokenization_spaces")
+        self.split_special_tokens = _as_bool(split_special_tokens, "split_special_tokens")
+        if isinstance(model_max_length, bool) or not isinstance(model_max_length, int) or model_max_length <= 0:
+            raise ValueError(f"model_max_length must be a positive int, got {model_max_length!r}")
+        self.model_max_length = model_max_length
+        self.padding_side = padding_side
+        self.truncation_side = truncation_side
+        self.name_or_path = str(name_or_path)
+
+        self._added: dict[int, AddedToken] = {}  # id -> token
+        self._added_ids: dict[str, int] = {}  # content -> id
+        self._special: dict[str, AddedToken | str | None] = dict.fromkeys(SPECIAL_TOKEN_NAMES)
+        self._additional: list[AddedToken | str] = []
+        self._splitters: dict[bool, Any] = {}
+        self._special_ids_cache: frozenset[int] | None = None
+        self._extra_ids_cache: frozenset[int] | None = None
+
+        for key, token in (added_tokens_decoder or {}).items():
+            try:
+                index = operator.index(int(key))
+            except (TypeError, ValueError):
+                raise ValueError(f"added_tokens_decoder keys must be token ids, got {key!r}") from None
+            self._register(AddedToken.coerce(token), index)
+
+        specials = {
+            "bos_token": bos_token, "eos_token": eos_token, "unk_token": unk_token, "sep_token": sep_token,
+            "pad_token": pad_token, "cls_token": cls_token, "mask_token": mask_token,
+        }
+        to_add: list[AddedToken] = []
+        for name, token in specials.items():
+            if token is None:
+                continue
+            added = self._special_token(token, name)
+            self._special[name] = added
+            to_add.append(added)
+        for token in additional_special_tokens or ():
+            added = self._special_token(token, "additional_special_tokens")
+            self._additional.append(added)
+            to_add.append(added)
+        # Like HF: special tokens given at construction are registered so that they are never split.
+        self._add_tokens([t for t in to_add if t.content not in self._added_ids], special=True)
+        self._post_init()
+
+    # -- engine hooks -------------------------------------------------------------------------------------
+
+    def _post_init(self) -> None:
+        """Build the BPE engine (subclasses)."""
+
+    def _encode_ordinary(self, segments: list[str]) -> list[list[int]]:
+        """ids of texts that hold no added token (no special tokens, no prefix space added)."""
+        raise NotImplementedError
+
+    def _on_added_tokens_changed(self) -> None:
+        """Called after the added tokens changed (subclasses drop what depends on them)."""
+
+    @staticmethod
+    def _read_vocab_files(vocab_file: Any, merges_file: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        vocab_path, merges_path = Path(vocab_file), Path(merges_file)
+        for what, path in (("vocab_file", vocab_path), ("merges_file", merges_path)):
+            if not path.is_file():
+                raise FileNotFoundError(f"{what} {str(path)!r} does not exist or is not a file")
+        builtin = bpe.builtin_dir()
+        if vocab_path.resolve() == (builtin / bpe.VOCAB_FILE).resolve() and merges_path.resolve() == (
+            builtin / bpe.MERGES_FILE
+        ).resolve():
+            vocab, merges = bpe.builtin_vocab_and_merges()
+            return dict(vocab), list(merges)
+        return bpe.load_vocab(vocab_path), bpe.load_merges(merges_path)
+
+    # -- simple properties -----------------------------------------------------------------------------
+
+    @property
+    def padding_side(self) -> str:
+        """Where padding goes: "right" (default) or "left" (for generation)."""
+        return self._padding_side
+
+    @padding_side.setter
+    def padding_side(self, value: str) -> None:
+        if value not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {value!r}")
+        self._padding_side = value
+
+    @property
+    def truncation_side(self) -> str:
+        """Which end truncation cuts: "right" (default) or "left"."""
+        return self._truncation_side
+
+    @truncation_side.setter
+    def truncation_side(self, value: str) -> None:
+        if value not in ("right", "left"):
+            raise ValueError(f"truncation_side must be 'right' or 'left', got {value!r}")
+        self._truncation_side = value
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base BPE vocabulary, without added tokens (50257 for GPT-2)."""
+        return len(self.encoder)
+
+    def __len__(self) -> int:
+        """Size of the full vocabulary: base plus added tokens (HF's ``len(tokenizer)``)."""
+        return len(self.encoder) + sum(1 for content in self._added_ids if content not in self.encoder)
+
+    def get_vocab(self) -> dict[str, int]:
+        """token -> id for the base vocabulary and the added tokens."""
+        vocab = dict(self.encoder)
+        vocab.update(self._added_ids)
+        return vocab
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        """content -> id of the added tokens (special tokens included)."""
+        return dict(sorted(self._added_ids.items(), key=lambda item: item[1]))
+
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        """id -> AddedToken of the added tokens (special tokens included)."""
+        return {index: copy.copy(self._added[index]) for index in sorted(self._added)}
+
+    def get_added_vocab(self) -> dict[str, int]:
+        """The added tokens as content -> id (HF's name)."""
+        return self.added_tokens_encoder
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+            f"len={len(self)}, model_max_length={self.model_max_length}, padding_side={self.padding_side!r}, "
+            f"add_prefix_space={self.add_prefix_space}, special_tokens={self.special_tokens_map})"
+        )
+
+    # -- special tokens -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _special_token(token: Any, name: str) -> AddedToken:
+        if not isinstance(token, str) and not hasattr(token, "content") and not isinstance(token, Mapping):
+            raise TypeError(f"{name} must be a str or an AddedToken, got {type(token).__name__}")
+        if isinstance(token, str):
+            return AddedToken(token, special=True, normalized=False)
+        return AddedToken.coerce(token, special=True)
+
+    def _get_special(self, name: str) -> str | None:
+        token = self._special[name]
+        return None if token is None else str(token)
+
+    def _set_special(self, name: str, value: Any) -> None:
+        if value is not None and not isinstance(value, str) and not hasattr(value, "content"):
+            raise TypeError(f"{name} must be a str, an AddedToken or None, got {type(value).__name__}")
+        # Like HF, assigning does not add the token to the vocabulary (add_special_tokens does).
+        self._special[name] = value if value is None or isinstance(value, str) else AddedToken.coerce(value, special=True)
+        self._special_ids_cache = None
+
+    def _get_special_id(self, name: str) -> int | None:
+        token = self._get_special(name)
+        return None if token is None else self.convert_tokens_to_ids(token)
+
+    def _set_special_id(self, name: str, value: int | None) -> None:
+        if value is None:
+            self._set_special(name, None)
+            return
+        self._set_special(name, self.convert_ids_to_tokens(value))
+
+    bos_token = property(lambda self: self._get_special("bos_token"), lambda self, v: self._set_special("bos_token", v))
+    eos_token = property(lambda self: self._get_special("eos_token"), lambda self, v: self._set_special("eos_token", v))
+    unk_token = property(lambda self: self._get_special("unk_token"), lambda self, v: self._set_special("unk_token", v))
+    sep_token = property(lambda self: self._get_special("sep_token"), lambda self, v: self._set_special("sep_token", v))
+    pad_token = property(lambda self: self._get_special("pad_token"), lambda self, v: self._set_special("pad_token", v))
+    cls_token = property(lambda self: self._get_special("cls_token"), lambda self, v: self._set_special("cls_token", v))
+    mask_token = property(lambda self: self._get_special("mask_token"), lambda self, v: self._set_special("mask_token", v))
+    bos_token_id = property(lambda self: self._get_special_id("bos_token"), lambda self, v: self._set_special_id("bos_token", v))
+    eos_token_id = property(lambda self: self._get_special_id("eos_token"), lambda self, v: self._set_special_id("eos_token", v))
+    unk_token_id = property(lambda self: self._get_special_id("unk_token"), lambda self, v: self._set_special_id("unk_token", v))
+    sep_token_id = property(lambda self: self._get_special_id("sep_token"), lambda self, v: self._set_special_id("sep_token", v))
+    pad_token_id = property(lambda self: self._get_special_id("pad_token"), lambda self, v: self._set_special_id("pad_token", v))
+    cls_token_id = property(lambda self: self._get_special_id("cls_token"), lambda self, v: self._set_special_id("cls_token", v))
+    mask_token_id = property(lambda self: self._get_special_id("mask_token"), lambda self, v: self._set_special_id("mask_token", v))
+
+    @property
+    def additional_special_tokens(self) -> list[str]:
+        """Extra special tokens beyond bos/eos/unk/sep/pad/cls/mask."""
+        return [str(t) for t in self._additional]
+
+    @additional_special_tokens.setter
+    def additional_special_tokens(self, value: Sequence[Any] | None) -> None:
+        if value is not None and (isinstance(value, str) or not isinstance(value, Sequence)):
+            raise TypeError(f"additional_special_tokens must be a list of tokens, got {type(value).__name__}")
+        self._additional = [self._special_token(t, "additional_special_tokens") for t in value or ()]
+        self._special_ids_cache = None
+
+    @property
+    def additional_special_tokens_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(t) for t in self.additional_special_tokens]
+
+    @property
+    def special_tokens_map(self) -> dict[str, Any]:
+        """The special tokens that are set, as strings (HF's ``special_tokens_map``)."""
+        out: dict[str, Any] = {name: str(t) for name, t in self._special.items() if t is not None}
+        if self._additional:
+            out["additional_special_tokens"] = self.additional_special_tokens
+        return out
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """Every special token once, in HF's order (bos, eos, unk, sep, pad, cls, mask, additional)."""
+        seen: list[str] = []
+        for name in SPECIAL_TOKEN_NAMES:
+            token = self._get_special(name)
+            if token is not None and token not in seen:
+                seen.append(token)
+        for token in self.additional_special_tokens:
+            if token not in seen:
+                seen.append(token)
+        return seen
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        """The ids of :attr:`all_special_tokens`."""
+        return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
+
+    def _special_ids(self) -> frozenset[int]:
+        if self._special_ids_cache is None:
+            ids = {i for i in self.all_special_ids if i is not None}
+            ids.update(i for i, t in self._added.items() if t.special)
+            self._special_ids_cache = frozenset(ids)
+        return self._special_ids_cache
+
+    def add_special_tokens(
+        self, special_tokens_dict: Mapping[str, Any], replace_additional_special_tokens: bool = True
+    ) -> int:
+        """Set special tokens (``{"pad_token": "[PAD]"}``) and add the new ones to the vocabulary.
+
+        Keys are ``bos_token``, ``eos_token``, ``unk_token``, ``sep_token``, ``pad_token``,
+        ``cls_token``, ``mask_token`` and ``additional_special_tokens`` (a list). Returns how
+        many tokens became added tokens (resize the model's embeddings to ``len(tokenizer)``).
+        """
+        if not isinstance(special_tokens_dict, Mapping):
+            raise TypeError(f"add_special_tokens takes a dict such as {{'pad_token': '[PAD]'}}, got {type(special_tokens_dict).__name__}")
+        to_add: list[AddedToken] = []
+        for key, value in special_tokens_dict.items():
+            if key == "additional_special_tokens":
+                if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                    raise TypeError(f"additional_special_tokens must be a list or tuple of tokens, got {type(value).__name__}")
+                tokens = [self._special_token(t, key) for t in value]
+                if replace_additional_special_tokens:
+                    self._additional = list(tokens)
+                else:
+                    self._additional.extend(t for t in tokens if str(t) not in self.additional_special_tokens)
+                to_add.extend(tokens)
+            elif key in SPECIAL_TOKEN_NAMES:
+                token = self._special_token(value, key)
+                self._special[key] = token
+                to_add.append(token)
+            else:
+                allowed = ", ".join((*SPECIAL_TOKEN_NAMES, "additional_special_tokens"))
+                raise ValueError(f"{key!r} is not a special token name (use one of: {allowed})")
+        self._special_ids_cache = None
+        return self._add_tokens(to_add, special=True)
+
+    def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        """Add tokens (str or AddedToken, one or a list) that are matched in text before BPE and never split.
+
+        A token already in the base vocabulary keeps its id; others get new ids from ``len(tokenizer)``
+        on. Returns how many tokens became added tokens (like HF's fast tokenizer, this counts tokens
+        of the base vocabulary too; ``len(tokenizer)`` is the size to resize embeddings to).
+        """
+        if isinstance(new_tokens, (str, AddedToken)) or hasattr(new_tokens, "content"):
+            new_tokens = [new_tokens]
+        if not isinstance(new_tokens, (list, tuple)):
+            raise TypeError(f"add_tokens takes a token or a list of tokens, got {type(new_tokens).__name__}")
+        tokens = []
+        for token in new_tokens:
+            if isinstance(token, str):
+                tokens.append(AddedToken(token, special=special_tokens))
+            else:
+                tokens.append(AddedToken.coerce(token, special=True if special_tokens else None))
+        return self._add_tokens(tokens, special=special_tokens)
+
+    def _next_id(self) -> int:
+        return max(self._base_size, max(self._added, default=-1) + 1)
+
+    def _register(self, token: AddedToken, index: int) -> bool:
+        """Record ``token`` at ``index``; True if it was not an added token before."""
+        base = self.encoder.get(token.content)
+        if base is not None and base != index:
+            raise ValueError(f"added token {token.content!r} is given id {index}, but the vocabulary has it at id {base}")
+        if base is None and index < self._base_size and self._base_tokens[index] is not None:
+            raise ValueError(
+                f"added token {token.content!r} is given id {index}, which is the vocabulary's token {self._base_tokens[index]!r}"
+            )
+        old = self._added.get(index)
+        if old is not None and old.content != token.content:
+            raise ValueError(f"added tokens {old.content!r} and {token.content!r} both claim id {index}")
+        if token.content in self._added_ids and self._added_ids[token.content] != index:
+            raise ValueError(f"added token {token.content!r} is given two ids: {self._added_ids[token.content]} and {index}")
+        self._added[index] = token
+        self._added_ids[token.content] = index
+        self._splitters.clear()
+        self._special_ids_cache = None
+        self._extra_ids_cache = None
+        return old is None
+
+    def _add_tokens(self, tokens: Iterable[AddedToken], special: bool) -> int:
+        created = 0
+        changed = False
+        for token in tokens:
+            if token.content in self._added_ids:
+                index = self._added_ids[token.content]
+                if special and not self._added[index].special:
+                    self._added[index].special = True
+                    changed = True
+                continue
+            index = self.encoder.get(token.content)
+            if index is None:
+                index = self._next_id()
+            created += self._register(token, index)
+            changed = True
+        if changed:
+            self._special_ids_cache = None
+            self._on_added_tokens_changed()
+        return created
+
+    # -- conversions ------------------------------------------------------------------------------------
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | None | list[int | None]:
+        """Token string(s) -> id(s); an unknown token gives ``unk_token_id`` (like HF)."""
+        if isinstance(tokens, str):
+            return self._token_to_id(tokens)
+        if not isinstance(tokens, (list, tuple)):
+            raise TypeError(f"convert_tokens_to_ids takes a str or a list of str, got {type(tokens).__name__}")
+        return [self._token_to_id(t) for t in tokens]
+
+    def _token_to_id(self, token: Any) -> int | None:
+        if not isinstance(token, str):
+            raise TypeError(f"a token must be a str, got {type(token).__name__}")
+        index = self._added_ids.get(token)
+        if index is None:
+            index = self.encoder.get(token)
+        if index is None:
+            unk = self._get_special("unk_token")
+            if unk is None or unk == token:
+                return None
+            return self._token_to_id(unk)
+        return index
+
+    def _id_limit(self) -> int:
+        return max(self._base_size, max(self._added, default=-1) + 1)
+
+    def _bad_id(self, index: Any) -> Exception:
+        if isinstance(index, int) and not isinstance(index, bool):
+            return InvalidTokenIdError(
+                f"token id {index} is outside the vocabulary (valid ids are 0..{self._id_limit() - 1}; "
+                f"len(tokenizer) is {len(self)})"
+            )
+        return TypeError(f"token ids must be ints, got {type(index).__name__} ({index!r})")
+
+    def _id_to_token(self, index: int) -> str:
+        added = self._added.get(index)
+        if added is not None:
+            return added.content
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self._base_size:
+            raise self._bad_id(index)
+        token = self._base_tokens[index]
+        if token is None:
+            raise self._bad_id(index)
+        return token
+
+    def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> str | list[str]:
+        """Id(s) -> token string(s) (byte-level strings such as ``"Ġworld"``)."""
+        if isinstance(ids, int) and not isinstance(ids, bool) or (hasattr(ids, "ndim") and ids.ndim == 0):
+            return self._id_to_token(operator.index(ids))
+        id_list = self._id_list(ids)
+        if skip_special_tokens:
+            special = self._special_ids()
+            id_list = [i for i in id_list if i not in special]
+        return [self._id_to_token(i) for i in id_list]
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Join token strings back to text (byte-level characters -> bytes -> UTF-8 with ``errors``)."""
+        if isinstance(tokens, str) or not isinstance(tokens, (list, tuple)):
+            raise TypeError(f"convert_tokens_to_string takes a list of token strings, got {type(tokens).__name__}")
+        parts: list[str] = []
+        pending = bytearray()
+        for token in tokens:
+            if not isinstance(token, str):
+                raise TypeError(f"a token must be a str, got {type(token).__name__}")
+            if token in self._added_ids and token not in self.encoder:
+                if pending:
+                    parts.append(pending.decode("utf-8", self.errors))
+                    pending = bytearray()
+                parts.append(token)
+                continue
+            data = bpe.token_to_bytes(token)
+            pending += data if data is not None else token.encode("utf-8")
+        if pending:
+            parts.append(pending.decode("utf-8", self.errors))
+        return "".join(parts)
+
+    # -- encoding ---------------------------------------------------------------------------------------
+
+    def _splitter(self, split_special: bool) -> list[tuple[re.Pattern, dict[str, AddedToken]]]:
+        """Patterns matching the added tokens: those with normalized=False first, then the others (HF's order)."""
+        cached = self._splitters.get(split_special)
+        if cached is not None:
+            return cached
+        groups: list[tuple[re.Pattern, dict[str, AddedToken]]] = []
+        for normalized in (False, True):
+            tokens = {
+                t.content: t
+                for t in self._added.values()
+                if t.normalized == normalized and not (split_special and t.special)
+            }
+            if tokens:
+                # Longest first, so that at one position the longest token wins (leftmost-longest, as in HF).
+                pattern = re.compile("|".join(re.escape(c) for c in sorted(tokens, key=len, reverse=True)))
+                groups.append((pattern, tokens))
+        self._splitters[split_special] = groups
+        return groups
+
+    @staticmethod
+    def _split_on(text: str, pattern: re.Pattern, tokens: dict[str, AddedToken], ids: dict[str, int]) -> list[Any]:
+        """Split ``text`` into plain strings and added-token ids, with HF's single_word/lstrip/rstrip rules."""
+        pieces: list[Any] = []
+        position = 0
+        for match in pattern.finditer(text):
+            start, stop = match.span()
+            if start < position:
+                continue
+            token = tokens[match.group()]
+            if token.single_word:
+                before = text[start - 1] if start > 0 else ""
+                after = text[stop] if stop < len(text) else ""
+                if (before and (before.isalnum() or before == "_")) or (after and (after.isalnum() or after == "_")):
+                    continue
+            if token.lstrip:
+                while start > position and text[start - 1] in _WHITE_SPACE:
+                    start -= 1
+            if token.rstrip:
+                while stop < len(text) and text[stop] in _WHITE_SPACE:
+                    stop += 1
+            if start > position:
+                pieces.append(text[position:start])
+            pieces.append(ids[token.content])
+            position = stop
+        if position < len(text):
+            pieces.append(text[position:])
+        return pieces
+
+    def _split_added(self, text: str, split_special: bool) -> list[Any]:
+        """``text`` as a list of plain strings and added-token ids."""
+        pieces: list[Any] = [text]
+        for pattern, tokens in self._splitter(split_special):
+            out: list[Any] = []
+            for piece in pieces:
+                if isinstance(piece, str) and pattern.search(piece) is not None:
+                    out.extend(self._split_on(piece, pattern, tokens, self._added_ids))
+                else:
+                    out.append(piece)
+            pieces = out
+        return pieces
+
+    @staticmethod
+    def _check_encodable(text: str) -> None:
+        if text.isascii():
+            return
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"the text holds a lone surrogate {text[err.start]!r} at position {err.start}: it is not valid "
+                "Unicode and has no UTF-8 bytes (decode your bytes with errors='replace' or 'ignore' first)"
+            ) from None
+
+    def _encode_chunks(self, chunks: Sequence[str], prefix: bool, split_special: bool) -> list[int]:
+        """ids of ``chunks`` (one text, or the words of a pre-split text), without special tokens.
+
+        Added tokens are matched first; with ``prefix``, every plain piece that does not start with a
+        space gets one (HF's ByteLevel ``add_prefix_space``).
+        """
+        pieces: list[Any] = []
+        for chunk in chunks:
+            self._check_encodable(chunk)
+            if self._added:
+                pieces.extend(self._split_added(chunk, split_special))
+            elif chunk:
+                pieces.append(chunk)
+        plain = [p for p in pieces if isinstance(p, str) and p]
+        if prefix:
+            plain = [p if p.startswith(" ") else " " + p for p in plain]
+        encoded = iter(self._encode_ordinary(plain))
+        ids: list[int] = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                if piece:
+                    ids.extend(next(encoded))
+            else:
+                ids.append(piece)
+        return ids
+
+    def _encode_one(self, value: Any, is_split: bool, split_special: bool) -> list[int]:
+        if is_split:
+            return self._encode_chunks(value, True, split_special)
+        return self._encode_chunks([value], self.add_prefix_space, split_special)
+
+    def _offsets_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int]]]:
+        raise NotImplementedError(
+            f"return_offsets_mapping=True is not available with {type(self).__name__} (pure Python, like HF's slow "
+            "tokenizer); use GPT2TokenizerFast"
+        )
+
+    def _check_split_words(self) -> None:
+        """Hook: the fast tokenizer requires add_prefix_space=True for pre-split words (as HF's does)."""
+
+    # -- special tokens around sequences ------------------------------------------------------------------
+
+    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """The model input for one sequence or a pair: ``bos`` before each when ``add_bos_token``."""
+        bos = [self.bos_token_id] if self.add_bos_token and self.bos_token_id is not None else []
+        out = bos + list(token_ids_0)
+        if token_ids_1 is not None:
+            out += bos + list(token_ids_1)
+        return out
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        """How many special tokens :meth:`build_inputs_with_special_tokens` adds."""
+        return len(self.build_inputs_with_special_tokens([], [] if pair else None))
+
+    def get_special_tokens_mask(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
+    ) -> list[int]:
+        """1 for a special token added by :meth:`build_inputs_with_special_tokens`, 0 for a sequence token."""
+        if already_has_special_tokens:
+            special = self._special_ids()
+            return [1 if i in special else 0 for i in list(token_ids_0) + list(token_ids_1 or [])]
+        bos = [1] if self.add_bos_token and self.bos_token_id is not None else []
+        out = bos + [0] * len(token_ids_0)
+        if token_ids_1 is not None:
+            out += bos + [0] * len(token_ids_1)
+        return out
+
+    def create_token_type_ids_from_sequences(self, token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+        """0 for the first sequence (and its special tokens), 1 for the second."""
+        first = len(self.build_inputs_with_special_tokens(token_ids_0))
+        if token_ids_1 is None:
+            return [0] * first
+        total = len(self.build_inputs_with_special_tokens(token_ids_0, token_ids_1))
+        return [0] * first + [1] * (total - first)
+
+    # -- argument handling ----------------------------------------------------------------------------
+
+    def _strategies(
+        self, padding: Any, truncation: Any, max_length: Any, pad_to_multiple_of: Any
+    ) -> tuple[str, str, int | None]:
+        """HF's rules: (padding strategy, truncation strategy, max_length)."""
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 0):
+            raise ValueError(f"max_length must be a non-negative int or None, got {max_length!r}")
+        if pad_to_multiple_of is not None and (
+            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0
+        ):
+            raise ValueError(f"pad_to_multiple_of must be a positive int or None, got {pad_to_multiple_of!r}")
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # HF: a max_length alone means truncation
+        if padding is False or padding is None:
+            pad = "do_not_pad"
+        elif padding is True:
+            pad = "longest"
+        else:
+            pad = getattr(padding, "value", padding)
+            if pad not in PADDING_STRATEGIES:
+                raise ValueError(f"padding must be True, False or one of {', '.join(map(repr, PADDING_STRATEGIES))}; got {padding!r}")
+        if truncation is True:
+            trunc = "longest_first"
+        elif truncation is False or truncation is None:
+            trunc = "do_not_truncate"
+        else:
+            trunc = getattr(truncation, "value", truncation)
+            if trunc not in TRUNCATION_STRATEGIES:
+                raise ValueError(
+                    f"truncation must be True, False or one of {', '.join(map(repr, TRUNCATION_STRATEGIES))}; got {truncation!r}"
+                )
+        if max_length is None:
+            if pad == "max_length":
+                if self.model_max_length > LARGE_INTEGER:
+                    logger.warning("padding='max_length' without max_length, and the tokenizer has no model_max_length: no padding")
+                    pad = "do_not_pad"
+                else:
+                    max_length = self.model_max_length
+            if trunc != "do_not_truncate":
+                if self.model_max_length > LARGE_INTEGER:
+                    logger.warning("truncation without max_length, and the tokenizer has no model_max_length: no truncation")
+                    trunc = "do_not_truncate"
+                else:
+                    max_length = self.model_max_length
+        if pad != "do_not_pad":
+            pad_id = self.pad_token_id
+            if self.pad_token is None or pad_id is None or pad_id < 0:
+                raise ValueError(
+                    "padding was requested, but this tokenizer has no padding token. Set one, e.g. "
+                    "`tokenizer.pad_token = tokenizer.eos_token` (GPT-2 is usually padded with <|endoftext|> and an "
+                    "attention mask), or add a new one with `tokenizer.add_special_tokens({'pad_token': '[PAD]'})` "
+                    "and resize the model's embeddings"
+                )
+        if (
+            trunc != "do_not_truncate" and pad != "do_not_pad" and pad_to_multiple_of is not None
+            and max_length is not None and max_length % pad_to_multiple_of != 0
+        ):
+            raise ValueError(
+                f"truncation and padding are both on, but max_length={max_length} is not a multiple of "
+                f"pad_to_multiple_of={pad_to_multiple_of}"
+            )
+        return pad, trunc, max_length
+
+    @staticmethod
+    def _examples(text: Any, text_pair: Any, is_split: bool) -> tuple[bool, list[tuple[Any, Any]]]:
+        """Check the input's shape: (batched, [(first, second or None), ...])."""
+
+        def words(value: Any, what: str) -> list[str]:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(
+                    f"with is_split_into_words=True, {what} must be a list of words (str), got {type(value).__name__}"
+                )
+            for i, word in enumerate(value):
+                if not isinstance(word, str):
+                    raise TypeError(f"with is_split_into_words=True, {what}[{i}] must be a str, got {type(word).__name__}")
+            return list(value)
+
+        def plain(value: Any, what: str) -> str:
+            if not isinstance(value, str):
+                raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+            return value
+
+        if text is None:
+            raise ValueError("no text given: pass a str, a list of str, or a list of (text, text_pair) pairs")
+        if is_split:
+            if not isinstance(text, (list, tuple)):
+                raise TypeError(
+                    "with is_split_into_words=True, text must be a list of words (one example) or a list of lists "
+                    f"of words (a batch), got {type(text).__name__}"
+                )
+            batched = bool(text) and isinstance(text[0], (list, tuple))
+            if not batched:
+                first = words(text, "text")
+                second = None if text_pair is None else words(text_pair, "text_pair")
+                return False, [(first, second)]
+            if text_pair is not None:
+                if not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text):
+                    raise ValueError("text and text_pair must be batches of the same length")
+                return True, [(words(a, f"text[{i}]"), words(b, f"text_pair[{i}]")) for i, (a, b) in enumerate(zip(text, text_pair))]
+            out = []
+            for i, example in enumerate(text):
+                if example and isinstance(example[0], (list, tuple)):
+                    if len(example) != 2:
+                        raise ValueError(f"text[{i}] must be a list of words or a pair of lists of words")
+                    out.append((words(example[0], f"text[{i}][0]"), words(example[1], f"text[{i}][1]")))
+                else:
+                    out.append((words(example, f"text[{i}]"), None))
+            return True, out
+        if isinstance(text, str):
+            return False, [(text, None if text_pair is None else plain(text_pair, "text_pair"))]
+        if not isinstance(text, (list, tuple)):
+            raise TypeError(
+                "text must be a str, a list of str (a batch), or a list of (text, text_pair) pairs; "
+                f"got {type(text).__name__}"
+            )
+        if text_pair is not None:
+            if not isinstance(text_pair, (list, tuple)):
+                raise TypeError(f"with a batch of texts, text_pair must be a list of str too, got {type(text_pair).__name__}")
+            if len(text_pair) != len(text):
+                raise ValueError(f"text and text_pair must have the same length, got {len(text)} and {len(text_pair)}")
+            return True, [(plain(a, f"text[{i}]"), plain(b, f"text_pair[{i}]")) for i, (a, b) in enumerate(zip(text, text_pair))]
+        out = []
+        for i, example in enumerate(text):
+            if isinstance(example, str):
+                out.append((example, None))
+            elif isinstance(example, (list, tuple)) and len(example) == 2:
+                out.append((plain(example[0], f"text[{i}][0]"), plain(example[1], f"text[{i}][1]")))
+            else:
+                raise TypeError(
+                    f"text[{i}] must be a str or a (text, text_pair) pair, got {type(example).__name__}"
+                    + (" (pre-split words need is_split_into_words=True)" if isinstance(example, (list, tuple)) else "")
+                )
+        return True, out
+
+    # -- truncation and padding ----------------------------------------------------------------------
+
+    def _cut(self, values: list[Any], keep: int) -> list[Any]:
+        if len(values) <= keep:
+            return values
+        return values[len(values) - keep :] if self.truncation_side == "left" else values[:keep]
+
+    def _truncate(
+        self, first: list[Any], second: list[Any] | None, strategy: str, max_length: int | None, n_special: int
+    ) -> tuple[list[Any], list[Any] | None]:
+        """HF's fast (Rust) truncation of a sequence or a pair to ``max_length`` including special tokens."""
+        if strategy == "do_not_truncate" or max_length is None:
+            return first, second
+        total = len(first) + (len(second) if second is not None else 0)
+        budget = max_length - n_special
+        if budget < 0:
+            raise ValueError(
+                f"max_length={max_length} is smaller than the {n_special} special tokens this tokenizer adds"
+            )
+        if total <= budget:
+            return first, second
+        if budget == 0:  # HF's engine empties every sequence, whatever the strategy
+            return first[:0], None if second is None else second[:0]
+        remove = total - budget
+        if strategy == "longest_first":
+            if second is None:
+                return self._cut(first, budget), None
+            n1, n2 = len(first), len(second)
+            swap = n1 > n2
+            if swap:
+                n1, n2 = n2, n1
+            n2 = n1 if n1 > budget else max(n1, budget - n1)
+            if n1 + n2 > budget:
+                n1 = budget // 2
+                n2 = n1 + budget % 2
+            if swap:
+                n1, n2 = n2, n1
+            return self._cut(first, n1), self._cut(second, n2)
+        if strategy == "only_second" and second is None:
+            raise ValueError(
+                f"truncation='only_second' was asked for a single sequence of {total} tokens > max_length={max_length}; "
+                "it needs a text_pair (use truncation=True or 'only_first')"
+            )
+        target = first if strategy == "only_first" else second
+        assert target is not None
+        if len(target) <= remove:
+            which = "first" if strategy == "only_first" else "second"
+            other = "'only_second' or 'longest_first'" if which == "first" else "'only_first' or 'longest_first'"
+            raise ValueError(
+                f"truncation={strategy!r} must remove {remove} tokens, but the {which} sequence has only "
+                f"{len(target)}; use another strategy ({other})"
+            )
+        if strategy == "only_first":
+            return self._cut(first, len(first) - remove), second
+        return first, self._cut(target, len(target) - remove)
+
+    def _prepare(
+        self,
+        first: list[int],
+        second: list[int] | None,
+        offsets: tuple[list[Any], list[Any] | None] | None,
+        add_special_tokens: bool,
+        trunc: str,
+        max_length: int | None,
+        want: dict[str, bool],
+    ) -> dict[str, list[Any]]:
+        bos_id = self.bos_token_id
+        use_bos = add_special_tokens and self.add_bos_token and bos_id is not None
+        n_special = (2 if second is not None else 1) if use_bos else 0
+        first, second = self._truncate(first, second, trunc, max_length, n_special)
+
+        def assemble(a: list[Any], b: list[Any] | None, head_a: Any, head_b: Any) -> list[Any]:
+            if b is None and not use_bos:
+                return a
+            out = ([head_a] if use_bos else []) + a
+            if b is not None:
+                out += ([head_b] if use_bos else []) + b
+            return out
+
+        ids = assemble(first, second, bos_id, bos_id)
+        out: dict[str, list[Any]] = {"input_ids": ids}
+        if want["token_type_ids"]:
+            out["token_type_ids"] = assemble([0] * len(first), None if second is None else [1] * len(second), 0, 1)
+        if want["attention_mask"]:
+            out["attention_mask"] = [1] * len(ids)
+        if want["special_tokens_mask"]:
+            out["special_tokens_mask"] = assemble([0] * len(first), None if second is None else [0] * len(second), 1, 1)
+        if offsets is not None:
+            off_first, off_second = self._truncate(offsets[0], offsets[1], trunc, max_length, n_special)
+            out["offset_mapping"] = assemble(off_first, off_second, (0, 0), (0, 0))
+        return out
+
+    def _pad_example(self, example: dict[str, list[Any]], length: int, side: str) -> None:
+        missing = length - len(example["input_ids"])
+        if missing <= 0:
+            return
+        fill = {
+            "input_ids": self.pad_token_id,
+            "token_type_ids": self.pad_token_type_id,
+            "attention_mask": 0,
+            "special_tokens_mask": 1,
+            "offset_mapping": (0, 0),
+        }
+        for key, value in example.items():
+            if key in fill:
+                pad = [fill[key]] * missing
+                example[key] = pad + value if side == "left" else value + pad
+
+    def _pad_batch(
+        self, examples: list[dict[str, list[Any]]], pad: str, max_length: int | None, multiple: int | None, side: str
+    ) -> None:
+        if pad == "do_not_pad" or not examples:
+            return
+        if pad == "longest":
+            length = max(len(e["input_ids"]) for e in examples)
+        else:
+            assert max_length is not None
+            length = max_length
+        if multiple is not None and length % multiple:
+            length += multiple - length % multiple
+        for example in examples:
+            self._pad_example(example, length, side)
+
+    # -- the call ----------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        text: Any = None,
+        text_pair: Any = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        split_special_tokens: bool | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Tokenize one text, a batch of texts, or (batches of) pairs, HF-style.
+
+        ``text`` is a str, a list of str (a batch), or a list of ``(text, text_pair)`` pairs; with
+        ``is_split_into_words=True`` it is a list of words (or a list of such lists). Returns a
+        :class:`BatchEncoding` with ``input_ids`` and (by default) ``attention_mask``; lists, or
+        tensors of ``return_tensors`` ("np", "pt", "tf", "jax"; a single example gets a batch axis).
+        """
+        tensor_type = check_tensor_type(return_tensors)
+        if return_overflowing_tokens:
+            raise NotImplementedError("return_overflowing_tokens=True is not supported by gpt2_multi's tokenizers")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+            raise ValueError(f"stride must be a non-negative int, got {stride!r}")
+        if padding_side is not None and padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        is_split = _as_bool(is_split_into_words, "is_split_into_words")
+        add_special = _as_bool(add_special_tokens, "add_special_tokens")
+        split_special = self.split_special_tokens if split_special_tokens is None else _as_bool(split_special_tokens, "split_special_tokens")
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        batched, examples = self._examples(text, text_pair, is_split)
+        if is_split:
+            self._check_split_words()
+        want = {
+            "token_type_ids": bool(return_token_type_ids) if return_token_type_ids is not None else "token_type_ids" in self.model_input_names,
+            "attention_mask": bool(return_attention_mask) if return_attention_mask is not None else "attention_mask" in self.model_input_names,
+            "special_tokens_mask": bool(return_special_tokens_mask),
+        }
+        rows: list[dict[str, list[Any]]] = []
+        for first_text, second_text in examples:
+            if return_offsets_mapping:
+                first, first_off = self._offsets_one(first_text, is_split, split_special)
+                second, second_off = (None, None) if second_text is None else self._offsets_one(second_text, is_split, split_special)
+                offsets = (first_off, second_off)
+            else:
+                first = self._encode_one(first_text, is_split, split_special)
+                second = None if second_text is None else self._encode_one(second_text, is_split, split_special)
+                offsets = None
+            rows.append(self._prepare(first, second, offsets, add_special, trunc, max_length, want))
+        self._pad_batch(rows, pad, max_length, pad_to_multiple_of, padding_side or self.padding_side)
+        if rows:
+            keys = list(rows[0])
+        else:
+            keys = ["input_ids"] + [k for k in ("token_type_ids", "attention_mask", "special_tokens_mask") if want[k]]
+        data: dict[str, Any] = {key: [row[key] for row in rows] for key in keys}
+        if return_length:
+            # The length after padding, like HF's fast tokenizer.
+            data["length"] = [len(row["input_ids"]) for row in rows]
+        n_sequences = 2 if any(second is not None for _, second in examples) else 1
+        if batched or tensor_type is not None:
+            return BatchEncoding(data, tensor_type=tensor_type, n_sequences=n_sequences)
+        # One example without tensors: plain lists (``length`` stays a one-item list, as in HF's fast tokenizer).
+        return BatchEncoding(
+            {key: (value if key == "length" else value[0]) for key, value in data.items()}, n_sequences=n_sequences
+        )
+
+    def encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        *,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """ids of one text (or a pair); a tensor of shape (1, T) with ``return_tensors``."""
+        is_split = kwargs.get("is_split_into_words", False)
+        if not isinstance(text, str) and not (is_split and isinstance(text, (list, tuple))):
+            raise TypeError(
+                f"encode takes one text (a str) but got {type(text).__name__}; "
+                "use tokenizer(list_of_texts) for a batch, or is_split_into_words=True for a list of words"
+            )
+        encoded = self(
+            text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+            max_length=max_length, return_tensors=return_tensors, return_attention_mask=False, **kwargs,
+        )
+        return encoded["input_ids"]
+
+    def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
+        """HF's older name for calling the tokenizer on one example."""
+        if not isinstance(text, str) and not (kwargs.get("is_split_into_words") and isinstance(text, (list, tuple))):
+            raise TypeError(f"encode_plus takes one text (a str), got {type(text).__name__}; use batch_encode_plus for a batch")
+        return self(text, text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[Any], **kwargs: Any) -> BatchEncoding:
+        """HF's older name for calling the tokenizer on a batch (texts or (text, pair) tuples)."""
+        if not isinstance(batch_text_or_text_pairs, (list, tuple)):
+            raise TypeError(f"batch_encode_plus takes a list, got {type(batch_text_or_text_pairs).__name__}")
+        return self(list(batch_text_or_text_pairs), **kwargs)
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+        """Token strings of ``text`` (byte-level, e.g. ``["Hello", "Ġworld"]``)."""
+        if not isinstance(text, str) and not (kwargs.get("is_split_into_words") and isinstance(text, (list, tuple))):
+            raise TypeError(f"tokenize takes a str, got {type(text).__name__}")
+        ids = self(text, pair, add_special_tokens=add_special_tokens, return_attention_mask=False, **kwargs)["input_ids"]
+        return [self._id_to_token(i) for i in ids]
+
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchEncoding:
+        """Pad already-encoded inputs (a dict of lists, a list of dicts, or one dict) — what data collators use."""
+        tensor_type = check_tensor_type(return_tensors)
+        if padding_side is not None and padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            keys = list(encoded_inputs[0].keys())
+            encoded_inputs = {k: [dict(e)[k] for e in encoded_inputs] for k in keys}
+        if not isinstance(encoded_inputs, Mapping) or "input_ids" not in encoded_inputs:
+            raise ValueError("pad takes a dict (or BatchEncoding) with 'input_ids', or a list of such dicts")
+        data = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in dict(encoded_inputs).items()}
+        ids = data["input_ids"]
+        batched = bool(ids) and isinstance(ids[0], (list, tuple))
+        pad, _, max_length = self._strategies(padding, False, max_length, pad_to_multiple_of)
+        want_mask = return_attention_mask if return_attention_mask is not None else "attention_mask" in self.model_input_names
+        n = len(ids) if batched else 1
+        rows = []
+        for i in range(n):
+            row = {k: list(v[i] if batched else v) for k, v in data.items()}
+            if want_mask and "attention_mask" not in row:
+                row["attention_mask"] = [1] * len(row["input_ids"])
+            rows.append(row)
+        self._pad_batch(rows, pad, max_length, pad_to_multiple_of, padding_side or self.padding_side)
+        if batched:
+            return BatchEncoding({k: [r[k] for r in rows] for k in rows[0]}, tensor_type=tensor_type)
+        return BatchEncoding(rows[0], tensor_type=tensor_type)
+
+    # -- decoding -------------------------------------------------------------------------------------------
+
+    def _id_list(self, token_ids: Any) -> list[int]:
+        """A flat list of Python ints from a list, an int, or a numpy/torch/tf/jax array; checked."""
+        if hasattr(token_ids, "numpy") and not hasattr(token_ids, "tolist"):
+            token_ids = token_ids.numpy()
+        if hasattr(token_ids, "tolist"):
+            token_ids = token_ids.tolist()
+        if isinstance(token_ids, int) and not isinstance(token_ids, bool):
+            token_ids = [token_ids]
+        if not isinstance(token_ids, (list, tuple)):
+            raise TypeError(f"token ids must be an int, a list of ints or a 1-D array, got {type(token_ids).__name__}")
+        ids = list(token_ids)
+        if not all(type(i) is int for i in ids):
+            for i, value in enumerate(ids):
+                if isinstance(value, (list, tuple)):
+                    raise TypeError("decode takes one sequence of ids (1-D); use batch_decode for a batch (2-D)")
+                if isinstance(value, bool) or not hasattr(value, "__index__"):
+                    raise TypeError(f"token ids must be ints, got {type(value).__name__} ({value!r}) at position {i}")
+                ids[i] = operator.index(value)
+        if ids:
+            low, high = min(ids), max(ids)
+            if low < 0 or high >= self._id_limit():
+                raise self._bad_id(low if low < 0 else high)
+        return ids
+
+    def _extra_ids(self) -> frozenset[int]:
+        """Ids of added tokens that are not in the base vocabulary (decoded as their text)."""
+        if self._extra_ids_cache is None:
+            self._extra_ids_cache = frozenset(i for i, t in self._added.items() if t.content not in self.encoder)
+        return self._extra_ids_cache
+
+    def _decode_ids(self, ids: list[int], skip_special_tokens: bool, clean_up: bool) -> str:
+        if skip_special_tokens:
+            special = self._special_ids()
+            ids = [i for i in ids if i not in special]
+        extra = self._extra_ids()
+        if not extra or extra.isdisjoint(ids):
+            try:
+                text = b"".join(map(self._base_bytes.__getitem__, ids)).decode("utf-8", self.errors)
+            except (TypeError, IndexError):
+                raise self._bad_id(next(i for i in ids if i >= self._base_size or self._base_bytes[i] is None)) from None
+            if clean_up:
+                for before, after in _CLEAN_UP:
+                    text = text.replace(before, after)
+            return text
+        added = self._added
+        base_bytes = self._base_bytes
+        base_size = self._base_size
+        text_parts: list[str] = []
+        run: list[bytes] = []
+        errors = self.errors
+        for index in ids:
+            token = added.get(index)
+            if token is not None and token.content not in self.encoder:
+                if run:
+                    text_parts.append(b"".join(run).decode("utf-8", errors))
+                    run = []
+                text_parts.append(token.content)
+                continue
+            data = base_bytes[index] if index < base_size else None
+            if data is None:
+                raise self._bad_id(index)
+            run.append(data)
+        if run:
+            text_parts.append(b"".join(run).decode("utf-8", errors))
+        text = "".join(text_parts)
+        if clean_up:
+            for before, after in _CLEAN_UP:
+                text = text.replace(before, after)
+        return text
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str:
+        """Text of a sequence of ids (list, int, or 1-D numpy/torch/tf/jax array).
+
+        Bytes that are not valid UTF-8 (e.g. half of an emoji) become U+FFFD with the default
+        ``errors="replace"``. ``clean_up_tokenization_spaces`` defaults to the tokenizer's setting
+        (False for GPT-2). An id outside the vocabulary raises :class:`InvalidTokenIdError`.
+        """
+        ids = self._id_list(token_ids)
+        clean_up = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        return self._decode_ids(ids, _as_bool(skip_special_tokens, "skip_special_tokens"), bool(clean_up))
+
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]:
+        """:meth:`decode` of every sequence of a batch (a list of lists or a 2-D array)."""
+        if hasattr(sequences, "numpy") and not hasattr(sequences, "tolist"):
+            sequences = sequences.numpy()
+        if hasattr(sequences, "tolist"):
+            sequences = sequences.tolist()
+        if not isinstance(sequences, (list, tuple)):
+            raise TypeError(f"batch_decode takes a list of sequences or a 2-D array, got {type(sequences).__name__}")
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+
+    # -- saving and loading --------------------------------------------------------------------------
+
+    def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, str]:
+        """Write ``vocab.json`` and ``merges.txt`` (HF's formats) and return their paths."""
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(f"save_directory {str(directory)!r} exists and is not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        vocab_path = directory / f"{prefix}{bpe.VOCAB_FILE}"
+        merges_path = directory / f"{prefix}{bpe.MERGES_FILE}"
+        atomic_write_text(vocab_path, json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        atomic_write_text(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.bpe_merges))
+        return str(vocab_path), str(merges_path)
+
+    @staticmethod
+    def _token_json(token: AddedToken | str) -> Any:
+        return token if isinstance(token, str) else token.to_dict(with_special=False)
+
+    def _tokenizer_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "add_bos_token": self.add_bos_token,
+            "add_prefix_space": self.add_prefix_space,
+            "added_tokens_decoder": {str(i): self._added[i].to_dict() for i in sorted(self._added)},
+        }
+        for name in SPECIAL_TOKEN_NAMES:
+            token = self._special[name]
+            if token is not None or name in ("bos_token", "eos_token", "unk_token", "pad_token"):
+                config[name] = None if token is None else str(token)
+        if self._additional:
+            config["additional_special_tokens"] = self.additional_special_tokens
+        config.update(
+            {
+                "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+                "errors": self.errors,
+                "extra_special_tokens": {},
+                "model_max_length": self.model_max_length,
+                "tokenizer_class": "GPT2Tokenizer",
+            }
+        )
+        if self.padding_side != "right":
+            config["padding_side"] = self.padding_side
+        if self.truncation_side != "right":
+            config["truncation_side"] = self.truncation_side
+        if self.split_special_tokens:
+            config["split_special_tokens"] = True
+        return dict(sorted(config.items()))
+
+    def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, ...]:
+        """Write HF's tokenizer files to ``save_directory``; returns the paths written.
+
+        vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json, added_tokens.json
+        (only if tokens were added beyond the base vocabulary) and, for the fast tokenizer, tokenizer.json.
+        """
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(f"save_directory {str(directory)!r} exists and is not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        written: list[str] = []
+        config_path = directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
+        atomic_write_text(config_path, json.dumps(self._tokenizer_config(), indent=2, ensure_ascii=False) + "\n")
+        written.append(str(config_path))
+        special_map: dict[str, Any] = {
+            name: self._token_json(token) for name, token in sorted(self._special.items()) if token is not None
+        }
+        if self._additional:
+            special_map["additional_special_tokens"] = [self._token_json(t) for t in self._additional]
+        map_path = directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
+        atomic_write_text(map_path, json.dumps(special_map, indent=2, ensure_ascii=False) + "\n")
+        written.append(str(map_path))
+        written.extend(self.save_vocabulary(directory, filename_prefix))
+        extra = {t.content: i for i, t in sorted(self._added.items()) if t.content not in self.encoder}
+        if extra:
+            added_path = directory / f"{prefix}{ADDED_TOKENS_FILE}"
+            atomic_write_text(added_path, json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            written.append(str(added_path))
+        written.extend(self._save_extra(directory, prefix))
+        return tuple(written)
+
+    def _save_extra(self, directory: Path, prefix: str) -> list[str]:
+        """Hook: the fast tokenizer also writes tokenizer.json."""
+        return []
+
+    _INIT_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "errors", "add_prefix_space", "add_bos_token", "model_max_length", "padding_side", "truncation_side",
+            "clean_up_tokenization_spaces", "split_special_tokens", "additional_special_tokens", *SPECIAL_TOKEN_NAMES,
+        }
+    )
+
+    @staticmethod
+    def _resolve_directory(name_or_path: str | os.PathLike) -> Path:
+        path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            return path
+        if path.is_file():
+            raise NotADirectoryError(
+                f"{str(path)!r} is a file; from_pretrained takes a directory holding vocab.json and merges.txt "
+                "(or tokenizer.json), or a model name such as 'gpt2'"
+            )
+        name = str(name_or_path)
+        if name in bpe.BUILTIN_NAMES:
+            return bpe.builtin_dir()
+        from gpt2_multi import hub  # lazily: only for names that are neither local nor built in
+
+        return Path(hub.resolve(name, files=(TOKENIZER_CONFIG_FILE, bpe.VOCAB_FILE, bpe.MERGES_FILE)))
+
+    @classmethod
+    def _read_pretrained(cls, directory: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments from HF's files in ``directory`` (``kwargs`` override them)."""
+        unknown = set(kwargs) - cls._INIT_KEYS - {"vocab_file", "merges_file", "tokenizer_file", "added_tokens_decoder"}
+        if unknown:
+            raise TypeError(f"from_pretrained got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+
+        def read_json(name: str) -> Any:
+            path = directory / name
+            if not path.is_file():
+                return None
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+        init: dict[str, Any] = {}
+        config = read_json(TOKENIZER_CONFIG_FILE) or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{directory / TOKENIZER_CONFIG_FILE} must hold a JSON object")
+        tokenizer_class = config.get("tokenizer_class")
+        if tokenizer_class and not str(tokenizer_class).startswith("GPT2Tokenizer"):
+            logger.warning("%s was saved by %s; loading it as GPT-2's byte-level BPE", directory, tokenizer_class)
+        for key in cls._INIT_KEYS:
+            if key in config:
+                init[key] = config[key]
+        if init.get("model_max_length") is not None:
+            init["model_max_length"] = int(init["model_max_length"])
+        elif "model_max_length" in init:
+            del init["model_max_length"]
+        special_map = read_json(SPECIAL_TOKENS_MAP_FILE) or {}
+        if not isinstance(special_map, dict):
+            raise ValueError(f"{directory / SPECIAL_TOKENS_MAP_FILE} must hold a JSON object")
+        for key, value in special_map.items():
+            if key in SPECIAL_TOKEN_NAMES or key == "additional_special_tokens":
+                init[key] = value
+        for key in SPECIAL_TOKEN_NAMES:
+            if isinstance(init.get(key), Mapping):
+                init[key] = AddedToken.coerce(init[key], special=True)
+        if "additional_special_tokens" in init:
+            init["additional_special_tokens"] = [
+                AddedToken.coerce(t, special=True) if isinstance(t, Mapping) else t for t in init["additional_special_tokens"] or []
+            ]
+        added: dict[int, Any] = {}
+        decoder = config.get("added_tokens_decoder") or {}
+        if not isinstance(decoder, Mapping):
+            raise ValueError(f"{directory / TOKENIZER_CONFIG_FILE}: added_tokens_decoder must be an object of id -> token")
+        for key, value in decoder.items():
+            added[int(key)] = AddedToken.coerce(value)
+        legacy = read_json(ADDED_TOKENS_FILE) or {}
+        if not isinstance(legacy, Mapping):
+            raise ValueError(f"{directory / ADDED_TOKENS_FILE} must hold a JSON object of token -> id")
+        for content, index in sorted(legacy.items(), key=lambda item: item[1]):
+            if int(index) not in added:
+                added[int(index)] = AddedToken(content, special=False)
+        init["added_tokens_decoder"] = added
+        vocab_path, merges_path = directory / bpe.VOCAB_FILE, directory / bpe.MERGES_FILE
+        if vocab_path.is_file() and merges_path.is_file():
+            init["vocab_file"], init["merges_file"] = str(vocab_path), str(merges_path)
+        if (directory / bpe.TOKENIZER_FILE).is_file():
+            init["tokenizer_file"] = str(directory / bpe.TOKENIZER_FILE)
+        if "vocab_file" not in init and "tokenizer_file" not in init:
+            raise FileNotFoundError(
+                f"{directory} holds no tokenizer: expected vocab.json and merges.txt (or tokenizer.json)"
+            )
+        init.update(kwargs)
+        init["name_or_path"] = str(directory)
+        return init
+
+    @classmethod
+    def from_pretrained(cls: type[_T], pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> _T:
+        """Load a tokenizer: ``"gpt2"`` (and the other GPT-2 names) from the package data, offline;
+        a directory saved by HF or by :meth:`save_pretrained`; or another hub name found locally.
+
+        Keyword arguments override what the files say (e.g. ``padding_side="left"``, ``add_prefix_space=True``).
+        """
+        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            raise TypeError(f"from_pretrained takes a name or a path, got {type(pretrained_model_name_or_path).__name__}")
+        directory = cls._resolve_directory(pretrained_model_name_or_path)
+        init = cls._read_pretrained(directory, kwargs)
+        name = str(pretrained_model_name_or_path)
+        tokenizer = cls._from_init(init)
+        tokenizer.name_or_path = name
+        return tokenizer
+
+    @classmethod
+    def _from_init(cls: type[_T], init: dict[str, Any]) -> _T:
+        """Construct from :meth:`_read_pretrained`'s arguments (the slow tokenizer reads tokenizer.json only
+        when vocab.json/merges.txt are missing)."""
+        init = dict(init)
+        tokenizer_file = init.pop("tokenizer_file", None)
+        if "vocab_file" not in init and "vocab" not in init:
+            data = bpe.load_tokenizer_json(tokenizer_file)
+            init["vocab"], init["merges"] = data["vocab"], data["merges"]
+            merge_json_added_tokens(init, data)
+        return cls(**init)
+
+
+def merge_json_added_tokens(init: dict[str, Any], data: dict[str, Any]) -> None:
+    """Add tokenizer.json's added tokens and add_prefix_space to constructor arguments (files/kwargs win)."""
+    added = dict(init.get("added_tokens_decoder") or {})
+    for entry in data["added_tokens"]:
+        if not isinstance(entry, Mapping) or "id" not in entry:
+            raise ValueError(f"tokenizer.json: an added token needs 'id' and 'content', got {entry!r}")
+        added.setdefault(int(entry["id"]), AddedToken.coerce(entry))
+    init["added_tokens_decoder"] = added
+    init.setdefault("add_prefix_space", data["add_prefix_space"])

@@ -1,0 +1,223 @@
+"""``GPT2TokenizerFast``: the same contract as ``GPT2Tokenizer`` on compiled engines.
+
+* ids: for GPT-2's own vocabulary, ``tiktoken`` (a ``tiktoken.Encoding`` built offline from
+  vocab.json: each token's bytes ranked by its id, GPT-2's pattern, ``<|endoftext|>`` as special
+  token); tiktoken's rank-ordered BPE gives the same ids as the merges-ordered BPE for this
+  vocabulary (checked by the tests and the benchmark). Any other vocabulary uses the Rust
+  ``tokenizers`` BPE, which is HF's own fast engine.
+* offsets (``return_offsets_mapping=True``) and ``tokenizer.json``: a ``tokenizers.Tokenizer`` that
+  mirrors this tokenizer's state (added tokens, ``add_prefix_space``), built on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from gpt2_multi.io_utils import atomic_write_text
+from gpt2_multi.tokenization import bpe
+from gpt2_multi.tokenization.base import GPT2TokenizerBase, merge_json_added_tokens
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_tiktoken_encoding() -> Any:
+    """A ``tiktoken.Encoding`` for GPT-2's vocabulary, built from the package data (no download)."""
+    import tiktoken
+
+    vocab, _ = bpe.builtin_vocab_and_merges()
+    ranks: dict[bytes, int] = {}
+    for token, index in vocab.items():
+        if token == bpe.ENDOFTEXT:
+            continue
+        data = bpe.token_to_bytes(token)
+        if data is None:
+            raise ValueError(f"the built-in vocabulary has a token that is not byte-level: {token!r}")
+        ranks[data] = index
+    return tiktoken.Encoding(
+        name="gpt2_multi_gpt2",
+        pat_str=bpe.GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={bpe.ENDOFTEXT: vocab[bpe.ENDOFTEXT]},
+        explicit_n_vocab=len(vocab),
+    )
+
+
+def build_rust_tokenizer(
+    vocab: dict[str, int],
+    merges: list[tuple[str, str]],
+    add_prefix_space: bool = False,
+    added: dict[int, Any] | None = None,
+) -> Any:
+    """A ``tokenizers.Tokenizer`` laid out like HF's GPT-2 ``tokenizer.json``, with ``added`` (id -> AddedToken)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    tokenizer = Tokenizer(models.BPE(vocab=dict(vocab), merges=list(merges)))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space, use_regex=True)
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    for index in sorted(added or {}):
+        token = added[index]
+        rust = AddedToken(
+            token.content, single_word=token.single_word, lstrip=token.lstrip, rstrip=token.rstrip,
+            normalized=token.normalized, special=token.special,
+        )
+        if token.special:
+            tokenizer.add_special_tokens([rust])
+        else:
+            tokenizer.add_tokens([rust])
+        got = tokenizer.token_to_id(token.content)
+        if got != index:
+            raise RuntimeError(f"the tokenizers library put added token {token.content!r} at id {got}, not {index}")
+    return tokenizer
+
+
+class GPT2TokenizerFast(GPT2TokenizerBase):
+    """GPT-2's tokenizer on tiktoken / Rust ``tokenizers``, with HF's ``GPT2TokenizerFast`` API and ids.
+
+    Built from ``vocab_file`` + ``merges_file`` or from ``tokenizer_file`` (HF's tokenizer.json);
+    usually via :meth:`from_pretrained`. Pre-split input (``is_split_into_words=True``) needs
+    ``add_prefix_space=True``, as in HF.
+
+    >>> tok = GPT2TokenizerFast.from_pretrained("gpt2")
+    >>> tok("Hello world").input_ids
+    [15496, 995]
+    """
+
+    is_fast = True
+    vocab_files_names = {**GPT2TokenizerBase.vocab_files_names, "tokenizer_file": bpe.TOKENIZER_FILE}
+
+    def __init__(self, vocab_file: Any = None, merges_file: Any = None, tokenizer_file: Any = None, **kwargs: Any) -> None:
+        if tokenizer_file is not None and kwargs.get("vocab") is None:
+            path = Path(tokenizer_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"tokenizer_file {str(path)!r} does not exist or is not a file")
+            builtin = bpe.builtin_dir()
+            if path.resolve() == (builtin / bpe.TOKENIZER_FILE).resolve():
+                # The shipped tokenizer.json holds the shipped vocab.json/merges.txt (read faster, and cached).
+                vocab_file, merges_file = builtin / bpe.VOCAB_FILE, builtin / bpe.MERGES_FILE
+            else:
+                # Like HF, tokenizer.json wins over vocab.json/merges.txt when both are given.
+                data = bpe.load_tokenizer_json(path)
+                kwargs["vocab"], kwargs["merges"] = data["vocab"], data["merges"]
+                merge_json_added_tokens(kwargs, data)
+                vocab_file = merges_file = None
+        self._rust_cache: tuple[Any, Any] | None = None
+        self._version = 0
+        self._tiktoken = None  # set by _post_init, after the base class has registered the special tokens
+        self._plain_rust = None
+        self._fallback: bpe.TextEncoder | None = None
+        super().__init__(vocab_file, merges_file, **kwargs)
+
+    # -- engines -----------------------------------------------------------------------------------------
+
+    def _post_init(self) -> None:
+        self._tiktoken = None
+        self._plain_rust = None
+        if self._is_builtin_vocab:
+            try:
+                self._tiktoken = builtin_tiktoken_encoding()
+            except ImportError:
+                logger.warning("tiktoken is not installed: GPT2TokenizerFast falls back to the tokenizers library")
+        if self._tiktoken is None:
+            self._plain_rust = build_rust_tokenizer(self.encoder, self.bpe_merges)
+        self._on_added_tokens_changed()
+
+    def _on_added_tokens_changed(self) -> None:
+        self._version += 1
+        self._direct: set[str] | None = None
+        self._direct_split: bool = False
+        if self._tiktoken is None:
+            return
+        special = self._tiktoken._special_tokens  # {"<|endoftext|>": 50256}
+        plain = all(not (t.single_word or t.lstrip or t.rstrip) for t in self._added.values())
+        if plain and all(special.get(t.content) == i for i, t in self._added.items()):
+            # Every added token is one tiktoken already knows: let tiktoken split on them itself.
+            self._direct = {t.content for t in self._added.values()}
+            self._direct_split = all(t.special for t in self._added.values())
+
+    def _encode_ordinary(self, segments: list[str]) -> list[list[int]]:
+        if not segments:
+            return []
+        if self._tiktoken is not None:
+            # encode() with nothing allowed, not encode_ordinary(): on a regex failure the former raises
+            # ValueError while the latter panics (an uncatchable-looking PanicException and a backtrace).
+            encode = self._tiktoken.encode
+            nothing: frozenset[str] = frozenset()
+            out = []
+            for segment in segments:
+                try:
+                    out.append(encode(segment, allowed_special=nothing, disallowed_special=()))
+                except ValueError as err:
+                    out.append(self._regex_fallback(segment, err))
+            return out
+        return [e.ids for e in self._plain_rust.encode_batch(segments, add_special_tokens=False)]
+
+    def _regex_fallback(self, segment: str, err: ValueError) -> list[int]:
+        """tiktoken's regex engine gives up on some huge inputs (e.g. a million newlines: its backtracking
+        stack overflows); such text goes through the pure Python engine, which gives the same ids."""
+        if "regex" not in str(err).lower():
+            raise err
+        if self._fallback is None:
+            from gpt2_multi.tokenization.slow import _builtin_encoder
+
+            self._fallback = bpe.TextEncoder(_builtin_encoder().encode_bytes)
+        return self._fallback.encode(segment)
+
+    def _encode_one(self, value: Any, is_split: bool, split_special: bool) -> list[int]:
+        if not is_split and self._direct is not None and not self.add_prefix_space:
+            self._check_encodable(value)
+            try:
+                if not split_special:
+                    return self._tiktoken.encode(value, allowed_special=self._direct, disallowed_special=())
+                if self._direct_split:
+                    return self._tiktoken.encode(value, allowed_special=frozenset(), disallowed_special=())
+            except ValueError as err:
+                if "regex" not in str(err).lower():
+                    raise
+                # Fall through: split on added tokens here and encode each piece (with the fallback if needed).
+        return super()._encode_one(value, is_split, split_special)
+
+    def _check_split_words(self) -> None:
+        if not self.add_prefix_space:
+            raise ValueError(
+                "GPT2TokenizerFast encodes pre-split words (is_split_into_words=True) only when it was created "
+                "with add_prefix_space=True, e.g. GPT2TokenizerFast.from_pretrained('gpt2', add_prefix_space=True) "
+                "(HF's GPT2TokenizerFast has the same requirement)"
+            )
+
+    @property
+    def backend_tokenizer(self) -> Any:
+        """A ``tokenizers.Tokenizer`` with this tokenizer's vocabulary, added tokens and ``add_prefix_space``.
+
+        It is rebuilt when those change; changing it does not change this tokenizer.
+        """
+        key = (self._version, self.add_prefix_space)
+        if self._rust_cache is None or self._rust_cache[0] != key:
+            self._rust_cache = (key, build_rust_tokenizer(self.encoder, self.bpe_merges, self.add_prefix_space, self._added))
+        return self._rust_cache[1]
+
+    def _offsets_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int]]]:
+        if is_split:
+            for word in value:
+                self._check_encodable(word)
+        else:
+            self._check_encodable(value)
+        rust = self.backend_tokenizer
+        rust.encode_special_tokens = split_special
+        encoding = rust.encode(value, is_pretokenized=is_split, add_special_tokens=False)
+        return list(encoding.ids), [tuple(o) for o in encoding.offsets]
+
+    # -- saving/loading -------------------------------------------------------------------------------
+
+    def _save_extra(self, directory: Path, prefix: str) -> list[str]:
+        path = directory / f"{prefix}{bpe.TOKENIZER_FILE}"
+        atomic_write_text(path, self.backend_tokenizer.to_str(pretty=True) + "\n")
+        return [str(path)]
+
+    @classmethod
+    def _from_init(cls, init: dict[str, Any]) -> GPT2TokenizerFast:
+        return cls(**init)

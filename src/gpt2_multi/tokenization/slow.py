@@ -1,0 +1,51 @@
+"""``GPT2Tokenizer``: GPT-2's byte-level BPE in pure Python (with the ``regex`` module)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from gpt2_multi.tokenization import bpe
+from gpt2_multi.tokenization.base import GPT2TokenizerBase
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_encoder() -> bpe.BytePairEncoder:
+    vocab, merges = bpe.builtin_vocab_and_merges()
+    return bpe.BytePairEncoder(vocab, merges)
+
+
+class GPT2Tokenizer(GPT2TokenizerBase):
+    """GPT-2's tokenizer in pure Python, with HF's ``GPT2Tokenizer`` API and HF's fast tokenizer's ids.
+
+    Text is split with GPT-2's pattern, each piece's UTF-8 bytes go through BPE (a per-word cache
+    makes repeated words free; words of thousands of bytes use an O(n log n) merge), and added
+    tokens such as ``<|endoftext|>`` are matched before that and never split.
+
+    >>> tok = GPT2Tokenizer.from_pretrained("gpt2")
+    >>> tok("Hello world").input_ids
+    [15496, 995]
+    """
+
+    is_fast = False
+
+    def __init__(self, vocab_file: Any = None, merges_file: Any = None, **kwargs: Any) -> None:
+        super().__init__(vocab_file, merges_file, **kwargs)
+
+    def _post_init(self) -> None:
+        if self._is_builtin_vocab:
+            self._bpe = _builtin_encoder()
+        else:
+            self._bpe = bpe.BytePairEncoder(self.encoder, self.bpe_merges)
+        self._cache = bpe.TextEncoder(self._bpe.encode_bytes)
+
+    def _encode_ordinary(self, segments: list[str]) -> list[list[int]]:
+        encode = self._cache.encode
+        return [encode(segment) for segment in segments]
+
+    def bpe(self, word: str) -> str:
+        """HF's ``bpe``: the BPE of one pre-tokenised word given as a byte-level string, tokens joined by spaces."""
+        data = bpe.token_to_bytes(word)
+        if data is None:
+            raise ValueError(f"{word!r} is not a byte-level string (encode text with tokenize() instead)")
+        return " ".join(self._base_tokens[i] or "" for i in self._bpe.encode_bytes(data))

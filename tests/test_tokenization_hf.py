@@ -1,0 +1,155 @@
+"""Our tokenizers against HF transformers' GPT2TokenizerFast itself (test-only oracle; skipped without it).
+
+The package never imports transformers; these tests do, when it is installed, to check the call
+contract (padding, truncation, pairs, tensors, special/added tokens, files) beyond the golden ids.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+transformers = pytest.importorskip("transformers")
+
+from gpt2_multi import GPT2Tokenizer, GPT2TokenizerFast  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "gpt2_multi" / "data" / "gpt2"
+transformers.logging.set_verbosity_error()
+
+
+def _plain(encoding) -> dict:
+    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in dict(encoding).items()}
+
+
+def _outcome(tokenizer, args, kwargs):
+    try:
+        return _plain(tokenizer(*args, **kwargs))
+    except Exception as err:  # HF raises bare Exception for some truncation errors
+        return ("error", type(err).__name__)
+
+
+@pytest.fixture(scope="module")
+def hf():
+    tok = transformers.GPT2TokenizerFast.from_pretrained(str(DATA))
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+@pytest.fixture(scope="module")
+def hf_prefix():
+    tok = transformers.GPT2TokenizerFast.from_pretrained(str(DATA), add_prefix_space=True)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+CALLS = [
+    (("Hello world",), {}),
+    ((["Hello world", "a b c d e f g"],), {"padding": True}),
+    ((["Hello world", "a b c d e f g"],), {"padding": "max_length", "max_length": 10}),
+    ((["Hello world", "a b c d e f g"],), {"padding": True, "truncation": True, "max_length": 4}),
+    ((["Hello world", "a b c d e f g"],), {"max_length": 3}),
+    (("Hello world",), {"padding": True, "pad_to_multiple_of": 8}),
+    (("Hello world",), {"padding": True, "return_tensors": "np"}),
+    ((["Hello world", "a b c d e f g"],), {"padding": True, "padding_side": "left", "return_tensors": "np"}),
+    (("a b c d e f g h i j", "k l m n o p q r s"), {"truncation": True, "max_length": 9, "return_token_type_ids": True}),
+    (("a b c d e f g h i j", "k l m"), {"truncation": "only_first", "max_length": 9}),
+    (("a b c d e f g h i j", "k l m n o p q r s"), {"truncation": "only_second", "max_length": 15}),
+    (([("a b c", "d e"), ("f", "g h i j")],), {"padding": True, "return_special_tokens_mask": True, "return_length": True}),
+    ((["Hello world", "x"],), {"return_length": True, "padding": True}),
+    (("Hello world <|endoftext|> foo 😀",), {"return_offsets_mapping": True}),
+    ((["Hello world", "a b c d e f g"],), {"padding": True, "return_offsets_mapping": True}),
+    (("Hello <|endoftext|>",), {"split_special_tokens": True}),
+    (("",), {}),
+    (("Hello world",), {"add_special_tokens": False, "return_attention_mask": False}),
+    (("a b", "c d e f g h i j"), {"truncation": "only_first", "max_length": 5}),
+    (("a b c d e f g",), {"truncation": "only_second", "max_length": 5}),
+]
+
+
+@pytest.mark.parametrize("klass", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+@pytest.mark.parametrize("prefix", [False, True], ids=["plain", "add_prefix_space"])
+def test_call_matrix_matches_hf(hf, hf_prefix, klass, prefix):
+    ours = klass.from_pretrained("gpt2", add_prefix_space=prefix)
+    ours.pad_token = ours.eos_token
+    reference = hf_prefix if prefix else hf
+    for args, kwargs in CALLS:
+        if kwargs.get("return_offsets_mapping") and not ours.is_fast:
+            continue
+        expected = _outcome(reference, args, kwargs)
+        got = _outcome(ours, args, kwargs)
+        if isinstance(expected, tuple):
+            assert isinstance(got, tuple), (args, kwargs, got)
+        else:
+            assert got == expected, (args, kwargs)
+
+
+def test_pre_split_words_match_hf(hf_prefix):
+    words = [["Hello", "there", " x", "<|endoftext|>y"], ["a"]]
+    expected = _plain(hf_prefix(words, is_split_into_words=True, padding=True))
+    for klass in (GPT2Tokenizer, GPT2TokenizerFast):
+        ours = klass.from_pretrained("gpt2", add_prefix_space=True)
+        ours.pad_token = ours.eos_token
+        assert _plain(ours(words, is_split_into_words=True, padding=True)) == expected
+
+
+@pytest.mark.parametrize("klass", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+def test_decode_and_conversions_match_hf(hf, klass):
+    ours = klass.from_pretrained("gpt2")
+    ids = hf.encode("Hello , world ! I 'm here . <|endoftext|> 😀 ok")
+    assert ours.encode("Hello , world ! I 'm here . <|endoftext|> 😀 ok") == ids
+    for kwargs in ({}, {"skip_special_tokens": True}, {"clean_up_tokenization_spaces": True}):
+        assert ours.decode(ids, **kwargs) == hf.decode(ids, **kwargs)
+    assert ours.decode(ids[-3:-1]) == hf.decode(ids[-3:-1])  # a split emoji: replacement characters
+    assert ours.batch_decode(np.array([ids[:4], ids[4:8]])) == hf.batch_decode(np.array([ids[:4], ids[4:8]]))
+    assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
+    tokens = hf.convert_ids_to_tokens(ids)
+    assert ours.convert_tokens_to_string(tokens) == hf.convert_tokens_to_string(tokens)
+    assert ours.convert_tokens_to_ids(["Hello", "no-such-token", "<|endoftext|>"]) == hf.convert_tokens_to_ids(
+        ["Hello", "no-such-token", "<|endoftext|>"]
+    )
+    assert ours.tokenize("Hello", "world", add_special_tokens=True) == hf.tokenize("Hello", "world", add_special_tokens=True)
+
+
+@pytest.mark.parametrize("klass", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+def test_special_and_added_tokens_match_hf(klass):
+    hf = transformers.GPT2TokenizerFast.from_pretrained(str(DATA))
+    ours = klass.from_pretrained("gpt2")
+    for tok in (hf, ours):
+        assert tok.pad_token is None and tok.pad_token_id is None
+    new = ["<new>", "hello", "[x]"]
+    assert ours.add_tokens(new) == hf.add_tokens(new)
+    special = {"pad_token": "[PAD]", "additional_special_tokens": ["<a>", "<b>"]}
+    assert ours.add_special_tokens(special) == hf.add_special_tokens(special)
+    text = "say hello<new>x[PAD]y<a> <b>[x]"
+    assert ours.encode(text) == hf.encode(text)
+    assert ours.decode(ours.encode(text), skip_special_tokens=True) == hf.decode(hf.encode(text), skip_special_tokens=True)
+    for attribute in ("pad_token", "pad_token_id", "all_special_tokens", "all_special_ids", "special_tokens_map",
+                      "additional_special_tokens", "vocab_size"):
+        assert getattr(ours, attribute) == getattr(hf, attribute), attribute
+    assert len(ours) == len(hf) and ours.get_vocab() == hf.get_vocab()
+    ours.pad_token, hf.pad_token = "[NOT-IN-VOCAB]", "[NOT-IN-VOCAB]"
+    assert ours.pad_token_id == hf.pad_token_id and len(ours) == len(hf)
+
+
+@pytest.mark.parametrize("klass", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+def test_files_are_exchanged_with_hf(klass, tmp_path):
+    text = "a<new>b[PAD]c <|endoftext|> Hello"
+    hf = transformers.GPT2TokenizerFast.from_pretrained(str(DATA))
+    hf.add_tokens(["<new>"])
+    hf.add_special_tokens({"pad_token": "[PAD]"})
+    hf.save_pretrained(tmp_path / "hf")
+    ours = klass.from_pretrained(tmp_path / "hf")
+    assert ours.encode(text) == hf.encode(text) and len(ours) == len(hf) and ours.pad_token_id == hf.pad_token_id
+
+    ours.save_pretrained(tmp_path / "ours")
+    for hf_class in (transformers.GPT2TokenizerFast, transformers.GPT2Tokenizer):
+        back = hf_class.from_pretrained(str(tmp_path / "ours"))
+        assert back.encode(text) == hf.encode(text) and len(back) == len(hf) and back.pad_token_id == hf.pad_token_id
+    ours_config = json.loads((tmp_path / "ours" / "tokenizer_config.json").read_text())
+    hf_config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert ours_config["added_tokens_decoder"] == hf_config["added_tokens_decoder"]
+    for key in ("add_bos_token", "add_prefix_space", "bos_token", "eos_token", "unk_token", "pad_token", "model_max_length"):
+        assert ours_config[key] == hf_config[key], key
