@@ -43,10 +43,12 @@ def _backend_suite(session: nox.Session, backend: str) -> None:
 def conformance(session: nox.Session) -> None:
     """Every backend in one venv: load one checkpoint everywhere and compare logits and KV caches."""
     session.install(*CONSTRAINTS, "-e", ".[all,test]")
-    session.run("gpt2-multi", "demo", *session.posargs)
+    args = session.posargs or ["--golden", "tests/fixtures/hf-tiny", "--full"]
+    session.run("gpt2-multi", "conform", *args)
+    session.run("python", "-m", "pytest", "tests/test_conformance.py", "-rs")
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "noxfile.py", "benchmarks")
+    session.run("ruff", "check", "src", "tests", "conformance", "noxfile.py", "benchmarks")

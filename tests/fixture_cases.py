@@ -11,19 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from conformance.cases import HEADS
+
 FIXTURES = Path(__file__).parent / "fixtures"
 HF_TINY = FIXTURES / "hf-tiny"
 INDEX = json.loads((HF_TINY / "index.json").read_text())
 
-# The PyTorch class HF used for each head directory.
-HEAD_ARCHITECTURES = {
-    "base": "GPT2Model",
-    "lm": "GPT2LMHeadModel",
-    "double": "GPT2DoubleHeadsModel",
-    "seqcls": "GPT2ForSequenceClassification",
-    "tokcls": "GPT2ForTokenClassification",
-    "qa": "GPT2ForQuestionAnswering",
-}
+# The PyTorch class HF used for each head directory (one table, shared with the conformance suite).
+HEAD_ARCHITECTURES = HEADS
 
 
 @dataclass

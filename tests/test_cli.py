@@ -65,3 +65,25 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "gpt2_multi", "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("gpt2-multi ")
+
+
+def test_demo_runs_every_installed_backend_with_parity(capsys):
+    from gpt2_multi import backends
+
+    assert main(["demo", "--new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
+    for b in ran:
+        assert backends.LABELS[b] in out
+    pairs = [line.split() for line in out.splitlines() if " vs " in line]
+    assert len(pairs) == len(ran) * (len(ran) - 1) // 2
+    for row in pairs:
+        logit_diff, kv_diff = float(row[-2]), float(row[-1])
+        assert 0 <= logit_diff < 1e-4 and 0 <= kv_diff < 1e-4, row
+    if len(ran) >= 2:
+        assert "greedy tokens identical in every backend: yes" in out
+
+
+def test_demo_rejects_a_model_whose_vocabulary_is_too_small(capsys):
+    assert main(["demo", "--model", str(checkpoint_dir("lm", "safetensors"))]) == 2
+    assert "outside this model's vocabulary (vocab_size=1000)" in capsys.readouterr().err

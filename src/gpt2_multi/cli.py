@@ -2,6 +2,7 @@
 
     gpt2-multi demo [--model PATH] [--backends pt,tf,flax] [--prompt TEXT] [--new-tokens N]
     gpt2-multi convert SRC DST --to {safetensors,pt-bin,tf,flax} [--max-shard-size 5GB]
+    gpt2-multi conform [CKPT] [--golden DIR] [--full] [--json]
     gpt2-multi info PATH
 """
 
@@ -47,10 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (e.g. 500MB); default 5GB")
     conv.add_argument("--no-progress", action="store_true")
 
+    conform = sub.add_parser("conform", help="run the conformance suite: every backend, same logits and KV caches")
+    _add_conform_arguments(conform)
+
     info = sub.add_parser("info", help="summarise a checkpoint: config, parameter count, formats found")
     info.add_argument("path")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_conform_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from conformance.cli import add_arguments
+    except ImportError:  # the conformance package ships with the repository and the sdist/wheel
+        parser.add_argument("rest", nargs="*")
+        return
+    add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_convert(args)
         if args.command == "info":
             return cmd_info(args)
+        if args.command == "conform":
+            from conformance.cli import run as run_conformance
+
+            return run_conformance(args)
     except (CheckpointError, OSError, ValueError) as err:
         print(f"gpt2-multi {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -177,8 +194,19 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
     from gpt2_multi import backends
     from gpt2_multi.tokenization import GPT2TokenizerFast
 
+    from gpt2_multi import GPT2Config
+    from gpt2_multi.hub import resolve
+
     tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
     ids = np.array([tokenizer.encode(prompt)], dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("the prompt is empty; pass --prompt with some text")
+    config = GPT2Config.from_pretrained(resolve(model_path))
+    if ids.max() >= config.vocab_size:
+        raise ValueError(f"the prompt's GPT-2 token ids go up to {ids.max()}, outside this model's vocabulary "
+                         f"(vocab_size={config.vocab_size}); the demo tokenizes with the GPT-2 vocabulary")
+    if ids.shape[1] + new_tokens > config.n_positions:
+        raise ValueError(f"prompt ({ids.shape[1]} tokens) + --new-tokens {new_tokens} exceeds n_positions={config.n_positions}")
     print(f"prompt: {prompt!r} -> {ids.shape[1]} tokens\n")
 
     missing = []

@@ -1,0 +1,7 @@
+"""``python -m conformance`` is ``gpt2-multi conform``."""
+
+import sys
+
+from conformance.cli import main
+
+sys.exit(main())

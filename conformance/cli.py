@@ -1,0 +1,78 @@
+"""``gpt2-multi conform [CKPT]``: run the conformance suite and print the report; exit 1 on any failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from conformance import cases as case_lib
+from conformance import report, runner
+from conformance.executors import available_backends
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", nargs="?", help="a checkpoint directory (default: the embedded demo model + the grid)")
+    parser.add_argument("--golden", type=Path, help="a golden fixtures directory (hf-tiny layout) to check against too")
+    parser.add_argument("--backends", help="comma-separated subset of pt,tf,flax (default: every installed stack)")
+    parser.add_argument("--full", action="store_true", help="every input kind for every config of the grid (slow)")
+    parser.add_argument("--dtype", default="float32", choices=sorted(runner.TOLERANCES))
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--verbose", action="store_true", help="list passing cases too")
+
+
+def collect_cases(args: argparse.Namespace, workdir: Path) -> list[case_lib.Case]:
+    if args.checkpoint:
+        cases = case_lib.checkpoint_cases(Path(args.checkpoint))
+    else:
+        from gpt2_multi.cli import make_demo_checkpoint
+
+        demo = make_demo_checkpoint(workdir / "demo")
+        cases = case_lib.checkpoint_cases(demo) + case_lib.generated_cases(full=args.full)
+    if args.golden:
+        cases = case_lib.golden_cases(args.golden) + cases
+    return cases
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpt2_multi.backends import BACKENDS, stack_available
+
+    if args.backends:  # only the requested stacks are imported
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = [b for b in backends if b not in BACKENDS]
+        if unknown:
+            print(f"gpt2-multi conform: unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}", file=sys.stderr)
+            return 2
+        missing = [b for b in backends if not stack_available(b)]
+    else:
+        backends, missing = available_backends(), []
+    if missing:
+        print(f"gpt2-multi conform: backend(s) not available here: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if not backends:
+        print("gpt2-multi conform: no backend is installed (pip install 'gpt2-multi[all]')", file=sys.stderr)
+        return 2
+    if len(backends) < 2 and not args.golden:
+        print(f"gpt2-multi conform: nothing to compare with one backend ({backends[0]}) and no golden data; "
+              "name two backends or pass --golden DIR", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="gpt2-multi-conform-") as tmp:
+        cases = collect_cases(args, Path(tmp))
+
+        def progress(done: int, total: int) -> None:
+            if not args.json:
+                print(f"\rmodels {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        result = runner.run(cases, backends, dtype=args.dtype, workdir=Path(tmp), progress=progress)
+        if not args.json:
+            print(file=sys.stderr)
+    print(report.to_json(result) if args.json else report.to_text(result, verbose=args.verbose))
+    return 0 if result.passed else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpt2-multi conform", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,72 @@
+"""Conformance report: a table per case and backend pair (max |diff|, pass/fail), or JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from conformance.runner import TOLERANCES, Result
+
+
+def summarize(result: Result) -> dict[tuple[str, str], tuple[float, bool, str]]:
+    """(case, pair) -> (max |diff| over outputs, passed, the output with the largest diff)."""
+    rows: dict[tuple[str, str], tuple[float, bool, str]] = {}
+    for c in result.comparisons:
+        key = (c.case, c.pair)
+        diff, ok, worst = rows.get(key, (0.0, True, ""))
+        if c.max_abs_diff >= diff:
+            diff, worst = c.max_abs_diff, c.key
+        rows[key] = (diff, ok and c.passed, worst)
+    return rows
+
+
+def to_text(result: Result, verbose: bool = False) -> str:
+    atol, rtol = TOLERANCES[result.dtype]
+    rows = summarize(result)
+    pairs = sorted({pair for _, pair in rows})
+    lines = [f"conformance: {len(result.cases)} cases, backends {', '.join(result.backends)}, dtype {result.dtype} "
+             f"(pass: |a - b| <= {atol:g} + {rtol:g} |b|; bfloat16 runs use {TOLERANCES['bfloat16'][0]:g})"]
+    width = max([len(c) for c in result.cases] + [4])
+    lines.append(f"{'case':<{width}}  " + "  ".join(f"{p:>14}" for p in pairs))
+    failed_cases = {c for (c, _), (_, ok, _) in rows.items() if not ok} | {e.case for e in result.errors}
+    for case in result.cases:
+        if not verbose and case not in failed_cases and len(result.cases) > 40:
+            continue
+        cells = []
+        for p in pairs:
+            if (case, p) in rows:
+                diff, ok, _ = rows[(case, p)]
+                cells.append(f"{diff:>9.1e} {'ok' if ok else 'FAIL':>4}")
+            else:
+                cells.append(f"{'-':>14}")
+        lines.append(f"{case:<{width}}  " + "  ".join(cells))
+    if not verbose and len(result.cases) > 40:
+        lines.append(f"({len(result.cases) - len(failed_cases)} passing cases not listed; --verbose lists all)")
+    per_pair: dict[str, list[float]] = defaultdict(list)
+    for (_, pair), (diff, _, _) in rows.items():
+        per_pair[pair].append(diff)
+    lines.append("worst max |diff| per pair: " + ", ".join(f"{p} {max(d):.1e}" for p, d in sorted(per_pair.items())))
+    for (case, pair), (diff, ok, worst) in sorted(rows.items()):
+        if not ok:
+            lines.append(f"FAIL {case} {pair}: {worst} differs by {diff:.3e}")
+    for e in result.errors:
+        lines.append(f"ERROR {e.case} [{e.backend}]: {e.error.strip().splitlines()[-1]}")
+    lines.append("time per backend: " + ", ".join(f"{b} {s:.1f} s" for b, s in result.seconds.items()))
+    if not result.comparisons:
+        lines.append("nothing was compared (one backend and no golden data?)")
+    n_fail = len(failed_cases)
+    lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {len(result.cases) - n_fail} of {len(result.cases)} cases")
+    return "\n".join(lines)
+
+
+def to_json(result: Result) -> str:
+    return json.dumps({
+        "backends": result.backends,
+        "dtype": result.dtype,
+        "tolerance": {"atol": TOLERANCES[result.dtype][0], "rtol": TOLERANCES[result.dtype][1]},
+        "passed": result.passed,
+        "cases": result.cases,
+        "comparisons": [c.__dict__ for c in result.comparisons],
+        "errors": [e.__dict__ for e in result.errors],
+        "seconds": result.seconds,
+    }, indent=2, default=float)

@@ -1,0 +1,99 @@
+"""The conformance suite: every installed backend against HF's golden data and against each other.
+
+CI installs all three frameworks, so every pair runs there; a venv with fewer backends runs
+what it has and skips (visibly) what needs two.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fixture_cases import HF_TINY
+
+from conformance import cases as case_lib
+from conformance import executors, report, runner
+from conformance.roundtrip import round_trips
+from gpt2_multi.cli import main
+
+BACKENDS = executors.available_backends()
+pytestmark = pytest.mark.skipif(not BACKENDS, reason="no backend installed")
+
+
+@pytest.fixture(scope="module")
+def golden_result():
+    return runner.run(case_lib.golden_cases(HF_TINY), BACKENDS)
+
+
+def test_golden_cases_in_every_backend(golden_result):
+    text = report.to_text(golden_result, verbose=True)
+    assert golden_result.passed, text
+    # Every backend was compared with the golden data on every case, and on the outputs that matter.
+    pairs = {c.pair for c in golden_result.comparisons}
+    assert {f"{b}~golden" for b in BACKENDS} <= pairs
+    keys = {c.key for c in golden_result.comparisons if c.case == "golden/lm_past"}
+    assert {"logits", "past.0.key", "past.1.value"} <= keys
+    keys = {c.key for c in golden_result.comparisons if c.case == "golden/lm_plain"}
+    assert {"logits", "hidden_states.2", "attentions.1"} <= keys
+
+
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="pairwise comparison needs two backends")
+def test_generated_grid_pairwise():
+    result = runner.run(case_lib.generated_cases(seed=0, full=False), BACKENDS)
+    assert result.passed, report.to_text(result)
+    assert len({c.case for c in result.comparisons}) == len(result.cases)
+
+
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="round trips between backends need two")
+@pytest.mark.parametrize("head", ["lm", "double"])
+def test_round_trip_every_ordered_pair(head):
+    case = next(c for c in case_lib.golden_cases(HF_TINY) if c.name == {"lm": "golden/lm_plain", "double": "golden/double_heads"}[head])
+    rows = round_trips(case.checkpoint, case, BACKENDS)
+    assert {r.pair.split("~")[0] for r in rows} == {f"{a}->{b}" for a in BACKENDS for b in BACKENDS}
+    failures = [r for r in rows if not r.passed]
+    assert not failures, failures[:5]
+
+
+def test_a_wrong_output_fails_the_suite(monkeypatch):
+    """The suite is not vacuous: a backend off by 1e-3 in one logit fails, and the report names it."""
+    backend = BACKENDS[0]
+    executor = executors.EXECUTORS[backend]
+    original = type(executor).run
+
+    def off_by_a_little(self, model, case):
+        out = original(self, model, case)
+        if "logits" in out:
+            out["logits"] = out["logits"].copy()
+            out["logits"].flat[0] += 1e-3
+        return out
+
+    monkeypatch.setattr(type(executor), "run", off_by_a_little)
+    cases = [c for c in case_lib.golden_cases(HF_TINY) if c.name == "golden/lm_plain"]
+    result = runner.run(cases, [backend])
+    assert not result.passed
+    text = report.to_text(result)
+    assert f"FAIL golden/lm_plain {backend}~golden: logits differs by 1.000e-03" in text
+
+
+def test_left_padding_masks_only_undefined_rows():
+    case = next(c for c in case_lib.golden_cases(HF_TINY) if c.name == "golden/lm_left_pad")
+    mask = case.valid_mask()
+    logits = case.expected["logits"]
+    assert runner._valid(case, "logits", logits).shape == (int(mask.sum()), logits.shape[-1])
+    broken = logits.copy()
+    broken[~mask] = 1e6  # garbage in undefined rows is ignored...
+    assert all(c.passed for c in runner.compare(case, "x", {"logits": broken}, "ref", case.expected, "float32"))
+    broken[mask.nonzero()[0][0], mask.nonzero()[1][0]] += 1.0  # ...but not in a defined one
+    assert not all(c.passed for c in runner.compare(case, "x", {"logits": broken}, "ref", case.expected, "float32"))
+
+
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="the CLI's pairwise table needs two backends")
+def test_cli_conform_json(capsys):
+    code = main(["conform", "--golden", str(HF_TINY), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["passed"] and data["backends"] == BACKENDS
+    assert data["tolerance"] == {"atol": 1e-4, "rtol": 1e-4}
+    worst = max(c["max_abs_diff"] for c in data["comparisons"])
+    assert 0 < worst < 1e-4
+    assert np.isfinite(worst)
