@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
+
+import pytest
 
 FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "flax", "transformers", "keras_hub")
 
@@ -21,3 +24,21 @@ def test_shared_layer_imports_no_framework():
         "from gpt2_multi.checkpoint import load_checkpoint, save_checkpoint"
     )
     assert not loaded & set(FRAMEWORKS), loaded & set(FRAMEWORKS)
+
+
+STACKS = {
+    "gpt2_multi.pt": ("torch", {"tensorflow", "keras", "jax", "flax"}),
+    "gpt2_multi.tf": ("tensorflow", {"torch", "jax", "flax"}),
+    "gpt2_multi.tf.tokenizer": ("tensorflow", {"torch", "jax", "flax"}),
+    "gpt2_multi.flax": ("jax", {"torch", "tensorflow", "keras"}),
+}
+
+
+@pytest.mark.parametrize("module", sorted(STACKS))
+def test_each_stack_imports_only_its_framework(module):
+    framework, others = STACKS[module]
+    if importlib.util.find_spec(framework) is None:
+        pytest.skip(f"{framework} is not installed")
+    loaded = _modules_after(f"import {module}")
+    assert framework in loaded
+    assert not loaded & (others | {"transformers", "keras_hub"}), loaded & others
