@@ -10,12 +10,13 @@ import json
 
 import numpy as np
 import pytest
-from fixture_cases import HF_TINY
 
 from conformance import cases as case_lib
 from conformance import executors, report, runner
 from conformance.roundtrip import round_trips
 from gpt2_multi.cli import main
+
+from fixture_cases import HF_TINY
 
 BACKENDS = executors.available_backends()
 pytestmark = pytest.mark.skipif(not BACKENDS, reason="no backend installed")

@@ -191,11 +191,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: int) -> int:
-    from gpt2_multi import backends
-    from gpt2_multi.tokenization import GPT2TokenizerFast
-
-    from gpt2_multi import GPT2Config
+    from gpt2_multi import GPT2Config, backends
     from gpt2_multi.hub import resolve
+    from gpt2_multi.tokenization import GPT2TokenizerFast
 
     tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
     ids = np.array([tokenizer.encode(prompt)], dtype=np.int64)

@@ -251,9 +251,14 @@ def flax_path_to_pt(path: tuple[str, ...]) -> str:
     return ".".join(parts)
 
 
+def flax_transposed(name: str) -> bool:
+    """Whether HF's Flax layout stores this (2-D) PyTorch weight transposed: every weight but the embeddings."""
+    return name.endswith(".weight") and name.split(".")[-2] not in ("wte", "wpe") and not _is_layer_norm(name.split("."))
+
+
 def pt_to_flax_array(name: str, value: np.ndarray) -> np.ndarray:
     """Every 2-D weight that is not an embedding is stored transposed in HF's Flax layout."""
-    if name.endswith(".weight") and value.ndim == 2 and name.split(".")[-2] not in ("wte", "wpe"):
+    if value.ndim == 2 and flax_transposed(name):
         return np.ascontiguousarray(value.T)
     return value
 

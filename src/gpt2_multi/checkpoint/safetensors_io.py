@@ -132,19 +132,25 @@ def release(array: np.ndarray) -> None:
 
     For a backend that has copied ``array`` into its own parameters: the pages stay in the OS page
     cache (a re-read is free) but stop counting in this process, so a load never holds the mapped
-    file next to the parameters made from it. Only call it on arrays nobody has written to: a
-    copy-on-write page that was modified would be discarded. A no-op for arrays that are not mapped.
+    file next to the parameters made from it. Only whole pages inside ``array`` are dropped, and only
+    from read-only or copy-on-write file maps; call it only on arrays nobody wrote to (a modified
+    copy-on-write page would be discarded). A no-op for arrays that are not mapped.
     """
-    mapping, base = None, array
-    while base is not None and mapping is None:
-        mapping = getattr(base, "_mmap", None)
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
         base = getattr(base, "base", None)
-    if mapping is None or not hasattr(mapping, "madvise") or array.nbytes == 0:
+    if base is None or getattr(base, "mode", None) not in ("r", "c"):
+        return
+    mapping = getattr(base, "_mmap", None)
+    if not isinstance(mapping, mmap.mmap) or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return
     try:
         map_start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
         begin = array.__array_interface__["data"][0] - map_start
-        first = (begin // mmap.PAGESIZE) * mmap.PAGESIZE
-        mapping.madvise(mmap.MADV_DONTNEED, first, begin + array.nbytes - first)
-    except (ValueError, OSError, AttributeError, TypeError):  # best effort: never fail a load for it
+        end = begin + array.nbytes
+        first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the array only
+        last = (end // mmap.PAGESIZE) * mmap.PAGESIZE
+        if 0 <= first < last <= len(mapping):
+            mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+    except (ValueError, OSError, TypeError):  # best effort: never fail a load for it
         pass

@@ -33,6 +33,7 @@ from gpt2_multi.checkpoint import (
     save_checkpoint,
 )
 from gpt2_multi.config import GPT2Config
+from gpt2_multi.generation import GenerationConfig
 from gpt2_multi.tf import modeling
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,14 @@ class _CheckpointSource:
         return tensor
 
 
+def _checkpoint_directory(name_or_path: Any, source: Path | None) -> Path | None:
+    """The directory holding the checkpoint (where a generation_config.json would be), if there is one."""
+    for candidate in (source, Path(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None):
+        if candidate is not None and candidate.exists():
+            return candidate if candidate.is_dir() else candidate.parent
+    return None
+
+
 def from_pretrained(
     cls: type,
     pretrained_model_name_or_path: str | os.PathLike,
@@ -140,6 +149,7 @@ def from_pretrained(
         raise CheckpointError(f"{cls.__name__} has no variable for checkpoint weight(s): {', '.join(sorted(source.values))}")
     if report.missing_keys or report.unexpected_keys or report.mismatched_keys:
         logger.warning("loading %s from %s:\n%s", cls.__name__, ckpt.source, report.summary())
+    model.generation_config = GenerationConfig.for_model(model_config, _checkpoint_directory(pretrained_model_name_or_path, ckpt.source))
     if output_loading_info:
         return model, report.as_dict()
     return model

@@ -1,0 +1,1085 @@
+"""GPT-2 in Flax Linen: activations, attention, MLP, block, body, the six heads, and HF-style wrappers.
+
+Read top to bottom: the activation table, ``FlaxConv1D`` (HF's transposed dense), ``FlaxGPT2Attention``,
+``FlaxGPT2MLP``, ``FlaxGPT2Block``, the body ``FlaxGPT2Module``, then each head module (its projection
+and its loss), and last the wrapper classes users call (``FlaxGPT2LMHeadModel`` ...), which hold
+``params`` (a plain pytree), validate concrete inputs, and run one jitted function per static flag set.
+
+Shapes: B batch, T new tokens, S key length (T, or the cache's max_length with a cache), E n_embd,
+H n_head, D head_dim, V vocab_size, C choices (double heads).
+
+The parameter tree mirrors HF's Flax GPT-2 (``transformer/h/0/attn/c_attn/kernel`` ...; Conv1D kernels
+stored (out, in), Dense kernels (in, out)), so HF's ``flax_model.msgpack`` and the shared name map
+(``gpt2_multi.checkpoint.layout.pt_to_flax_path``) address it directly. Every parameter carries logical
+axis names from :mod:`gpt2_multi.flax.sharding`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gpt2_multi import validation
+from gpt2_multi.activations import ACTIVATIONS
+from gpt2_multi.config import GPT2Config
+from gpt2_multi.flax import loading
+from gpt2_multi.flax.outputs import (
+    FlaxBaseModelOutputWithPastAndCrossAttentions,
+    FlaxCausalLMOutputWithCrossAttentions,
+    FlaxGPT2DoubleHeadsModelOutput,
+    FlaxQuestionAnsweringModelOutput,
+    FlaxSequenceClassifierOutputWithPast,
+    FlaxTokenClassifierOutput,
+)
+from gpt2_multi.flax.sharding import axes_for
+from gpt2_multi.validation import InputError
+
+Dtype = Any
+Array = jax.Array
+
+# ------------------------------------------------------------------------------------------ activations
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _gelu_tanh(x: Array) -> Array:
+    return 0.5 * x * (1.0 + jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+
+
+ACT2FN: dict[str, Callable[[Array], Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_python": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_fast": lambda x: 0.5 * x * (1.0 + jnp.tanh(0.7978845608 * x * (1.0 + 0.044715 * x * x))),
+    "gelu_accurate": _gelu_tanh,
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, negative_slope=0.01),
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "linear": lambda x: x,
+}
+assert tuple(ACT2FN) == ACTIVATIONS, "the Flax activation table must list exactly gpt2_multi.activations.ACTIVATIONS"
+
+
+def get_activation(name: str) -> Callable[[Array], Array]:
+    try:
+        return ACT2FN[name]
+    except KeyError:
+        raise ValueError(f"activation {name!r} is not supported; choose one of {', '.join(ACT2FN)}") from None
+
+
+def _init(config: GPT2Config, parent: str, leaf: str) -> Callable:
+    """The initialiser of one parameter, with its logical axes attached."""
+    if leaf in ("kernel", "embedding"):
+        base = nn.initializers.normal(stddev=config.initializer_range)
+    elif leaf == "scale":
+        base = nn.initializers.ones
+    else:
+        base = nn.initializers.zeros
+    return nn.with_logical_partitioning(base, axes_for(parent, leaf))
+
+
+# ------------------------------------------------------------------------------------------ layers
+class FlaxConv1D(nn.Module):
+    """HF's Conv1D: a dense layer whose kernel is stored (features, in_features); ``y = x @ kernel.T + bias``."""
+
+    features: int
+    config: GPT2Config
+    axes_name: str  # key into sharding.PARAM_AXES: "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", _init(self.config, self.axes_name, "kernel"), (self.features, x.shape[-1]), self.param_dtype)
+        bias = self.param("bias", _init(self.config, self.axes_name, "bias"), (self.features,), self.param_dtype)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        return jnp.einsum("...i,oi->...o", x, kernel) + bias
+
+
+def _dense(config: GPT2Config, features: int, name: str, dtype: Dtype, param_dtype: Dtype, use_bias: bool = True) -> nn.Dense:
+    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
+                    kernel_init=_init(config, name, "kernel"), bias_init=_init(config, name, "bias") if use_bias else nn.initializers.zeros)
+
+
+def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name,
+                        scale_init=_init(config, name, "scale"), bias_init=_init(config, name, "bias"))
+
+
+class FlaxGPT2Attention(nn.Module):
+    """Causal self-attention of block ``layer_idx``.
+
+    Input (B, T, E); output (B, T, E) and, with ``output_attentions``, the probabilities (B, H, T, S).
+    Scores are divided by sqrt(D) when ``scale_attn_weights`` and also by ``layer_idx + 1`` when
+    ``scale_attn_by_inverse_layer_idx``; with ``reorder_and_upcast_attn`` scores and softmax run in
+    float32. Masked scores are the dtype's minimum. ``layer_head_mask`` (H,) multiplies the probabilities.
+
+    With a ``cache`` collection (from ``init_cache``), the new keys/values are written at ``cache_index``
+    into ``cached_key`` / ``cached_value`` (B, max_length, H, D) and the queries attend to the whole
+    cache (S = max_length), causally by absolute position.
+    """
+
+    config: GPT2Config
+    layer_idx: int = 0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        e = self.config.n_embd
+        self.c_attn = FlaxConv1D(3 * e, self.config, "c_attn", self.dtype, self.param_dtype)
+        self.c_proj = FlaxConv1D(e, self.config, "attn.c_proj", self.dtype, self.param_dtype)
+        self.attn_dropout = nn.Dropout(rate=self.config.attn_pdrop)
+        self.resid_dropout = nn.Dropout(rate=self.config.resid_pdrop)
+
+    @nn.compact
+    def _concatenate_to_cache(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
+        """Write key/value (B, T, H, D) into the cache at cache_index; return the full cache and the query offset."""
+        is_initialized = self.has_variable("cache", "cached_key")
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
+        offset = cache_index.value
+        if is_initialized:
+            num_new = key.shape[1]
+            start = (0, offset, 0, 0)
+            key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype), start)
+            value = jax.lax.dynamic_update_slice(cached_value.value, value.astype(cached_value.value.dtype), start)
+            cached_key.value, cached_value.value = key, value
+            cache_index.value = offset + num_new
+        return key, value, offset
+
+    def __call__(
+        self,
+        hidden_states: Array,
+        attention_mask: Array | None = None,
+        layer_head_mask: Array | None = None,
+        deterministic: bool = True,
+        init_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[Array, ...]:
+        cfg = self.config
+        b, t, _ = hidden_states.shape
+        h, d = cfg.n_head, cfg.head_dim
+        qkv = self.c_attn(hidden_states)
+        query, key, value = jnp.split(qkv, 3, axis=-1)
+        query, key, value = (x.reshape(b, t, h, d) for x in (query, key, value))
+
+        offset = 0
+        if self.has_variable("cache", "cached_key") or init_cache:
+            key, value, offset = self._concatenate_to_cache(key, value)
+        s = key.shape[1]
+
+        # Which keys each query may see: causal by absolute position, and the 2-D padding mask.
+        q_pos = offset + jnp.arange(t)
+        allowed = (q_pos[:, None] >= jnp.arange(s)[None, :])[None, None]  # (1, 1, T, S)
+
+        upcast = cfg.reorder_and_upcast_attn
+        score_dtype = jnp.float32 if upcast else query.dtype
+        if upcast:
+            scale = 1.0
+            if cfg.scale_attn_weights:
+                scale /= math.sqrt(d)
+            if cfg.scale_attn_by_inverse_layer_idx:
+                scale /= float(self.layer_idx + 1)
+            scores = jnp.einsum("bqhd,bkhd->bhqk", query.astype(jnp.float32) * scale, key.astype(jnp.float32))
+        else:
+            scores = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+            if cfg.scale_attn_weights:
+                scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
+            if cfg.scale_attn_by_inverse_layer_idx:
+                scores = scores / jnp.asarray(self.layer_idx + 1, scores.dtype)
+        min_value = jnp.finfo(score_dtype).min
+        scores = jnp.where(allowed, scores, min_value)
+        if attention_mask is not None:
+            # (B, S) of 1 (attend) / 0 (padding) -> additive (B, 1, 1, S); clamp so that min + min stays finite.
+            additive = (1.0 - attention_mask.astype(score_dtype))[:, None, None, :] * min_value
+            scores = jnp.maximum(scores + additive, min_value)
+        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+        probs = self.attn_dropout(probs, deterministic=deterministic)
+        if layer_head_mask is not None:
+            probs = probs * layer_head_mask.astype(probs.dtype)[None, :, None, None]
+
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, value).reshape(b, t, h * d)
+        out = self.c_proj(out)
+        out = self.resid_dropout(out, deterministic=deterministic)
+        return (out, probs) if output_attentions else (out,)
+
+
+class FlaxGPT2MLP(nn.Module):
+    """(B, T, E) -> c_fc (n_inner) -> activation -> c_proj (E) -> dropout."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.c_fc = FlaxConv1D(self.config.inner_dim, self.config, "c_fc", self.dtype, self.param_dtype)
+        self.c_proj = FlaxConv1D(self.config.n_embd, self.config, "mlp.c_proj", self.dtype, self.param_dtype)
+        self.act = get_activation(self.config.activation_function)
+        self.dropout = nn.Dropout(rate=self.config.resid_pdrop)
+
+    def __call__(self, hidden_states: Array, deterministic: bool = True) -> Array:
+        return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))), deterministic=deterministic)
+
+
+class FlaxGPT2Block(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``. (B, T, E) -> (B, T, E)."""
+
+    config: GPT2Config
+    layer_idx: int = 0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        self.ln_1 = _layer_norm(self.config, "ln_1", self.dtype, self.param_dtype)
+        self.attn = FlaxGPT2Attention(self.config, self.layer_idx, self.dtype, self.param_dtype)
+        self.ln_2 = _layer_norm(self.config, "ln_2", self.dtype, self.param_dtype)
+        self.mlp = FlaxGPT2MLP(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, hidden_states, attention_mask=None, layer_head_mask=None, deterministic=True,
+                 init_cache=False, output_attentions=False):
+        attn = self.attn(self.ln_1(hidden_states), attention_mask, layer_head_mask, deterministic, init_cache, output_attentions)
+        hidden_states = hidden_states + attn[0]
+        hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states), deterministic=deterministic)
+        return (hidden_states, *attn[1:])
+
+
+class FlaxGPT2BlockCollection(nn.Module):
+    """The ``n_layer`` blocks, named ``"0"`` .. ``"n_layer-1"``; ``remat`` recomputes each block in the backward pass."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        # static: deterministic, init_cache, output_attentions (argnum 0 is self)
+        block = nn.remat(FlaxGPT2Block, static_argnums=(4, 5, 6)) if self.remat else FlaxGPT2Block
+        self.blocks = [block(self.config, i, self.dtype, self.param_dtype, name=str(i)) for i in range(self.config.n_layer)]
+
+    def __call__(self, hidden_states, attention_mask=None, head_mask=None, deterministic=True, init_cache=False,
+                 output_attentions=False, output_hidden_states=False):
+        all_hidden: tuple[Array, ...] = ()
+        all_attn: tuple[Array, ...] = ()
+        for i, block in enumerate(self.blocks):
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            layer_head_mask = None if head_mask is None else head_mask[i]
+            out = block(hidden_states, attention_mask, layer_head_mask, deterministic, init_cache, output_attentions)
+            hidden_states = out[0]
+            if output_attentions:
+                all_attn += (out[1],)
+        return hidden_states, all_hidden, all_attn
+
+
+# ------------------------------------------------------------------------------------------ body
+class FlaxGPT2Module(nn.Module):
+    """The GPT-2 body (HF's ``GPT2Model``): embeddings, blocks, final layer norm.
+
+    Inputs: ``input_ids`` (..., T) int or ``inputs_embeds`` (..., T, E); leading dims are flattened
+    (the double-heads model passes (B, C, T)) and restored on the outputs. ``attention_mask`` (..., S)
+    of 1/0 where S is T, or max_length with a cache. ``position_ids`` (..., T) default to
+    ``cache_index + arange(T)``. ``token_type_ids`` (..., T) are embedded with ``wte``. ``head_mask``
+    (H,) or (n_layer, H).
+    """
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=_init(cfg, "wte", "embedding"),
+                            dtype=self.dtype, param_dtype=self.param_dtype)
+        self.wpe = nn.Embed(cfg.n_positions, cfg.n_embd, embedding_init=_init(cfg, "wpe", "embedding"),
+                            dtype=self.dtype, param_dtype=self.param_dtype)
+        self.dropout = nn.Dropout(rate=cfg.embd_pdrop)
+        self.h = FlaxGPT2BlockCollection(cfg, self.dtype, self.param_dtype, self.remat)
+        self.ln_f = _layer_norm(cfg, "ln_f", self.dtype, self.param_dtype)
+
+    def attend(self, hidden_states: Array) -> Array:
+        """Tied LM logits: ``hidden_states @ wte.T``, (..., E) -> (..., V)."""
+        return self.wte.attend(hidden_states)
+
+    def _cache_index(self) -> Array | None:
+        cache = self.variables.get("cache")
+        if not cache:
+            return None
+        return cache["h"]["0"]["attn"]["cache_index"]
+
+    def __call__(
+        self,
+        input_ids: Array | None = None,
+        attention_mask: Array | None = None,
+        position_ids: Array | None = None,
+        token_type_ids: Array | None = None,
+        head_mask: Array | None = None,
+        inputs_embeds: Array | None = None,
+        deterministic: bool = True,
+        init_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+    ):
+        cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise InputError("pass exactly one of input_ids and inputs_embeds")
+        input_shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
+        t = input_shape[-1]
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids.reshape(-1, t).astype("i4"))
+        else:
+            inputs_embeds = inputs_embeds.reshape(-1, t, cfg.n_embd).astype(self.dtype)
+        b = inputs_embeds.shape[0]
+
+        if position_ids is None:
+            start = self._cache_index() if not init_cache else None
+            start = 0 if start is None else start
+            position_ids = start + jnp.arange(t, dtype=jnp.int32)[None, :]
+        position_ids = position_ids.reshape(-1, t)
+        hidden_states = inputs_embeds + self.wpe(position_ids.astype("i4"))
+        if token_type_ids is not None:
+            hidden_states = hidden_states + self.wte(token_type_ids.reshape(-1, t).astype("i4"))
+        hidden_states = self.dropout(hidden_states, deterministic=deterministic)
+
+        if attention_mask is not None:
+            attention_mask = attention_mask.reshape(b, -1)
+        if head_mask is not None:
+            head_mask = jnp.broadcast_to(jnp.asarray(head_mask), (cfg.n_layer, cfg.n_head))
+
+        hidden_states, all_hidden, all_attn = self.h(
+            hidden_states, attention_mask, head_mask, deterministic, init_cache, output_attentions, output_hidden_states
+        )
+        hidden_states = self.ln_f(hidden_states)
+        output_shape = (*input_shape, cfg.n_embd)
+        hidden_states = hidden_states.reshape(output_shape)
+        if output_hidden_states:
+            all_hidden = tuple(x.reshape(output_shape) for x in (*all_hidden, hidden_states))
+
+        out = FlaxBaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            hidden_states=all_hidden if output_hidden_states else None,
+            attentions=all_attn if output_attentions else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+# ------------------------------------------------------------------------------------------ losses
+def cross_entropy(logits: Array, labels: Array, ignore_index: int | None = -100) -> Array:
+    """Mean cross-entropy over the entries whose label is not ``ignore_index`` (PyTorch's semantics), in float32.
+
+    ``logits`` (N, K), ``labels`` (N,). With every entry ignored the mean is NaN, as in PyTorch.
+    """
+    logits = logits.astype(jnp.float32)
+    labels = labels.astype(jnp.int32)
+    valid = jnp.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
+    safe = jnp.where(valid, labels, 0)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.sum(valid)
+
+
+def causal_lm_loss(logits: Array, labels: Array) -> Array:
+    """Next-token loss: logits (..., T, V) predict labels (..., T) shifted by one; -100 is ignored."""
+    v = logits.shape[-1]
+    shift_logits = logits[..., :-1, :].reshape(-1, v)
+    shift_labels = labels[..., 1:].reshape(-1)
+    return cross_entropy(shift_logits, shift_labels)
+
+
+def _lm_logits(module: nn.Module, hidden_states: Array) -> Array:
+    if module.config.tie_word_embeddings:
+        return module.transformer.attend(hidden_states)
+    return module.lm_head(hidden_states)
+
+
+# ------------------------------------------------------------------------------------------ heads
+class FlaxGPT2LMHeadModule(nn.Module):
+    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T)."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        if not self.config.tie_word_embeddings:
+            self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
+                 output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = _lm_logits(self, body.last_hidden_state)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        out = FlaxCausalLMOutputWithCrossAttentions(loss=loss, logits=logits, hidden_states=body.hidden_states,
+                                                    attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+class FlaxGPT2SequenceSummary(nn.Module):
+    """HF's SequenceSummary: pool (..., T, E) to (..., E) by ``summary_type``, then dropout, projection, activation."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        cfg = self.config
+        if cfg.summary_type == "attn":
+            raise NotImplementedError("summary_type='attn' is not implemented (nor is it in HF transformers)")
+        if cfg.summary_use_proj:
+            n = 1 if cfg.summary_proj_to_labels else cfg.n_embd  # HF forces num_labels = 1 for the double heads
+            self.summary = _dense(cfg, n, "summary", self.dtype, self.param_dtype)
+        act = cfg.summary_activation
+        self.activation = (lambda x: x) if act is None else (jnp.tanh if act == "tanh" else get_activation(act))
+        self.first_dropout = nn.Dropout(rate=cfg.summary_first_dropout)
+        self.last_dropout = nn.Dropout(rate=float(getattr(cfg, "summary_last_dropout", 0.0) or 0.0))
+
+    def __call__(self, hidden_states: Array, cls_index: Array | None = None, deterministic: bool = True) -> Array:
+        kind = self.config.summary_type
+        if kind == "last":
+            pooled = hidden_states[..., -1, :]
+        elif kind == "first":
+            pooled = hidden_states[..., 0, :]
+        elif kind == "mean":
+            pooled = hidden_states.mean(axis=-2)
+        else:  # cls_index
+            if cls_index is None:
+                cls_index = jnp.full(hidden_states.shape[:-2], hidden_states.shape[-2] - 1, dtype=jnp.int32)
+            idx = cls_index.astype(jnp.int32)[..., None, None]
+            pooled = jnp.take_along_axis(hidden_states, idx, axis=-2)[..., 0, :]
+        pooled = self.first_dropout(pooled, deterministic=deterministic)
+        if self.config.summary_use_proj:
+            pooled = self.summary(pooled)
+        pooled = self.activation(pooled)
+        return self.last_dropout(pooled, deterministic=deterministic)
+
+
+class FlaxGPT2DoubleHeadsModule(nn.Module):
+    """Body + LM head + multiple-choice head. Inputs (B, C, T); logits (B, C, T, V), mc_logits (B, C).
+
+    ``mc_token_ids`` (B, C) picks the token each choice is classified from (default the last);
+    ``labels`` (B, C, T) give the LM loss (``loss``), ``mc_labels`` (B,) the choice loss (``mc_loss``).
+    """
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        if not self.config.tie_word_embeddings:
+            self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
+        self.multiple_choice_head = FlaxGPT2SequenceSummary(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None, deterministic=True,
+                 init_cache=False, output_attentions=False, output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        hidden = body.last_hidden_state
+        logits = _lm_logits(self, hidden)
+        mc_logits = self.multiple_choice_head(hidden, mc_token_ids, deterministic)
+        if mc_logits.shape[-1] == 1:
+            mc_logits = mc_logits[..., 0]
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        mc_loss = None
+        if mc_labels is not None:
+            mc_loss = cross_entropy(mc_logits.reshape(-1, mc_logits.shape[-1]), mc_labels.reshape(-1))
+        out = FlaxGPT2DoubleHeadsModelOutput(loss=loss, mc_loss=mc_loss, logits=logits, mc_logits=mc_logits,
+                                             hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+def sequence_classification_problem(config: GPT2Config, labels_dtype: Any) -> str:
+    """HF's rule: the config's problem_type, else regression for one label, integer labels single-label, else multi-label."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    if jnp.issubdtype(labels_dtype, jnp.integer):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+class FlaxGPT2ForSequenceClassificationModule(nn.Module):
+    """Body + ``score`` (no bias), pooled at each row's last non-pad token. logits (B, num_labels); loss with labels (B,)."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        self.score = _dense(self.config, self.config.num_labels, "score", self.dtype, self.param_dtype, use_bias=False)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
+                 output_hidden_states=False, return_dict=True):
+        cfg = self.config
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = self.score(body.last_hidden_state)  # (B, T, num_labels)
+        b, t = logits.shape[:2]
+        if cfg.pad_token_id is None and b != 1:
+            raise InputError("cannot classify a batch of more than one sequence without config.pad_token_id "
+                             "(it marks where each sequence ends)")
+        if cfg.pad_token_id is None or input_ids is None:
+            last = jnp.full((b,), t - 1, dtype=jnp.int32)  # HF: the last position when padding cannot be detected
+        else:
+            # the rightmost token that is not padding (works for left and right padding)
+            not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
+            last = jnp.argmax(jnp.arange(t, dtype=jnp.int32)[None, :] * not_pad, axis=-1)
+        pooled = logits[jnp.arange(b), last]
+        loss = None
+        if labels is not None:
+            problem = sequence_classification_problem(cfg, labels.dtype)
+            if problem == "regression":
+                p, y = pooled.astype(jnp.float32), labels.astype(jnp.float32)
+                if cfg.num_labels == 1:
+                    p, y = p.reshape(-1), y.reshape(-1)
+                loss = jnp.mean((p - y) ** 2)
+            elif problem == "single_label_classification":
+                loss = cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
+            else:
+                p, y = pooled.astype(jnp.float32), labels.astype(jnp.float32)
+                loss = jnp.mean(jnp.maximum(p, 0) - p * y + jnp.log1p(jnp.exp(-jnp.abs(p))))
+        out = FlaxSequenceClassifierOutputWithPast(loss=loss, logits=pooled, hidden_states=body.hidden_states,
+                                                   attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+def _classifier_dropout(config: GPT2Config) -> float:
+    for name in ("classifier_dropout", "hidden_dropout"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return float(value)
+    return 0.1
+
+
+class FlaxGPT2ForTokenClassificationModule(nn.Module):
+    """Body + dropout + ``classifier``. logits (B, T, num_labels); loss with labels (B, T) (-100 ignored)."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        self.dropout = nn.Dropout(rate=_classifier_dropout(self.config))
+        self.classifier = _dense(self.config, self.config.num_labels, "classifier", self.dtype, self.param_dtype)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
+                 output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = self.classifier(self.dropout(body.last_hidden_state, deterministic=deterministic))
+        loss = None
+        if labels is not None:
+            loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        out = FlaxTokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+class FlaxGPT2ForQuestionAnsweringModule(nn.Module):
+    """Body + ``qa_outputs`` (E -> 2). start_logits / end_logits (B, T); loss with start/end_positions (B,).
+
+    As in HF, positions are clamped to [0, T] and T is ignored; the loss is the mean of the two.
+    """
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        self.qa_outputs = _dense(self.config, 2, "qa_outputs", self.dtype, self.param_dtype)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, start_positions=None, end_positions=None, deterministic=True, init_cache=False,
+                 output_attentions=False, output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = self.qa_outputs(body.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            t = start_logits.shape[-1]
+            start = jnp.clip(start_positions.reshape(-1), 0, t)
+            end = jnp.clip(end_positions.reshape(-1), 0, t)
+            loss = (cross_entropy(start_logits, start, ignore_index=t) + cross_entropy(end_logits, end, ignore_index=t)) / 2
+        out = FlaxQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                               hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+# ------------------------------------------------------------------------------------------ wrappers
+_INT_INPUTS = ("input_ids", "position_ids", "token_type_ids", "mc_token_ids", "mc_labels", "start_positions", "end_positions")
+
+
+def _is_concrete(x: Any) -> bool:
+    return x is not None and not isinstance(x, jax.core.Tracer)
+
+
+# (module class, config, dtype, param_dtype, remat) + static flags -> jitted forward; see _jitted_apply.
+_JIT_CACHE: dict[tuple, Callable] = {}
+
+
+class FlaxGPT2PreTrainedModel:
+    """HF-style Flax model: a Linen ``module`` plus its ``params`` (a plain pytree), callable like HF's Flax models.
+
+    ``model(input_ids, attention_mask=None, position_ids=None, params=None, past_key_values=None,
+    dropout_rng=None, train=False, output_attentions=None, output_hidden_states=None, return_dict=None,
+    token_type_ids=None, head_mask=None, inputs_embeds=None, <head inputs and labels>)``
+
+    Concrete inputs are validated before the jitted call (JAX would clamp an out-of-range id silently).
+    The call runs one ``jax.jit``-ed function per static setting (train, output flags, cache or not).
+
+    Caching follows HF's Flax models: ``cache = model.init_cache(B, max_length)``, then calls with
+    ``past_key_values=cache``, explicit ``position_ids`` and an ``attention_mask`` (B, max_length);
+    the output's ``past_key_values`` is the updated cache to pass to the next call.
+
+    Args:
+        config: the model's :class:`GPT2Config`.
+        params: a parameter pytree; ``None`` initialises randomly (``seed``) unless ``_do_init=False``.
+        dtype: computation dtype (``jnp.bfloat16`` for mixed precision); param_dtype: storage dtype.
+        remat: recompute each block in the backward pass (``nn.remat``), trading compute for memory.
+    """
+
+    module_class: ClassVar[type[nn.Module]]
+    architecture: ClassVar[str]
+    head_inputs: ClassVar[tuple[str, ...]] = ()
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: GPT2Config, params: Any = None, *, input_shape: tuple[int, ...] = (1, 1), seed: int = 0,
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32, remat: bool = False, _do_init: bool = True):
+        if not isinstance(config, GPT2Config):
+            raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
+        self.config = config
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.remat = remat
+        self.module = self.module_class(config=config, dtype=dtype, param_dtype=param_dtype, remat=remat)
+        self._input_shape = tuple(input_shape)
+        self._jitted_keys: set[tuple] = set()  # the static settings this model has been called with
+        if params is None and _do_init:
+            params = self.init_weights(seed, self._input_shape)
+        self.params = params
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_pretrained(cls, name_or_path: Any, **kwargs: Any):
+        """Load from a directory, weights file or cached hub name, in any format; see :func:`loading.from_pretrained`.
+
+        Keywords: config, format, dtype, param_dtype, remat, ignore_mismatched_sizes, output_loading_info,
+        seed, and config overrides (e.g. ``num_labels=5``). Parameters are never randomly initialised first.
+        """
+        return loading.from_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory: Any, params: Any = None, **kwargs: Any):
+        """Write ``config.json`` + ``model.safetensors`` (HF PyTorch names; ``format=`` for another)."""
+        return loading.save_pretrained(self, save_directory, params, **kwargs)
+
+    def __repr__(self) -> str:
+        size = f"{self.num_parameters() / 1e6:.1f}M parameters" if self.params is not None else "no params"
+        return (f"{type(self).__name__}(n_layer={self.config.n_layer}, n_embd={self.config.n_embd}, "
+                f"n_head={self.config.n_head}, vocab_size={self.config.vocab_size}, {size}, "
+                f"dtype={jnp.dtype(self.dtype).name}, param_dtype={jnp.dtype(self.param_dtype).name}, remat={self.remat})")
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Rebuild the module with ``nn.remat`` blocks (HF's name for ``remat=True``); params are unchanged."""
+        self.remat = True
+        self.module = self.module_class(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, remat=True)
+
+    # ------------------------------------------------------------------ parameters
+    def _dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Array]:
+        return {"input_ids": jnp.zeros(input_shape, jnp.int32), "attention_mask": jnp.ones(input_shape, jnp.int32)}
+
+    def init_weights(self, rng: Array | int, input_shape: tuple[int, ...] = (1, 1)) -> dict:
+        """Random parameters as HF initialises them: normal(0, initializer_range) kernels and embeddings,
+        zero biases, unit layer-norm scales. Drawn on the host from ``rng`` (a PRNG key or an int seed),
+        so no XLA program is compiled. ``self.module.init`` gives the Linen initialisers' own draw.
+        """
+        if isinstance(rng, int):
+            seed = rng
+        else:
+            seed = int(np.asarray(jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng).ravel()[-1])
+        return loading.initial_params(self.params_shape_tree(input_shape), self.config, seed=seed, param_dtype=self.param_dtype)
+
+    def params_shape_tree(self, input_shape: tuple[int, ...] | None = None) -> dict:
+        """``jax.ShapeDtypeStruct`` of every parameter, computed without allocating any."""
+        shape = self._input_shape if input_shape is None else tuple(input_shape)
+        abstract = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), **self._dummy_inputs(shape)))
+        return nn.meta.unbox(abstract["params"])
+
+    def logical_axes(self) -> dict:
+        """``PartitionSpec`` of logical axis names for every parameter (from the modules' annotations)."""
+        abstract = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), **self._dummy_inputs(self._input_shape)))
+        return nn.get_partition_spec(abstract["params"])
+
+    def num_parameters(self, params: Any = None) -> int:
+        return int(sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params if params is not None else self.params)))
+
+    def _cast(self, params: Any, dtype: Dtype, mask: Any = None) -> Any:
+        def cast(x, m=True):
+            return x.astype(dtype) if m and jnp.issubdtype(x.dtype, jnp.floating) else x
+
+        params = params if params is not None else self.params
+        if mask is None:
+            return jax.tree_util.tree_map(cast, params)
+        return jax.tree_util.tree_map(cast, params, mask)
+
+    def to_bf16(self, params: Any = None, mask: Any = None) -> Any:
+        """Return ``params`` (default ``self.params``) with floating leaves cast to bfloat16 (``mask`` selects leaves)."""
+        return self._cast(params, jnp.bfloat16, mask)
+
+    def to_fp16(self, params: Any = None, mask: Any = None) -> Any:
+        return self._cast(params, jnp.float16, mask)
+
+    def to_fp32(self, params: Any = None, mask: Any = None) -> Any:
+        return self._cast(params, jnp.float32, mask)
+
+    # ------------------------------------------------------------------ cache
+    def init_cache(self, batch_size: int, max_length: int) -> dict:
+        """A zero ``cache`` collection for ``batch_size`` rows and ``max_length`` positions.
+
+        Per layer: ``cached_key`` / ``cached_value`` (B, max_length, H, D) in ``dtype`` and ``cache_index`` ().
+        No parameter is initialised (shapes come from ``jax.eval_shape``).
+        """
+        if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_length, int) or max_length < 1:
+            raise InputError(f"init_cache needs a positive batch_size and max_length, got {batch_size!r}, {max_length!r}")
+        if max_length > self.config.n_positions:
+            raise InputError(f"init_cache(max_length={max_length}) is longer than the model's n_positions={self.config.n_positions}")
+        body = FlaxGPT2Module(self.config, self.dtype, self.param_dtype)
+        ids = jnp.zeros((batch_size, max_length), jnp.int32)
+        abstract = jax.eval_shape(lambda: body.init(jax.random.PRNGKey(0), ids, init_cache=True))
+        cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), abstract["cache"])
+        return cache if self.architecture == "GPT2Model" else {self.base_model_prefix: cache}
+
+    # ------------------------------------------------------------------ call
+    def _jitted_apply(self, train: bool, output_attentions: bool, output_hidden_states: bool, has_cache: bool) -> Callable:
+        """The jitted forward for one static setting, shared by every model with the same module and config.
+
+        Models loaded twice (or from two formats) reuse the same compiled code instead of recompiling.
+        """
+        module_key = (type(self.module), self.config.to_json_string(use_diff=False), jnp.dtype(self.dtype).name,
+                      jnp.dtype(self.param_dtype).name, self.remat)
+        key = (train, output_attentions, output_hidden_states, has_cache)
+        self._jitted_keys.add(key)
+        cache_key = (module_key, key)
+        if cache_key not in _JIT_CACHE:
+            module = self.module
+
+            def apply(params, inputs, cache, dropout_rng):
+                variables = {"params": params}
+                if has_cache:
+                    variables["cache"] = cache
+                rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
+                result = module.apply(variables, **inputs, deterministic=not train, output_attentions=output_attentions,
+                                      output_hidden_states=output_hidden_states, return_dict=True, rngs=rngs,
+                                      mutable=["cache"] if has_cache else False)
+                if has_cache:
+                    out, mutated = result
+                    return out, mutated["cache"]
+                return result, None
+
+            _JIT_CACHE[cache_key] = jax.jit(apply)
+        return _JIT_CACHE[cache_key]
+
+    def __call__(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+        params: Any = None,
+        past_key_values: dict | None = None,
+        dropout_rng: Array | None = None,
+        train: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        token_type_ids: Any = None,
+        head_mask: Any = None,
+        inputs_embeds: Any = None,
+        **head_inputs: Any,
+    ):
+        cfg = self.config
+        unknown = set(head_inputs) - set(self.head_inputs)
+        if unknown:
+            hint = (" (Flax models cache through past_key_values=model.init_cache(batch, max_length), as HF's do)"
+                    if "use_cache" in unknown else "")
+            raise TypeError(f"{type(self).__name__} got unexpected argument(s) {', '.join(sorted(unknown))}; "
+                            f"its head inputs are {', '.join(self.head_inputs) or 'none'}{hint}")
+        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = cfg.use_return_dict if return_dict is None else return_dict
+        params = self.params if params is None else params
+        if params is None:
+            raise ValueError("this model has no params: pass params=... or create it with _do_init=True / from_pretrained")
+        if train and dropout_rng is None:
+            raise InputError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
+
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                  "token_type_ids": token_type_ids, "head_mask": head_mask, "inputs_embeds": inputs_embeds, **head_inputs}
+        has_cache = past_key_values is not None
+        if has_cache and not isinstance(past_key_values, dict):
+            raise InputError("past_key_values must be the cache dict from init_cache (or a previous call's past_key_values)")
+        inputs = self._validate(inputs, past_key_values)
+        inputs = {k: v for k, v in inputs.items() if v is not None}
+
+        fn = self._jitted_apply(bool(train), bool(output_attentions), bool(output_hidden_states), has_cache)
+        out, new_cache = fn(params, inputs, past_key_values, dropout_rng)
+        if has_cache:
+            names = [f.name for f in dataclasses.fields(out)]
+            if "past_key_values" in names:  # rebuilt so that the tuple order is HF's (past after the logits)
+                out = type(out)(**{n: getattr(out, n) for n in names if n != "past_key_values"}, past_key_values=new_cache)
+            else:  # heads whose HF output has no past field (token classification, QA) append it
+                out["past_key_values"] = new_cache
+        if not return_dict:
+            return out.to_tuple()
+        return out
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, inputs: dict[str, Any], cache: dict | None) -> dict[str, Any]:
+        """Check concrete inputs (shapes and value ranges) and convert them to jnp arrays of the right dtype."""
+        cfg = self.config
+        validation.check_exactly_one(inputs["input_ids"], inputs["inputs_embeds"])
+        out: dict[str, Any] = {}
+        for name, value in inputs.items():
+            if value is None:
+                out[name] = None
+            elif isinstance(value, jax.core.Tracer):
+                out[name] = value
+            elif name in _INT_INPUTS or (name == "labels" and np.issubdtype(np.asarray(value).dtype, np.integer)):
+                arr = np.asarray(value)
+                if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                    raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
+                out[name] = arr.astype(np.int32)
+            else:
+                out[name] = np.asarray(value)
+
+        ids, embeds = out["input_ids"], out["inputs_embeds"]
+        if ids is not None:
+            input_shape = tuple(ids.shape)
+            if len(input_shape) < 2:
+                raise InputError(f"input_ids has shape {input_shape} but must be (batch, sequence)"
+                                 + (" or (batch, choices, sequence)" if self.architecture == "GPT2DoubleHeadsModel" else ""))
+            if _is_concrete(inputs["input_ids"]):
+                validation.check_input_ids(inputs["input_ids"], cfg.vocab_size)
+        else:
+            if embeds.ndim < 3 or embeds.shape[-1] != cfg.n_embd:
+                raise InputError(f"inputs_embeds has shape {tuple(embeds.shape)} but must be (batch, sequence, {cfg.n_embd}) (n_embd)")
+            input_shape = tuple(embeds.shape[:-1])
+            if not isinstance(embeds, jax.core.Tracer):
+                out["inputs_embeds"] = embeds.astype(np.float32) if embeds.dtype == np.float64 else embeds
+        t = input_shape[-1]
+        lead = input_shape[:-1]
+
+        past_length, max_length = 0, None
+        if cache is not None:
+            body = cache if self.architecture == "GPT2Model" else cache.get(self.base_model_prefix, {})
+            layers = body.get("h", {}) if isinstance(body, dict) else {}
+            if sorted(layers, key=str) != sorted((str(i) for i in range(cfg.n_layer)), key=str):
+                raise InputError(f"past_key_values does not fit this {type(self).__name__} ({cfg.n_layer} layers"
+                                 + ("" if self.architecture == "GPT2Model" else ", under 'transformer'")
+                                 + "); pass the dict returned by this model's init_cache or a previous call")
+            index = _first_cache_index(cache)
+            max_length = _cache_max_length(cache)
+            past_length = int(np.asarray(index)) if _is_concrete(index) else 0
+            if inputs["position_ids"] is None:
+                raise InputError("position_ids are required with past_key_values: pass the absolute positions of the new "
+                                 f"tokens, e.g. {past_length} + arange({t})")
+            if past_length + t > max_length:
+                raise InputError(f"the cache holds {past_length} of max_length={max_length} positions and cannot take {t} "
+                                 f"more; create it with init_cache(batch_size, max_length>={past_length + t})")
+            cache_batch = _cache_batch(cache)
+            if int(np.prod(lead)) != cache_batch:
+                raise InputError(f"the cache was made for batch {cache_batch} but the input has batch {int(np.prod(lead))}")
+        validation.check_sequence_length(past_length, t, cfg.n_positions)
+
+        mask = out["attention_mask"]
+        if mask is not None:
+            s = max_length if cache is not None else t
+            if tuple(mask.shape) != (*lead, s):
+                if cache is not None:
+                    raise InputError(f"attention_mask has shape {tuple(mask.shape)} but must be {(*lead, s)}: with a cache "
+                                     f"it covers all max_length={s} positions (1 for filled and new tokens, 0 after)")
+                if len(lead) == 1:
+                    validation.check_attention_mask(mask.shape, lead[0], 0, t)
+                validation.check_same_shape("attention_mask", mask.shape, (*lead, s), "the input's shape")
+        for name in ("token_type_ids", "position_ids"):
+            value = out[name]
+            if value is None:
+                continue
+            ok = tuple(value.shape) == input_shape or (value.ndim == len(input_shape) and value.shape[0] == 1 and value.shape[1:] == input_shape[1:])
+            if not ok:
+                validation.check_same_shape(name, value.shape, input_shape, "the input's (batch, sequence) shape")
+        if _is_concrete(inputs["position_ids"]):
+            validation.check_position_ids(out["position_ids"], cfg.n_positions)
+        if _is_concrete(inputs["token_type_ids"]):
+            validation.check_input_ids(out["token_type_ids"], cfg.vocab_size, name="token_type_ids")
+        if out["head_mask"] is not None:
+            validation.check_head_mask(out["head_mask"].shape, cfg.n_layer, cfg.n_head)
+        self._validate_head(out, inputs, input_shape)
+        # Device arrays stay on their devices (a sharded batch keeps its sharding); only the dtype is fixed.
+        for name, value in inputs.items():
+            if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer) and out[name] is not None:
+                out[name] = value if value.dtype == out[name].dtype else value.astype(out[name].dtype)
+        return out
+
+    def _validate_head(self, out: dict[str, Any], raw: dict[str, Any], input_shape: tuple[int, ...]) -> None:
+        """Head-specific checks (labels ranges and shapes); the base model has none."""
+
+
+def _first_cache_index(cache: dict) -> Any:
+    leaves = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(cache) if str(path[-1]).find("cache_index") >= 0]
+    if not leaves:
+        raise InputError("past_key_values has no cache_index: pass the dict returned by init_cache")
+    return leaves[0]
+
+
+def _cache_leaf(cache: dict) -> Any:
+    leaves = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(cache) if str(path[-1]).find("cached_key") >= 0]
+    if not leaves:
+        raise InputError("past_key_values has no cached_key: pass the dict returned by init_cache")
+    return leaves[0]
+
+
+def _cache_max_length(cache: dict) -> int:
+    return int(_cache_leaf(cache).shape[1])
+
+
+def _cache_batch(cache: dict) -> int:
+    return int(_cache_leaf(cache).shape[0])
+
+
+def _check_labels_shape(out: dict[str, Any], name: str, expected: tuple[int, ...], what: str) -> None:
+    value = out.get(name)
+    if value is not None:
+        validation.check_same_shape(name, value.shape, expected, what)
+
+
+class FlaxGPT2Model(FlaxGPT2PreTrainedModel):
+    """The bare GPT-2 body. Output: ``last_hidden_state`` (B, T, E), optional hidden_states / attentions / past."""
+
+    module_class = FlaxGPT2Module
+    architecture = "GPT2Model"
+
+
+class FlaxGPT2LMHeadModel(FlaxGPT2PreTrainedModel):
+    """GPT-2 with the language-model head. ``labels`` (B, T) (-100 ignored) give ``loss``; logits (B, T, V)."""
+
+    module_class = FlaxGPT2LMHeadModule
+    architecture = "GPT2LMHeadModel"
+    head_inputs = ("labels",)
+
+    def _validate_head(self, out, raw, input_shape):
+        _check_labels_shape(out, "labels", input_shape, "one label per input token")
+        if _is_concrete(raw.get("labels")):
+            validation.check_labels(out["labels"], self.config.vocab_size)
+
+
+class FlaxGPT2DoubleHeadsModel(FlaxGPT2PreTrainedModel):
+    """GPT-2 with LM and multiple-choice heads; inputs (B, C, T), ``mc_token_ids`` (B, C), ``labels``, ``mc_labels`` (B,)."""
+
+    module_class = FlaxGPT2DoubleHeadsModule
+    architecture = "GPT2DoubleHeadsModel"
+    head_inputs = ("mc_token_ids", "labels", "mc_labels")
+
+    def _dummy_inputs(self, input_shape):
+        shape = tuple(input_shape) if len(input_shape) == 3 else (1, 1, *tuple(input_shape)[-1:])
+        return {"input_ids": jnp.zeros(shape, jnp.int32), "mc_token_ids": jnp.zeros(shape[:-1], jnp.int32)}
+
+    def _validate_head(self, out, raw, input_shape):
+        _check_labels_shape(out, "labels", input_shape, "one label per input token")
+        _check_labels_shape(out, "mc_token_ids", input_shape[:-1], "one token index per choice")
+        _check_labels_shape(out, "mc_labels", input_shape[:-2], "one choice per example")
+        if _is_concrete(raw.get("labels")):
+            validation.check_labels(out["labels"], self.config.vocab_size)
+        if _is_concrete(raw.get("mc_token_ids")):
+            validation.check_labels(out["mc_token_ids"], input_shape[-1], name="mc_token_ids", ignore_index=None)
+        if _is_concrete(raw.get("mc_labels")) and len(input_shape) >= 2:
+            validation.check_labels(out["mc_labels"], input_shape[-2], name="mc_labels")
+
+
+class FlaxGPT2ForSequenceClassification(FlaxGPT2PreTrainedModel):
+    """GPT-2 with a classification head on the last non-pad token; logits (B, num_labels); ``labels`` (B,)."""
+
+    module_class = FlaxGPT2ForSequenceClassificationModule
+    architecture = "GPT2ForSequenceClassification"
+    head_inputs = ("labels",)
+
+    def _validate_head(self, out, raw, input_shape):
+        labels = out.get("labels")
+        if self.config.pad_token_id is None and input_shape[0] != 1:
+            raise InputError("cannot classify a batch of more than one sequence without config.pad_token_id "
+                             "(it marks where each sequence ends)")
+        if labels is None:
+            return
+        problem = sequence_classification_problem(self.config, labels.dtype)
+        if problem == "single_label_classification":
+            _check_labels_shape(out, "labels", input_shape[:1], "one class per sequence")
+            if _is_concrete(raw.get("labels")):
+                validation.check_labels(labels, self.config.num_labels, ignore_index=-100)
+        elif problem == "multi_label_classification":
+            _check_labels_shape(out, "labels", (input_shape[0], self.config.num_labels), "one 0/1 target per label")
+            if not isinstance(labels, jax.core.Tracer):
+                out["labels"] = labels.astype(np.float32)
+        elif not isinstance(labels, jax.core.Tracer):
+            out["labels"] = labels.astype(np.float32)
+
+
+class FlaxGPT2ForTokenClassification(FlaxGPT2PreTrainedModel):
+    """GPT-2 with a per-token classifier; logits (B, T, num_labels); ``labels`` (B, T) (-100 ignored)."""
+
+    module_class = FlaxGPT2ForTokenClassificationModule
+    architecture = "GPT2ForTokenClassification"
+    head_inputs = ("labels",)
+
+    def _validate_head(self, out, raw, input_shape):
+        _check_labels_shape(out, "labels", input_shape, "one class per token")
+        if _is_concrete(raw.get("labels")):
+            validation.check_labels(out["labels"], self.config.num_labels)
+
+
+class FlaxGPT2ForQuestionAnswering(FlaxGPT2PreTrainedModel):
+    """GPT-2 with a span head; start_logits / end_logits (B, T); ``start_positions`` / ``end_positions`` (B,)."""
+
+    module_class = FlaxGPT2ForQuestionAnsweringModule
+    architecture = "GPT2ForQuestionAnswering"
+    head_inputs = ("start_positions", "end_positions")
+
+    def _validate_head(self, out, raw, input_shape):
+        if (out.get("start_positions") is None) != (out.get("end_positions") is None):
+            raise InputError("pass both start_positions and end_positions (or neither)")
+        _check_labels_shape(out, "start_positions", input_shape[:1], "one start index per sequence")
+        _check_labels_shape(out, "end_positions", input_shape[:1], "one end index per sequence")
+
+
+MODEL_CLASSES: dict[str, type[FlaxGPT2PreTrainedModel]] = {
+    cls.architecture: cls
+    for cls in (FlaxGPT2Model, FlaxGPT2LMHeadModel, FlaxGPT2DoubleHeadsModel, FlaxGPT2ForSequenceClassification,
+                FlaxGPT2ForTokenClassification, FlaxGPT2ForQuestionAnswering)
+}

@@ -1,0 +1,178 @@
+"""Flax weights through the shared checkpoint layer: every format in, safetensors/flax out, HF loading semantics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.flax
+jax = pytest.importorskip("jax")
+flax = pytest.importorskip("flax")
+import flax.linen as nn  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import serialization, traverse_util  # noqa: E402
+
+from gpt2_multi import GPT2Config  # noqa: E402
+from gpt2_multi.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from gpt2_multi.flax import (  # noqa: E402
+    FlaxGPT2ForSequenceClassification,
+    FlaxGPT2ForTokenClassification,
+    FlaxGPT2LMHeadModel,
+    FlaxGPT2Model,
+)
+
+from fixture_cases import checkpoint_dir, checkpoint_formats, load_case  # noqa: E402
+
+LM_FORMATS = {"safetensors": "safetensors", "bin": "pt-bin", "tf": "tf", "flax": "flax"}
+
+
+def flat(params) -> dict[tuple[str, ...], np.ndarray]:
+    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
+
+
+@pytest.mark.parametrize("fixture_fmt", checkpoint_formats("lm"))
+def test_lm_every_format_gives_the_golden_logits(fixture_fmt):
+    if fixture_fmt == "bin":
+        pytest.importorskip("torch")  # pytorch_model.bin needs torch to unpickle
+    model = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", fixture_fmt), format=LM_FORMATS[fixture_fmt])
+    case = load_case("lm_plain")
+    np.testing.assert_allclose(np.asarray(model(case.inputs["input_ids"]).logits), case.outputs["logits"], atol=1e-4)
+
+
+def test_param_tree_is_hf_flax_tree():
+    """Our params have exactly the paths, shapes and values of HF's flax_model.msgpack (read with Flax itself)."""
+    for head, cls in (("lm", FlaxGPT2LMHeadModel), ("base", FlaxGPT2Model)):
+        raw = serialization.msgpack_restore((checkpoint_dir(head, "flax") / "flax_model.msgpack").read_bytes())
+        hf = flat(raw)
+        ours = flat(cls.from_pretrained(checkpoint_dir(head, "safetensors")).params)
+        assert set(ours) == set(hf), set(ours) ^ set(hf)
+        for path, value in hf.items():
+            np.testing.assert_array_equal(ours[path], value, err_msg="/".join(path))
+        shapes = traverse_util.flatten_dict(cls.from_pretrained(checkpoint_dir(head, "flax")).params_shape_tree())
+        assert {k: tuple(v.shape) for k, v in shapes.items()} == {k: v.shape for k, v in hf.items()}
+
+
+def test_from_pretrained_never_initialises(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_pretrained must not run module.init")
+
+    monkeypatch.setattr(FlaxGPT2LMHeadModel, "init_weights", refuse)
+    real_init = nn.Module.init
+
+    def only_abstract(self, *args, **kwargs):
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        assert all(isinstance(x, jax.core.Tracer) for x in leaves if hasattr(x, "shape")), "init ran on real arrays"
+        return real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "init", only_abstract)
+    model = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"))
+    assert model.params["transformer"]["h"]["1"]["mlp"]["c_fc"]["kernel"].shape == (128, 32)
+
+
+def test_save_pretrained_roundtrip(tmp_path):
+    model = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "flax"))
+    written = model.save_pretrained(tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["config.json", "model.safetensors"]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["architectures"] == ["GPT2LMHeadModel"] and config["n_embd"] == 32
+    ckpt = load_checkpoint(tmp_path / "out")
+    assert "lm_head.weight" not in ckpt.tensors  # tied: HF does not write it
+    assert ckpt.tensors["transformer.h.0.attn.c_attn.weight"].shape == (32, 96)  # PyTorch Conv1D layout
+    again = FlaxGPT2LMHeadModel.from_pretrained(tmp_path / "out")
+    for path, value in flat(model.params).items():
+        np.testing.assert_array_equal(flat(again.params)[path], value)
+    model.save_pretrained(tmp_path / "msgpack", format="flax")
+    raw = flat(serialization.msgpack_restore((tmp_path / "msgpack" / "flax_model.msgpack").read_bytes()))
+    for path, value in flat(model.params).items():
+        np.testing.assert_array_equal(raw[path], value)
+
+
+def test_untied_lm_head_roundtrip(tmp_path):
+    cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2, tie_word_embeddings=False)
+    model = FlaxGPT2LMHeadModel(cfg, seed=1)
+    assert model.params["lm_head"]["kernel"].shape == (16, 50)
+    model.save_pretrained(tmp_path)
+    assert load_checkpoint(tmp_path).tensors["lm_head.weight"].shape == (50, 16)
+    again = FlaxGPT2LMHeadModel.from_pretrained(tmp_path)
+    ids = np.arange(10).reshape(2, 5)
+    np.testing.assert_array_equal(np.asarray(again(ids).logits), np.asarray(model(ids).logits))
+
+
+def test_missing_head_is_initialised_and_reported():
+    model, info = FlaxGPT2ForTokenClassification.from_pretrained(checkpoint_dir("base", "safetensors"), output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["classifier.bias", "classifier.weight"]
+    kernel = np.asarray(model.params["classifier"]["kernel"])
+    assert kernel.shape == (32, 3) and 0.005 < kernel.std() < 0.05
+    np.testing.assert_array_equal(np.asarray(model.params["classifier"]["bias"]), 0)
+    base = FlaxGPT2Model.from_pretrained(checkpoint_dir("base", "safetensors"))
+    np.testing.assert_array_equal(np.asarray(model.params["transformer"]["wte"]["embedding"]),
+                                  np.asarray(base.params["wte"]["embedding"]))
+
+
+def test_other_head_is_unexpected_and_body_is_shared():
+    model, info = FlaxGPT2Model.from_pretrained(checkpoint_dir("seqcls", "safetensors"), output_loading_info=True)
+    assert info["unexpected_keys"] == ["score.weight"] and info["missing_keys"] == []
+    assert "score" not in model.params and "wte" in model.params
+
+
+def test_mismatched_head_size():
+    path = checkpoint_dir("seqcls", "safetensors")
+    with pytest.raises(CheckpointError, match=r"score.weight.*\(3, 32\).*\(5, 32\)"):
+        FlaxGPT2ForSequenceClassification.from_pretrained(path, num_labels=5)
+    model, info = FlaxGPT2ForSequenceClassification.from_pretrained(path, num_labels=5, ignore_mismatched_sizes=True,
+                                                                     output_loading_info=True)
+    assert info["mismatched_keys"] == [("score.weight", (3, 32), (5, 32))]
+    assert model.params["score"]["kernel"].shape == (32, 5)
+    assert model(np.ones((2, 3), int)).logits.shape == (2, 5)
+
+
+def test_missing_body_weight_names_it(tmp_path):
+    ckpt = load_checkpoint(checkpoint_dir("base", "safetensors"))
+    tensors = {k: v for k, v in ckpt.tensors.items() if k != "transformer.h.1.ln_2.bias"}
+    from gpt2_multi.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path, tensors, ckpt.config, architecture="GPT2Model")
+    with pytest.raises(CheckpointError, match=r"h\.1\.ln_2\.bias"):
+        FlaxGPT2Model.from_pretrained(tmp_path)
+
+
+def test_bfloat16_checkpoint_loads_into_float32(tmp_path):
+    model = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"))
+    model.save_pretrained(tmp_path, params=model.to_bf16())
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.tensors["transformer.wte.weight"].dtype.name == "bfloat16"
+    again = FlaxGPT2LMHeadModel.from_pretrained(tmp_path)
+    assert again.params["transformer"]["wte"]["embedding"].dtype == jnp.float32
+    ids = np.arange(1, 9).reshape(2, 4)
+    np.testing.assert_allclose(np.asarray(again(ids).logits), np.asarray(model(ids).logits), atol=0.05)
+
+
+@pytest.mark.slow
+def test_load_peak_memory_is_near_the_weights_size(tmp_path):
+    """A random gpt2-small-sized checkpoint (124M parameters, 498 MB) loads with peak RSS growth under 1.5x its weights."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "flax_load_memory.py"
+    res = subprocess.run([sys.executable, str(script), "--n-layer", "12", "--dir", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert result["weights_mb"] > 490 and result["params_mb"] == result["weights_mb"]
+    assert result["ratio"] < 1.5, result
+
+
+def test_do_init_false_returns_params_separately():
+    model, params = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"), _do_init=False)
+    assert model.params is None
+    ids = load_case("lm_plain").inputs["input_ids"]
+    with pytest.raises(ValueError, match="no params"):
+        model(ids)
+    expected = load_case("lm_plain").outputs["logits"]
+    np.testing.assert_allclose(np.asarray(model(ids, params=params).logits), expected, atol=1e-4)
+    model.enable_gradient_checkpointing()
+    assert model.module.remat
+    np.testing.assert_allclose(np.asarray(model(ids, params=params).logits), expected, atol=1e-4)

@@ -1,0 +1,514 @@
+"""The Flax stack against HF's golden outputs, an independent numpy forward, and its own uncached path."""
+
+from __future__ import annotations
+
+import functools
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.flax
+jax = pytest.importorskip("jax")
+pytest.importorskip("flax")
+import jax.numpy as jnp  # noqa: E402
+
+from gpt2_multi import GPT2Config  # noqa: E402
+from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
+from gpt2_multi.flax import (  # noqa: E402
+    ACT2FN,
+    MODEL_CLASSES,
+    FlaxGPT2ForSequenceClassification,
+    FlaxGPT2LMHeadModel,
+    FlaxGPT2Model,
+    cache_to_bhsd,
+)
+from gpt2_multi.flax.loading import params_to_state_dict  # noqa: E402
+from gpt2_multi.validation import InputError  # noqa: E402
+
+from fixture_cases import HEAD_ARCHITECTURES, case_checkpoints, checkpoint_dir, load_case  # noqa: E402
+
+ATOL = 1e-4
+FORMATS = ("safetensors", "flax")
+
+
+@functools.cache
+def load_model(head: str, fmt: str):
+    return MODEL_CLASSES[HEAD_ARCHITECTURES[head]].from_pretrained(checkpoint_dir(head, fmt))
+
+
+def tiny_config(**overrides) -> GPT2Config:
+    base = dict(vocab_size=1000, n_positions=64, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0,
+                attn_pdrop=0.0, pad_token_id=0)
+    base.update(overrides)
+    return GPT2Config(**base)
+
+
+def assert_close(got, expected, name, valid=None):
+    got = np.asarray(got, dtype=np.float32)
+    assert got.shape == expected.shape, f"{name}: shape {got.shape} != {expected.shape}"
+    if valid is not None:
+        if name.startswith("attentions"):  # (B, H, T, T): only query rows whose mask is 1
+            sel = np.broadcast_to(valid[:, None, :, None], got.shape)
+        else:
+            sel = np.broadcast_to(valid.reshape(valid.shape + (1,) * (got.ndim - 2)), got.shape)
+        got, expected = got[sel], expected[sel]
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0, err_msg=name)
+
+
+def run_with_cache(model, past_ids, input_ids, max_length=16, **kwargs):
+    """HF-generation-style two calls: the prefix into a fresh cache, then the new tokens."""
+    b, p = past_ids.shape
+    t = input_ids.shape[1]
+    cache = model.init_cache(b, max_length)
+    mask = np.zeros((b, max_length), np.int32)
+    mask[:, :p] = 1
+    first = model(past_ids, attention_mask=mask, position_ids=np.broadcast_to(np.arange(p), (b, p)), past_key_values=cache)
+    mask[:, : p + t] = 1
+    return model(input_ids, attention_mask=mask, position_ids=np.broadcast_to(np.arange(p, p + t), (b, t)),
+                 past_key_values=first.past_key_values, **kwargs)
+
+
+def compare_outputs(case, out, skip_past=False):
+    valid = case.valid_positions()
+    compared = 0
+    for key, expected in case.outputs.items():
+        if key.startswith("past."):
+            continue
+        if "." in key:
+            field, i = key.rsplit(".", 1)
+            got = out[field][int(i)]
+        else:
+            got = out[key]
+        assert_close(got, expected, key, valid)
+        compared += 1
+    assert compared > 0
+
+
+@pytest.mark.parametrize(("case_name", "fmt"), case_checkpoints(FORMATS))
+def test_golden_case(case_name, fmt):
+    case = load_case(case_name)
+    model = load_model(case.head, fmt)
+    inputs = dict(case.inputs)
+    flags = {k: v for k, v in case.flags.items() if k in ("output_attentions", "output_hidden_states")}
+    if "past_input_ids" in inputs:
+        past_ids = inputs.pop("past_input_ids")
+        out = run_with_cache(model, past_ids, inputs.pop("input_ids"), **inputs, **flags)
+        length = case.outputs["past.0.key"].shape[2]  # prefix + new tokens
+        for layer, (key, value) in enumerate(cache_to_bhsd(out.past_key_values, length)):
+            exp_key, exp_value = case.past(layer)
+            assert_close(key, exp_key, f"past.{layer}.key")
+            assert_close(value, exp_value, f"past.{layer}.value")
+    else:
+        out = model(**inputs, **flags)
+    compare_outputs(case, out)
+
+
+@pytest.mark.parametrize("case_name", ["lm_plain", "base_plain", "lm_right_pad"])
+def test_golden_present_key_values_through_init_cache(case_name):
+    """The golden ``past`` of a single call equals the cache our model fills in one call."""
+    case = load_case(case_name)
+    if "past.0.key" not in case.outputs:
+        pytest.skip("case has no past outputs")
+    model = load_model(case.head, "safetensors")
+    ids = case.inputs["input_ids"]
+    b, t = ids.shape
+    cache = model.init_cache(b, t)
+    mask = case.inputs.get("attention_mask", np.ones((b, t), np.int64))
+    flags = {k: v for k, v in case.flags.items() if k in ("output_attentions", "output_hidden_states")}
+    out = model(ids, attention_mask=mask, position_ids=np.broadcast_to(np.arange(t), (b, t)), past_key_values=cache, **flags)
+    compare_outputs(case, out)
+    for layer, (key, value) in enumerate(cache_to_bhsd(out.past_key_values, t)):
+        assert_close(key, case.past(layer)[0], f"past.{layer}.key")
+        assert_close(value, case.past(layer)[1], f"past.{layer}.value")
+
+
+def test_cached_decoding_matches_uncached():
+    model = load_model("lm", "safetensors")
+    rng = np.random.RandomState(0)
+    ids = rng.randint(1, 1000, size=(2, 10))
+    full = np.asarray(model(ids).logits)
+    b, max_length = 2, 12
+    cache = model.init_cache(b, max_length)
+    mask = np.zeros((b, max_length), np.int32)
+    mask[:, :4] = 1
+    out = model(ids[:, :4], attention_mask=mask, position_ids=np.broadcast_to(np.arange(4), (b, 4)), past_key_values=cache)
+    np.testing.assert_allclose(np.asarray(out.logits), full[:, :4], atol=ATOL)
+    for pos in range(4, 10):
+        mask[:, pos] = 1
+        out = model(ids[:, pos:pos + 1], attention_mask=mask, position_ids=np.full((b, 1), pos),
+                    past_key_values=out.past_key_values)
+        np.testing.assert_allclose(np.asarray(out.logits[:, 0]), full[:, pos], atol=ATOL, err_msg=f"step {pos}")
+    assert int(out.past_key_values["transformer"]["h"]["0"]["attn"]["cache_index"]) == 10
+
+
+def test_cached_decoding_with_left_padding_matches_uncached():
+    model = load_model("lm", "safetensors")
+    ids = np.random.RandomState(1).randint(1, 1000, size=(2, 8))
+    mask = np.ones((2, 8), np.int32)
+    mask[0, :3] = 0
+    pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
+    full = np.asarray(model(ids, attention_mask=mask, position_ids=pos).logits)
+    cache = model.init_cache(2, 8)
+    cmask = np.zeros((2, 8), np.int32)
+    cmask[:, :6] = mask[:, :6]
+    out = model(ids[:, :6], attention_mask=cmask, position_ids=pos[:, :6], past_key_values=cache)
+    cmask[:, 6:] = 1
+    out = model(ids[:, 6:], attention_mask=cmask, position_ids=pos[:, 6:], past_key_values=out.past_key_values)
+    np.testing.assert_allclose(np.asarray(out.logits), full[:, 6:], atol=ATOL)
+
+
+def test_init_cache_shapes_and_no_params():
+    model = FlaxGPT2LMHeadModel(tiny_config(), _do_init=False)
+    assert model.params is None
+    cache = model.init_cache(3, 20)
+    attn = cache["transformer"]["h"]["1"]["attn"]
+    assert attn["cached_key"].shape == (3, 20, 4, 8)
+    assert attn["cached_value"].shape == (3, 20, 4, 8)
+    assert int(attn["cache_index"]) == 0
+    assert FlaxGPT2Model(tiny_config(), _do_init=False).init_cache(1, 5)["h"]["0"]["attn"]["cached_key"].shape == (1, 5, 4, 8)
+
+
+# ------------------------------------------------------------------------------------- numpy reference
+_NP_ACT = {
+    "gelu": lambda x: 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))),
+    "gelu_new": lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))),
+    "gelu_fast": lambda x: 0.5 * x * (1 + np.tanh(0.7978845608 * x * (1 + 0.044715 * x * x))),
+    "quick_gelu": lambda x: x / (1 + np.exp(-1.702 * x)),
+    "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.minimum(np.maximum(x, 0), 6),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.01 * x),
+    "silu": lambda x: x / (1 + np.exp(-x)),
+    "mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "linear": lambda x: x,
+}
+_NP_ACT.update({"gelu_python": _NP_ACT["gelu"], "gelu_pytorch_tanh": _NP_ACT["gelu_new"],
+                "gelu_accurate": _NP_ACT["gelu_new"], "swish": _NP_ACT["silu"]})
+
+
+def test_activation_table_is_the_shared_one():
+    assert tuple(ACT2FN) == ACTIVATIONS
+    assert set(_NP_ACT) == set(ACTIVATIONS)
+    x = np.linspace(-7, 7, 301).astype(np.float32)
+    for name in ACTIVATIONS:
+        np.testing.assert_allclose(np.asarray(ACT2FN[name](jnp.asarray(x))), _NP_ACT[name](x.astype(np.float64)),
+                                   atol=2e-6, rtol=1e-5, err_msg=name)
+
+
+def _np_layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def numpy_gpt2(sd: dict, cfg: GPT2Config, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """An independent float64 GPT-2 body from the HF PyTorch state dict (bare names)."""
+    sd = {k: v.astype(np.float64) for k, v in sd.items()}
+    b, t = ids.shape
+    h, d = cfg.n_head, cfg.head_dim
+    x = sd["wte.weight"][ids] + sd["wpe.weight"][np.arange(t)][None]
+    causal = np.tril(np.ones((t, t), bool))
+    for i in range(cfg.n_layer):
+        p = f"h.{i}."
+        a = _np_layer_norm(x, sd[p + "ln_1.weight"], sd[p + "ln_1.bias"], cfg.layer_norm_epsilon)
+        qkv = a @ sd[p + "attn.c_attn.weight"] + sd[p + "attn.c_attn.bias"]
+        q, k, v = (z.reshape(b, t, h, d).transpose(0, 2, 1, 3) for z in np.split(qkv, 3, axis=-1))
+        s = q @ k.transpose(0, 1, 3, 2)
+        if cfg.scale_attn_weights:
+            s = s / math.sqrt(d)
+        if cfg.scale_attn_by_inverse_layer_idx:
+            s = s / (i + 1)
+        allowed = causal[None, None] & (np.ones((b, 1, 1, t), bool) if mask is None else mask[:, None, None, :].astype(bool))
+        s = np.where(allowed, s, -1e30)
+        pr = np.exp(s - s.max(-1, keepdims=True))
+        pr = pr / pr.sum(-1, keepdims=True)
+        o = (pr @ v).transpose(0, 2, 1, 3).reshape(b, t, h * d)
+        x = x + o @ sd[p + "attn.c_proj.weight"] + sd[p + "attn.c_proj.bias"]
+        m = _np_layer_norm(x, sd[p + "ln_2.weight"], sd[p + "ln_2.bias"], cfg.layer_norm_epsilon)
+        m = _NP_ACT[cfg.activation_function](m @ sd[p + "mlp.c_fc.weight"] + sd[p + "mlp.c_fc.bias"])
+        x = x + m @ sd[p + "mlp.c_proj.weight"] + sd[p + "mlp.c_proj.bias"]
+    return _np_layer_norm(x, sd["ln_f.weight"], sd["ln_f.bias"], cfg.layer_norm_epsilon)
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"scale_attn_by_inverse_layer_idx": True},
+    {"reorder_and_upcast_attn": True, "scale_attn_by_inverse_layer_idx": True},
+    {"scale_attn_weights": False, "initializer_range": 0.1},
+    {"activation_function": "quick_gelu", "n_inner": 48},
+    {"activation_function": "gelu"},
+    {"activation_function": "relu6", "layer_norm_epsilon": 1e-3},
+])
+def test_matches_numpy_reference(overrides):
+    cfg = tiny_config(**overrides)
+    model = FlaxGPT2Model(cfg, seed=3)
+    ids = np.random.RandomState(0).randint(0, 1000, size=(2, 9))
+    mask = np.ones((2, 9), np.int32)
+    mask[1, 6:] = 0
+    got = np.asarray(model(ids, attention_mask=mask).last_hidden_state)
+    expected = numpy_gpt2(params_to_state_dict(model.params), cfg, ids, mask)
+    np.testing.assert_allclose(got[0], expected[0], atol=ATOL)
+    np.testing.assert_allclose(got[1, :6], expected[1, :6], atol=ATOL)
+
+
+# ------------------------------------------------------------------------------------- call contract
+def test_return_dict_false_gives_hf_tuple_order():
+    model = load_model("lm", "safetensors")
+    ids = np.arange(1, 7)[None]
+    out = model(ids, output_hidden_states=True)
+    tup = model(ids, output_hidden_states=True, return_dict=False)
+    assert isinstance(tup, tuple) and len(tup) == 2
+    np.testing.assert_array_equal(np.asarray(tup[0]), np.asarray(out.logits))
+    assert len(tup[1]) == 3
+    cache = model.init_cache(1, 8)
+    tup = model(ids, position_ids=np.arange(6)[None], past_key_values=cache, return_dict=False, output_hidden_states=True)
+    assert len(tup) == 3  # (logits, past_key_values, hidden_states), HF's order
+    assert isinstance(tup[1], dict) and "transformer" in tup[1]
+    assert len(tup[2]) == 3
+    np.testing.assert_allclose(np.asarray(tup[0]), np.asarray(out.logits), atol=ATOL)
+
+
+def test_jitted_once_per_static_configuration():
+    model = FlaxGPT2LMHeadModel(tiny_config(), seed=0)
+    ids = np.ones((2, 5), np.int64)
+    model(ids)
+    model(ids + 1)
+    model(ids, output_attentions=True)
+    assert model._jitted_keys == {(False, False, False, False), (False, True, False, False)}
+    fn = model._jitted_apply(False, False, False, False)
+    assert fn._cache_size() == 1  # the second call with the same shapes did not retrace
+    twin = FlaxGPT2LMHeadModel(tiny_config(), seed=1)
+    assert twin._jitted_apply(False, False, False, False) is fn  # same module and config: same compiled code
+    twin(ids)
+    assert fn._cache_size() == 1
+
+
+def test_outputs_are_pytrees_and_modules_jit():
+    model = load_model("lm", "safetensors")
+    ids = jnp.asarray(np.arange(1, 9).reshape(2, 4))
+
+    @jax.jit
+    def f(params, ids):
+        return model.module.apply({"params": params}, ids, labels=ids)
+
+    out = f(model.params, ids)
+    assert type(out).__name__ == "FlaxCausalLMOutputWithCrossAttentions"
+    ref = model(np.asarray(ids), labels=np.asarray(ids))
+    np.testing.assert_allclose(np.asarray(out.loss), np.asarray(ref.loss), atol=1e-6)
+    assert jax.tree_util.tree_structure(out).num_leaves == 2
+
+
+def test_train_mode_dropout():
+    cfg = tiny_config(resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3)
+    model = FlaxGPT2LMHeadModel(cfg, seed=0)
+    ids = np.arange(1, 11).reshape(2, 5)
+    eval1, eval2 = (np.asarray(model(ids).logits) for _ in range(2))
+    np.testing.assert_array_equal(eval1, eval2)
+    key = jax.random.PRNGKey(1)
+    tr1 = np.asarray(model(ids, train=True, dropout_rng=key).logits)
+    tr2 = np.asarray(model(ids, train=True, dropout_rng=key).logits)
+    tr3 = np.asarray(model(ids, train=True, dropout_rng=jax.random.PRNGKey(2)).logits)
+    np.testing.assert_array_equal(tr1, tr2)
+    assert np.abs(tr1 - eval1).max() > 1e-3 and np.abs(tr1 - tr3).max() > 1e-3
+    with pytest.raises(InputError, match="dropout_rng"):
+        model(ids, train=True)
+
+
+def test_dtype_and_param_dtype():
+    ref = load_model("lm", "safetensors")
+    ids = np.arange(1, 13).reshape(2, 6)
+    expected = np.asarray(ref(ids).logits)
+    half = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"), dtype=jnp.bfloat16)
+    assert half.params["transformer"]["wte"]["embedding"].dtype == jnp.float32
+    out = half(ids).logits
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float32), expected, atol=0.05)
+    stored = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"), param_dtype=jnp.bfloat16)
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(stored.params))
+    np.testing.assert_allclose(np.asarray(stored(ids).logits, np.float32), expected, atol=0.05)
+    bf16 = ref.to_bf16()
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(bf16))
+    back = ref.to_fp32(bf16)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(back))
+    np.testing.assert_allclose(np.asarray(ref(ids, params=back).logits), expected, atol=0.05)
+    mask = jax.tree_util.tree_map(lambda x: x.ndim > 1, ref.params)
+    partial = ref.to_bf16(mask=mask)
+    assert partial["transformer"]["ln_f"]["scale"].dtype == jnp.float32
+    assert partial["transformer"]["wte"]["embedding"].dtype == jnp.bfloat16
+
+
+def test_remat_same_values_and_gradients():
+    cfg = tiny_config()
+    plain = FlaxGPT2LMHeadModel(cfg, seed=0)
+    remat = FlaxGPT2LMHeadModel(cfg, plain.params, remat=True)
+    ids = jnp.asarray(np.arange(1, 17).reshape(2, 8))
+
+    def loss(module, params):
+        return module.apply({"params": params}, ids, labels=ids).loss
+
+    l1, g1 = jax.jit(jax.value_and_grad(functools.partial(loss, plain.module)))(plain.params)
+    l2, g2 = jax.jit(jax.value_and_grad(functools.partial(loss, remat.module)))(plain.params)
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_sequence_classification_regression_and_multilabel_losses():
+    ids = np.array([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
+    reg = FlaxGPT2ForSequenceClassification(tiny_config(num_labels=1), seed=0)
+    y = np.array([0.5, -1.0], np.float32)
+    out = reg(ids, labels=y)
+    pooled = np.asarray(out.logits)[:, 0]
+    np.testing.assert_allclose(float(out.loss), np.mean((pooled - y) ** 2), rtol=1e-5)
+    # pooled at the last non-pad token: equal to the unpadded row's last logit
+    alone = np.asarray(reg(ids[:1, :3]).logits)
+    np.testing.assert_allclose(np.asarray(out.logits)[0], alone[0], atol=ATOL)
+    multi = FlaxGPT2ForSequenceClassification(tiny_config(num_labels=3), seed=0)
+    targets = np.array([[1, 0, 1], [0, 0, 1]], np.float32)
+    out = multi(ids, labels=targets)
+    z = np.asarray(out.logits, np.float64)
+    bce = np.mean(np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0) - z * targets)
+    np.testing.assert_allclose(float(out.loss), bce, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def lm():
+    return load_model("lm", "safetensors")
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"input_ids": np.array([[1, 1000]])}, r"id 1000 at position \(0, 1\).*vocab_size=1000"),
+    ({"input_ids": np.array([[-1, 2]])}, r"id -1"),
+    ({"input_ids": np.array([1, 2, 3])}, r"must be \(batch, sequence\)"),
+    ({"input_ids": np.ones((1, 65), int)}, r"longer than the model's n_positions=64"),
+    ({"input_ids": np.ones((2, 4), int), "attention_mask": np.ones((2, 5))}, r"attention_mask has shape \(2, 5\) but must be \(2, 4\)"),
+    ({"input_ids": np.ones((2, 4), int), "token_type_ids": np.full((2, 4), 1000)}, r"token_type_ids holds id 1000"),
+    ({"input_ids": np.ones((2, 4), int), "position_ids": np.full((2, 4), 64)}, r"position_ids must lie in \[0, 64\)"),
+    ({"input_ids": np.ones((2, 4), int), "head_mask": np.ones((3, 4))}, r"head_mask has shape \(3, 4\)"),
+    ({"input_ids": np.ones((2, 4), int), "labels": np.full((2, 4), 1000)}, r"labels holds 1000"),
+    ({"input_ids": np.ones((2, 4), int), "labels": np.ones((2, 3), int)}, r"labels has shape \(2, 3\)"),
+    ({"input_ids": np.ones((2, 4), int), "inputs_embeds": np.ones((2, 4, 32))}, r"not both"),
+    ({}, r"pass input_ids or inputs_embeds"),
+    ({"inputs_embeds": np.ones((2, 4, 31))}, r"inputs_embeds has shape \(2, 4, 31\)"),
+])
+def test_clear_input_errors(lm, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        lm(**kwargs)
+
+
+def test_cache_errors(lm):
+    cache = lm.init_cache(2, 6)
+    ids = np.ones((2, 4), int)
+    with pytest.raises(InputError, match="position_ids are required with past_key_values"):
+        lm(ids, past_key_values=cache)
+    with pytest.raises(InputError, match=r"attention_mask has shape \(2, 4\) but must be \(2, 6\)"):
+        lm(ids, attention_mask=np.ones((2, 4)), position_ids=np.arange(4)[None].repeat(2, 0), past_key_values=cache)
+    out = lm(ids, position_ids=np.arange(4)[None].repeat(2, 0), past_key_values=cache)
+    with pytest.raises(InputError, match="holds 4 of max_length=6 positions and cannot take 3"):
+        lm(np.ones((2, 3), int), position_ids=np.arange(4, 7)[None].repeat(2, 0), past_key_values=out.past_key_values)
+    with pytest.raises(InputError, match="batch 2 but the input has batch 1"):
+        lm(np.ones((1, 1), int), position_ids=np.array([[4]]), past_key_values=out.past_key_values)
+    with pytest.raises(InputError, match="n_positions=64"):
+        lm.init_cache(1, 65)
+    base_cache = load_model("base", "safetensors").init_cache(2, 6)
+    with pytest.raises(InputError, match="does not fit this FlaxGPT2LMHeadModel"):
+        lm(ids, position_ids=np.arange(4)[None].repeat(2, 0), past_key_values=base_cache)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        lm(ids, mc_labels=np.zeros(2, int))
+    with pytest.raises(TypeError, match="init_cache"):
+        lm(ids, use_cache=True)
+    assert "0.1M parameters" in repr(lm) and "FlaxGPT2LMHeadModel(n_layer=2" in repr(lm)
+
+
+def test_import_does_not_pull_other_frameworks():
+    code = ("import sys, gpt2_multi.flax, gpt2_multi.flax.training, gpt2_multi.flax.sharding\n"
+            "bad = [m for m in ('torch', 'tensorflow', 'keras', 'transformers') if m in sys.modules]\n"
+            "assert not bad, bad\nprint('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+def test_missing_framework_gives_install_hint():
+    code = ("import sys\nsys.modules['jax'] = None\n"
+            "try:\n    import gpt2_multi.flax\nexcept ImportError as err:\n    print(err)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'gpt2-multi[flax]'" in res.stdout, res.stdout + res.stderr
+
+
+def test_call_inside_jit_skips_value_checks_but_matches():
+    model = load_model("lm", "safetensors")
+    ids = np.arange(1, 11).reshape(2, 5)
+    expected = np.asarray(model(ids, labels=ids).loss)
+
+    @jax.jit
+    def loss(params, ids):
+        return model(ids, params=params, labels=ids).loss
+
+    np.testing.assert_allclose(np.asarray(loss(model.params, jnp.asarray(ids))), expected, rtol=1e-6)
+
+
+def test_module_defaults_positions_from_the_cache():
+    """Linen users may omit position_ids with a cache: they continue from cache_index."""
+    model = load_model("base", "safetensors")
+    ids = jnp.asarray(np.arange(1, 13).reshape(2, 6))
+    cache = model.init_cache(2, 6)
+    module, params = model.module, model.params
+    step = jax.jit(lambda c, x: module.apply({"params": params, "cache": c}, x, mutable=["cache"]))
+    _, vars1 = step(cache, ids[:, :4])
+    out2, _ = step(vars1["cache"], ids[:, 4:])
+    full = jax.jit(lambda x: module.apply({"params": params}, x))(ids)
+    np.testing.assert_allclose(np.asarray(out2.last_hidden_state), np.asarray(full.last_hidden_state[:, 4:]), atol=ATOL)
+
+
+@pytest.mark.parametrize("summary_type", ["last", "first", "mean", "cls_index"])
+def test_double_heads_summary_types(summary_type):
+    base = load_model("double", "safetensors")
+    cfg = base.config.copy(summary_type=summary_type, summary_activation="tanh")
+    model = MODEL_CLASSES["GPT2DoubleHeadsModel"](cfg, base.params)
+    ids = np.random.RandomState(0).randint(1, 1000, size=(2, 3, 5))
+    mc_token_ids = np.array([[1, 4, 2], [0, 3, 4]])
+    out = model(ids, mc_token_ids=mc_token_ids, output_hidden_states=True)
+    hidden = np.asarray(out.hidden_states[-1])  # (B, C, T, E)
+    pooled = {"last": hidden[:, :, -1], "first": hidden[:, :, 0], "mean": hidden.mean(2),
+              "cls_index": np.take_along_axis(hidden, mc_token_ids[:, :, None, None], axis=2)[:, :, 0]}[summary_type]
+    head = base.params["multiple_choice_head"]["summary"]
+    expected = np.tanh(pooled @ np.asarray(head["kernel"]) + np.asarray(head["bias"]))[..., 0]
+    np.testing.assert_allclose(np.asarray(out.mc_logits), expected, atol=ATOL)
+    assert out.logits.shape == (2, 3, 5, 1000)
+
+
+def test_sequence_classification_with_inputs_embeds_pools_the_last_token():
+    model = load_model("seqcls", "safetensors")
+    ids = np.array([[5, 6, 7, 8], [9, 10, 11, 12]])
+    embeds = np.asarray(model.params["transformer"]["wte"]["embedding"])[ids]
+    np.testing.assert_allclose(np.asarray(model(inputs_embeds=embeds).logits), np.asarray(model(ids).logits), atol=ATOL)
+
+
+@pytest.mark.parametrize(("upcast", "softmax_dtype"), [(False, "bf16"), (True, "f32")])
+def test_reorder_and_upcast_attn_runs_softmax_in_float32(upcast, softmax_dtype):
+    """With bfloat16 compute, reorder_and_upcast_attn moves scores and softmax to float32 (and only then)."""
+    cfg = tiny_config(n_layer=1, reorder_and_upcast_attn=upcast)
+    model = FlaxGPT2Model(cfg, seed=0, dtype=jnp.bfloat16)
+    jaxpr = jax.make_jaxpr(lambda p, x: model.module.apply({"params": p}, x))(model.params, jnp.ones((1, 4), jnp.int32))
+    exps = [line for line in str(jaxpr).splitlines() if "= exp " in line]
+    assert len(exps) == 1 and f":{softmax_dtype}[1,4,4,4]" in exps[0], exps
+    out = model(np.arange(1, 5)[None]).last_hidden_state
+    assert out.dtype == jnp.bfloat16
+
+
+def test_head_mask_per_head_broadcasts_and_zero_head_removes_it():
+    model = load_model("base", "safetensors")
+    ids = np.arange(1, 13).reshape(2, 6)
+    per_head = np.array([1.0, 0.0, 1.0, 0.5], np.float32)
+    a = model(ids, head_mask=per_head, output_attentions=True)
+    b = model(ids, head_mask=np.stack([per_head, per_head]), output_attentions=True)
+    np.testing.assert_array_equal(np.asarray(a.last_hidden_state), np.asarray(b.last_hidden_state))
+    attn = np.asarray(a.attentions[0])
+    assert np.all(attn[:, 1] == 0)  # the masked head's probabilities are zero
+    np.testing.assert_allclose(attn[:, 0].sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(attn[:, 3].sum(-1), 0.5, atol=1e-6)
