@@ -87,3 +87,58 @@ def test_demo_runs_every_installed_backend_with_parity(capsys):
 def test_demo_rejects_a_model_whose_vocabulary_is_too_small(capsys):
     assert main(["demo", "--model", str(checkpoint_dir("lm", "safetensors"))]) == 2
     assert "outside this model's vocabulary (vocab_size=1000)" in capsys.readouterr().err
+
+
+def _generated_text(out: str, prompt: str) -> str:
+    assert out.startswith(prompt)
+    return out[len(prompt):].strip("\n")
+
+
+def test_generate_streams_the_greedy_continuation(capsys, tmp_path):
+    from gpt2_multi import backends
+    from gpt2_multi.cli import DEMO_PROMPT, make_demo_checkpoint
+    from gpt2_multi.tokenization import GPT2TokenizerFast
+
+    ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
+    if not ran:
+        pytest.skip("no backend installed")
+    checkpoint = make_demo_checkpoint(tmp_path / "demo")
+    tok = GPT2TokenizerFast.from_pretrained("gpt2")
+    expected = backends.Driver(ran[0], checkpoint).greedy(np.array([tok.encode(DEMO_PROMPT)]), 6)[0].tolist()
+    for backend in ran:
+        assert main(["generate", "--backend", backend, "--model", str(checkpoint), "--max-new-tokens", "6"]) == 0
+        captured = capsys.readouterr()
+        assert _generated_text(captured.out, DEMO_PROMPT) == tok.decode(expected)
+        assert "6 tokens in" in captured.err and "tokens/s" in captured.err
+
+
+def test_generate_sampling_is_seeded_and_backend_independent(capsys):
+    from gpt2_multi import backends
+
+    ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
+    if not ran:
+        pytest.skip("no backend installed")
+    texts = {}
+    for backend in ran:
+        for seed in ("1", "2"):
+            assert main(["generate", "--backend", backend, "--do-sample", "--seed", seed, "--max-new-tokens", "5",
+                         "--top-k", "20"]) == 0
+            texts[backend, seed] = capsys.readouterr().out
+    assert len({texts[b, "1"] for b in ran}) == 1  # one seed, one text, whichever backend
+    assert texts[ran[0], "1"] != texts[ran[0], "2"]
+
+
+def test_generate_errors(capsys):
+    from gpt2_multi import backends
+
+    missing = [b for b in backends.BACKENDS if not backends.framework_installed(b)]
+    if missing:
+        assert main(["generate", "--backend", missing[0]]) == 2
+        assert f"pip install 'gpt2-multi[{backends.EXTRAS[missing[0]]}]'" in capsys.readouterr().err
+    ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
+    if not ran:
+        pytest.skip("no backend installed")
+    assert main(["generate", "--backend", ran[0], "--max-new-tokens", "0"]) == 2
+    assert "--max-new-tokens must be >= 1" in capsys.readouterr().err
+    assert main(["generate", "--backend", ran[0], "--max-new-tokens", "500"]) == 2
+    assert "exceeds the model's n_positions=128" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The ``gpt2-multi`` command (also ``python -m gpt2_multi``).
 
     gpt2-multi demo [--model PATH] [--backends pt,tf,flax] [--prompt TEXT] [--new-tokens N]
+    gpt2-multi generate --backend {pt,tf,flax} [--model PATH] --prompt TEXT [--max-new-tokens N] [--do-sample ...]
     gpt2-multi convert SRC DST --to {safetensors,pt-bin,tf,flax} [--max-shard-size 5GB]
     gpt2-multi conform [CKPT] [--golden DIR] [--full] [--json]
     gpt2-multi info PATH
@@ -48,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (e.g. 500MB); default 5GB")
     conv.add_argument("--no-progress", action="store_true")
 
+    gen = sub.add_parser("generate", help="stream a continuation of a prompt from one backend")
+    gen.add_argument("--backend", choices=("pt", "tf", "flax"), default="pt")
+    gen.add_argument("--model", help="checkpoint directory or hub name (default: the embedded demo model)")
+    gen.add_argument("--prompt", default=DEMO_PROMPT)
+    gen.add_argument("--max-new-tokens", type=int, default=32)
+    gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=50)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--repetition-penalty", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed")
+
     conform = sub.add_parser("conform", help="run the conformance suite: every backend, same logits and KV caches")
     _add_conform_arguments(conform)
 
@@ -75,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_convert(args)
         if args.command == "info":
             return cmd_info(args)
+        if args.command == "generate":
+            return cmd_generate(args)
         if args.command == "conform":
             from conformance.cli import run as run_conformance
 
@@ -258,6 +273,65 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
             print(f"  {line}")
     if not results:
         print("\nno backend could run; the checkpoint layer and tokenizer worked (see above)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- generate
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Stream tokens as they come: one cached forward step per token through the backend's model.
+
+    Each step's logits go through the same processors as ``generate()`` (the numpy reference in
+    :mod:`gpt2_multi.generation`), so greedy output equals ``model.generate`` and sampling is
+    reproducible from ``--seed`` whatever the backend.
+    """
+    from gpt2_multi import backends
+    from gpt2_multi.generation import GenerationConfig, reference_process_logits
+    from gpt2_multi.tokenization import GPT2TokenizerFast
+
+    if not backends.stack_available(args.backend):
+        raise ValueError(f"the {backends.LABELS[args.backend]} backend is not installed "
+                         f"(pip install 'gpt2-multi[{backends.EXTRAS[args.backend]}]')")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    with tempfile.TemporaryDirectory(prefix="gpt2-multi-generate-") as tmp:
+        model_path = args.model or str(make_demo_checkpoint(Path(tmp) / "demo"))
+        tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
+        start = time.perf_counter()
+        driver = backends.Driver(args.backend, model_path)
+        config = driver.config
+        settings = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                    repetition_penalty=args.repetition_penalty, eos_token_id=config.eos_token_id)
+        ids = np.array([tokenizer.encode(args.prompt)], dtype=np.int64)
+        if ids.size == 0 or ids.max() >= config.vocab_size:
+            raise ValueError(f"the prompt must be non-empty GPT-2 text whose ids fit vocab_size={config.vocab_size}")
+        _, max_new = settings.new_tokens(ids.shape[1], config.n_positions)
+        load_s = time.perf_counter() - start
+        rng = np.random.default_rng(args.seed)
+        print(args.prompt, end="", flush=True)
+        step, state = driver.forward(ids, None, max_length=ids.shape[1] + max_new)
+        generated: list[int] = []
+        shown = ""
+        t0 = time.perf_counter()
+        for i in range(max_new):
+            scores = reference_process_logits(step.logits[:, -1], np.concatenate([ids, [generated]], axis=1).astype(np.int64)
+                                              if generated else ids, settings, i, 0)
+            if settings.do_sample:
+                probs = np.exp(scores[0] - scores[0].max())
+                token = int(rng.choice(probs.size, p=probs / probs.sum()))
+            else:
+                token = int(scores[0].argmax())
+            generated.append(token)
+            text = tokenizer.decode(generated)
+            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                print(text[len(shown):], end="", flush=True)
+                shown = text
+            if token in settings.eos_token_ids or i + 1 == max_new:
+                break
+            step, state = driver.forward(np.array([[token]], dtype=np.int64), state)
+        elapsed = time.perf_counter() - t0
+    print(f"\n\n[{backends.LABELS[args.backend]}: {len(generated)} tokens in {elapsed:.2f} s, "
+          f"{len(generated) / elapsed:.1f} tokens/s; load {load_s:.2f} s]", file=sys.stderr)
     return 0
 
 
