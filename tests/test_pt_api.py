@@ -139,7 +139,8 @@ def test_save_and_reload_round_trip(tmp_path, fmt):
     model = GPT2DoubleHeadsModel(tiny(pad_token_id=0)).eval()
     written = model.save_pretrained(tmp_path, safe_serialization=fmt == "safetensors")
     names = sorted(p.name for p in written)
-    assert names == sorted(["config.json", "model.safetensors" if fmt == "safetensors" else "pytorch_model.bin"])
+    weights = "model.safetensors" if fmt == "safetensors" else "pytorch_model.bin"
+    assert names == sorted(["config.json", weights, "generation_config.json"])  # DoubleHeads can generate
     ckpt = load_checkpoint(tmp_path)
     assert "lm_head.weight" not in ckpt.tensors  # tied: not written, as HF
     config = json.loads((tmp_path / "config.json").read_text())

@@ -219,7 +219,8 @@ def reference_process_logits(
                     scores[b, seq[i + n - 1]] = neg
     if new_so_far < min_new:
         for e in config.eos_token_ids:
-            scores[:, e] = neg
+            if e < scores.shape[-1]:  # an eos outside the vocabulary can never be produced (HF ignores it)
+                scores[:, e] = neg
     if config.do_sample:
         if config.temperature != 1.0:
             scores = scores / config.temperature

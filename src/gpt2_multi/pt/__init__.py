@@ -16,6 +16,7 @@ except ImportError as err:  # pragma: no cover - exercised in a venv without tor
         "gpt2_multi.pt needs PyTorch, which is not installed: pip install 'gpt2-multi[torch]'"
     ) from err
 
+from gpt2_multi.pt.generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationMixin
 from gpt2_multi.pt.modeling import (
     ACT2FN,
     GPT2MLP,
@@ -43,6 +44,9 @@ from gpt2_multi.pt.outputs import (
 
 __all__ = [
     "ACT2FN",
+    "GenerateBeamDecoderOnlyOutput",
+    "GenerateDecoderOnlyOutput",
+    "GenerationMixin",
     "MODEL_CLASSES",
     "BaseModelOutputWithPastAndCrossAttentions",
     "CausalLMOutputWithCrossAttentions",

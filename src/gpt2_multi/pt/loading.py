@@ -27,6 +27,7 @@ from torch import nn
 
 from gpt2_multi.checkpoint import LoadReport, load_checkpoint, match_state_dict, save_checkpoint
 from gpt2_multi.config import ATTRIBUTE_MAP, COMMON_DEFAULTS, MODEL_DEFAULTS, GPT2Config
+from gpt2_multi.pt.generation import load_generation_config
 
 logger = logging.getLogger("gpt2_multi.pt")
 
@@ -173,6 +174,7 @@ def from_pretrained(
     if leftover:  # pragma: no cover - match_state_dict guarantees the body; heads are initialised above
         raise RuntimeError(f"internal error: parameters left uninitialised after loading: {', '.join(leftover)}")
     _log_report(report, cls.__name__, source)
+    load_generation_config(model, source)  # generation_config.json next to the weights, for generate()
     model.eval()
     if output_loading_info:
         return model, report.as_dict()
@@ -215,7 +217,8 @@ def save_pretrained(
     max_shard_size: int | str = "5GB",
     state_dict: dict[str, torch.Tensor] | None = None,
 ) -> list[Path]:
-    """Write ``config.json`` and ``model.safetensors`` (``pytorch_model.bin`` with ``safe_serialization=False``).
+    """Write ``config.json`` and ``model.safetensors`` (``pytorch_model.bin`` with ``safe_serialization=False``),
+    and ``generation_config.json`` for the models that can generate.
 
     A tied ``lm_head`` is not written (HF does the same); the config records the parameter dtype.
     Files are written atomically; a checkpoint above ``max_shard_size`` is sharded with an index.
@@ -225,7 +228,11 @@ def save_pretrained(
     tensors = {name: to_numpy(t) for name, t in state.items()}
     dtype_name = _dtype_name(model.dtype)
     config = model.config.copy(torch_dtype=dtype_name, dtype=dtype_name)
-    return save_checkpoint(
+    written = save_checkpoint(
         save_directory, tensors, config, format="safetensors" if safe_serialization else "pt-bin",
         architecture=model.architecture, max_shard_size=max_shard_size,
     )
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:  # models that can generate also write generation_config.json, as HF
+        written.append(generation_config.save_pretrained(save_directory))
+    return written

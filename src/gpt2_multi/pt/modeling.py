@@ -28,6 +28,8 @@ from gpt2_multi import validation
 from gpt2_multi.activations import ACTIVATIONS
 from gpt2_multi.checkpoint.layout import multiple_choice_summary_size
 from gpt2_multi.config import GPT2Config
+from gpt2_multi.generation import GenerationConfig
+from gpt2_multi.pt.generation import GenerationMixin
 from gpt2_multi.pt.outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
@@ -533,8 +535,9 @@ class GPT2Model(GPT2PreTrainedModel):
     def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
         super().__init__(config, attn_implementation=attn_implementation)
         self.embed_dim = config.n_embd
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        # Uninitialised storage: post_init() initialises it once (and building on the meta device stays cheap).
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd, _weight=torch.empty(config.vocab_size, config.n_embd))
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd, _weight=torch.empty(config.n_positions, config.n_embd))
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList([GPT2Block(config, layer_idx=i) for i in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
@@ -730,7 +733,7 @@ def _causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
 
 
-class GPT2LMHeadModel(GPT2PreTrainedModel):
+class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     """GPT-2 with the language-model head ``lm_head`` (E -> V, no bias, tied to ``wte`` by default)."""
 
     architecture = "GPT2LMHeadModel"
@@ -739,6 +742,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         super().__init__(config, attn_implementation=attn_implementation)
         self.transformer = GPT2Model(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.generation_config = GenerationConfig.from_model_config(config)
         self.post_init()
 
     def forward(
@@ -817,7 +821,7 @@ class GPT2SequenceSummary(nn.Module):
         return self.last_dropout(output)
 
 
-class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
+class GPT2DoubleHeadsModel(GPT2PreTrainedModel, GenerationMixin):
     """GPT-2 with the LM head and a multiple-choice head (``multiple_choice_head``, a sequence summary).
 
     Inputs are (B, C, T): C choices per example. HF sets ``config.num_labels = 1`` for this model; so does this class.
@@ -831,6 +835,7 @@ class GPT2DoubleHeadsModel(GPT2PreTrainedModel):
         self.transformer = GPT2Model(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.multiple_choice_head = GPT2SequenceSummary(config)
+        self.generation_config = GenerationConfig.from_model_config(config)
         self.post_init()
 
     def forward(
