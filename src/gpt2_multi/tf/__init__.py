@@ -55,6 +55,12 @@ if _keras.config.backend() != "tensorflow":
         "set KERAS_BACKEND=tensorflow before anything imports keras"
     )
 
+from gpt2_multi.tf.generation import (  # noqa: E402
+    TFBeamSearchDecoderOnlyOutput,
+    TFGenerationMixin,
+    TFGreedySearchDecoderOnlyOutput,
+    TFSampleDecoderOnlyOutput,
+)
 from gpt2_multi.tf.modeling import (  # noqa: E402
     ACT2FN,
     TFGPT2MLP,
@@ -82,6 +88,10 @@ from gpt2_multi.tf.outputs import (  # noqa: E402
 )
 
 __all__ = [
+    "TFBeamSearchDecoderOnlyOutput",
+    "TFGenerationMixin",
+    "TFGreedySearchDecoderOnlyOutput",
+    "TFSampleDecoderOnlyOutput",
     "ACT2FN",
     "TFBaseModelOutputWithPastAndCrossAttentions",
     "TFCausalLMOutputWithCrossAttentions",

@@ -149,7 +149,9 @@ def from_pretrained(
         raise CheckpointError(f"{cls.__name__} has no variable for checkpoint weight(s): {', '.join(sorted(source.values))}")
     if report.missing_keys or report.unexpected_keys or report.mismatched_keys:
         logger.warning("loading %s from %s:\n%s", cls.__name__, ckpt.source, report.summary())
-    model.generation_config = GenerationConfig.for_model(model_config, _checkpoint_directory(pretrained_model_name_or_path, ckpt.source))
+    if hasattr(model, "generate"):  # the LM and DoubleHeads models
+        model.generation_config = GenerationConfig.for_model(
+            model_config, _checkpoint_directory(pretrained_model_name_or_path, ckpt.source))
     if output_loading_info:
         return model, report.as_dict()
     return model
@@ -162,6 +164,11 @@ def save_pretrained(
     format: str = "safetensors",
     max_shard_size: int | str = "5GB",
 ) -> list[Path]:
-    """Write ``config.json`` and the weights (``format``: safetensors, pt-bin, tf, flax); return the files written."""
-    return save_checkpoint(save_directory, state_dict(model), model.config, format=format,
-                           architecture=model.architecture, max_shard_size=max_shard_size)
+    """Write ``config.json``, the weights (``format``: safetensors, pt-bin, tf, flax) and, for the models that
+    can generate, ``generation_config.json`` (as HF); return the files written."""
+    written = save_checkpoint(save_directory, state_dict(model), model.config, format=format,
+                              architecture=model.architecture, max_shard_size=max_shard_size)
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        written.append(generation_config.save_pretrained(save_directory))
+    return written

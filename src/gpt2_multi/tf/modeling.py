@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -26,6 +27,7 @@ from gpt2_multi import validation
 from gpt2_multi.activations import ACTIVATIONS
 from gpt2_multi.checkpoint import layout
 from gpt2_multi.config import GPT2Config
+from gpt2_multi.tf.generation import TFGenerationMixin
 from gpt2_multi.tf.outputs import (
     TFBaseModelOutputWithPastAndCrossAttentions,
     TFCausalLMOutputWithCrossAttentions,
@@ -722,7 +724,7 @@ class TFGPT2PreTrainedModel(keras.Model):
     def __call__(self, *args, **kwargs):
         # Spread a dict / list of inputs into keyword arguments before Keras inspects them (Keras rejects
         # containers that mix tensors with Python values, which HF's TF contract allows).
-        if args and isinstance(args[0], (dict, list, tuple)) and not (isinstance(args[0], (list, tuple)) and _is_token_list(args[0])):
+        if args and isinstance(args[0], (Mapping, list, tuple)) and not (isinstance(args[0], (list, tuple)) and _is_token_list(args[0])):
             if len(args) > 1:
                 raise validation.InputError("pass further inputs as keywords when the first argument is a dict or list of inputs")
             training = kwargs.pop("training", None)
@@ -735,7 +737,7 @@ class TFGPT2PreTrainedModel(keras.Model):
     def _unpack(self, first: Any, kwargs: dict) -> dict:
         """Merge HF's TF input styles into one dict of named arguments."""
         names = self.call_order
-        if isinstance(first, dict):
+        if isinstance(first, Mapping):  # a dict or a tokenizer's BatchEncoding
             unknown = set(first) - set(names)
             if unknown:
                 raise validation.InputError(f"unknown input(s) {', '.join(sorted(unknown))}; {type(self).__name__} takes {', '.join(names)}")
@@ -873,7 +875,7 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
 
 
 @keras.saving.register_keras_serializable(package="gpt2_multi")
-class TFGPT2LMHeadModel(TFGPT2PreTrainedModel):
+class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
     """GPT-2 with the language-modelling head (tied to ``wte`` unless ``tie_word_embeddings=False``).
 
     ``call(..., labels (B, T) int)``: inputs as :class:`TFGPT2Model`; ``labels`` are the input ids
@@ -926,7 +928,7 @@ def _check_labels(labels: tf.Tensor, num_classes: int, name: str = "labels") -> 
 
 
 @keras.saving.register_keras_serializable(package="gpt2_multi")
-class TFGPT2DoubleHeadsModel(TFGPT2PreTrainedModel):
+class TFGPT2DoubleHeadsModel(TFGenerationMixin, TFGPT2PreTrainedModel):
     """GPT-2 with the LM head and a multiple-choice head.
 
     ``call(input_ids (B, C, T), ..., mc_token_ids (B, C), labels (B, C, T), mc_labels (B,))`` ->
