@@ -78,7 +78,8 @@ def test_save_pretrained_roundtrip(tmp_path):
     model = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "flax"))
     written = model.save_pretrained(tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["config.json", "model.safetensors"]
+    assert names == ["config.json", "generation_config.json", "model.safetensors"]  # an LM can generate
+    assert json.loads((tmp_path / "out" / "generation_config.json").read_text())["pad_token_id"] == 0  # the fixture's
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["architectures"] == ["GPT2LMHeadModel"] and config["n_embd"] == 32
     ckpt = load_checkpoint(tmp_path / "out")

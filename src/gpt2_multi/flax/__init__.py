@@ -42,6 +42,12 @@ except ImportError as err:  # pragma: no cover - exercised in a venv without JAX
         f"gpt2_multi.flax needs JAX and Flax ({err}); install them with: pip install 'gpt2-multi[flax]'"
     ) from err
 
+from gpt2_multi.flax.generation import (
+    FlaxBeamSearchOutput,
+    FlaxGenerationMixin,
+    FlaxGreedySearchOutput,
+    FlaxSampleOutput,
+)
 from gpt2_multi.flax.loading import cache_to_bhsd
 from gpt2_multi.flax.modeling import (
     ACT2FN,
@@ -80,7 +86,7 @@ from gpt2_multi.flax.sharding import (
 )
 
 __all__ = [
-    "ACT2FN", "DATA_PARALLEL_RULES", "MODEL_CLASSES", "TENSOR_PARALLEL_RULES",
+    "ACT2FN", "FlaxBeamSearchOutput", "FlaxGenerationMixin", "FlaxGreedySearchOutput", "FlaxSampleOutput", "DATA_PARALLEL_RULES", "MODEL_CLASSES", "TENSOR_PARALLEL_RULES",
     "FlaxBaseModelOutputWithPastAndCrossAttentions", "FlaxCausalLMOutputWithCrossAttentions",
     "FlaxGPT2Attention", "FlaxGPT2Block", "FlaxGPT2DoubleHeadsModel", "FlaxGPT2DoubleHeadsModelOutput",
     "FlaxGPT2DoubleHeadsModule", "FlaxGPT2ForQuestionAnswering", "FlaxGPT2ForQuestionAnsweringModule",

@@ -208,6 +208,9 @@ def from_pretrained(
                                           config=model_config, missing_keys=report.missing_keys, seed=seed,
                                           release=True)
     model.loading_report = report
+    from gpt2_multi.flax.generation import load_generation_config  # the LM classes' generation_config.json
+
+    load_generation_config(model, ckpt.source)
     if not _do_init:
         params, model.params = model.params, None
         return (model, params, report.as_dict()) if output_loading_info else (model, params)
@@ -224,12 +227,17 @@ def save_pretrained(
     format: str = "safetensors",
     max_shard_size: int | str = "5GB",
 ) -> list[Path]:
-    """Write config.json and the weights (default ``model.safetensors``, HF PyTorch names) into ``save_directory``."""
+    """Write config.json and the weights (default ``model.safetensors``, HF PyTorch names) into ``save_directory``,
+    and ``generation_config.json`` for the models that can generate (as HF)."""
     params = model.params if params is None else params
     if params is None:
         raise ValueError("the model has no params to save")
-    return save_checkpoint(save_directory, params_to_state_dict(params), model.config, format=format,
-                           architecture=model.architecture, max_shard_size=max_shard_size)
+    written = save_checkpoint(save_directory, params_to_state_dict(params), model.config, format=format,
+                              architecture=model.architecture, max_shard_size=max_shard_size)
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None:
+        written.append(generation_config.save_pretrained(save_directory))
+    return written
 
 
 # ------------------------------------------------------------------------------------------ cache adapter

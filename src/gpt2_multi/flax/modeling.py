@@ -30,6 +30,7 @@ from gpt2_multi import validation
 from gpt2_multi.activations import ACTIVATIONS
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.flax import loading
+from gpt2_multi.flax.generation import FlaxGenerationMixin
 from gpt2_multi.flax.outputs import (
     FlaxBaseModelOutputWithPastAndCrossAttentions,
     FlaxCausalLMOutputWithCrossAttentions,
@@ -988,7 +989,7 @@ class FlaxGPT2Model(FlaxGPT2PreTrainedModel):
     architecture = "GPT2Model"
 
 
-class FlaxGPT2LMHeadModel(FlaxGPT2PreTrainedModel):
+class FlaxGPT2LMHeadModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
     """GPT-2 with the language-model head. ``labels`` (B, T) (-100 ignored) give ``loss``; logits (B, T, V)."""
 
     module_class = FlaxGPT2LMHeadModule
@@ -1001,7 +1002,7 @@ class FlaxGPT2LMHeadModel(FlaxGPT2PreTrainedModel):
             validation.check_labels(out["labels"], self.config.vocab_size)
 
 
-class FlaxGPT2DoubleHeadsModel(FlaxGPT2PreTrainedModel):
+class FlaxGPT2DoubleHeadsModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
     """GPT-2 with LM and multiple-choice heads; inputs (B, C, T), ``mc_token_ids`` (B, C), ``labels``, ``mc_labels`` (B,)."""
 
     module_class = FlaxGPT2DoubleHeadsModule
