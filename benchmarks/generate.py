@@ -270,7 +270,7 @@ def print_table(backend: str, result: Result, bound: float, shapes_name: str, lo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="pt", help="comma-separated: " + ", ".join(BACKENDS))
+    parser.add_argument("--backend", default="pt", help="comma-separated: pt, tf, flax (tf and flax run generate_<backend>.py)")
     parser.add_argument("--batch", default="1,8", help="comma-separated batch sizes for decode")
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new", type=int, default=128)

@@ -111,7 +111,8 @@ class Conv1D(nn.Module):
         self.nf, self.nx = nf, nx
         self.weight = nn.Parameter(torch.empty(nx, nf))
         self.bias = nn.Parameter(torch.zeros(nf))
-        nn.init.normal_(self.weight, std=0.02)  # usable on its own; models re-initialise with their config
+        if not self.weight.is_meta:  # usable on its own; models re-initialise with their config
+            nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
@@ -405,8 +406,13 @@ class GPT2PreTrainedModel(nn.Module):
             module.c_proj.weight.data.normal_(mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
 
     def post_init(self) -> None:
-        """Initialise every weight (HF's scheme) and tie the output embedding to ``wte``."""
-        self.apply(self._init_weights)
+        """Initialise every weight (HF's scheme) and tie the output embedding to ``wte``.
+
+        A model built on the ``meta`` device (``from_pretrained``) has no storage to initialise: its
+        weights come from the checkpoint, and the loader initialises only the missing ones.
+        """
+        if not any(p.is_meta for p in self.parameters()):
+            self.apply(self._init_weights)
         self.tie_weights()
 
     # ---------------------------------------------------------------- embeddings
