@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="list passing cases too")
 
 
-def collect_cases(args: argparse.Namespace, workdir: Path) -> list[case_lib.Case]:
+def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) -> list[case_lib.Case]:
+    """Golden cases (with --golden), and the pairwise cases when there are two backends to compare."""
+    if n_backends < 2:
+        return case_lib.golden_cases(args.golden)
     if args.checkpoint:
         cases = case_lib.checkpoint_cases(Path(args.checkpoint))
     else:
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
               "name two backends or pass --golden DIR", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="gpt2-multi-conform-") as tmp:
-        cases = collect_cases(args, Path(tmp))
+        cases = collect_cases(args, Path(tmp), len(backends))
 
         def progress(done: int, total: int) -> None:
             if not args.json:

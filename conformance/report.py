@@ -55,7 +55,11 @@ def to_text(result: Result, verbose: bool = False) -> str:
     if not result.comparisons:
         lines.append("nothing was compared (one backend and no golden data?)")
     n_fail = len(failed_cases)
-    lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {len(result.cases) - n_fail} of {len(result.cases)} cases")
+    uncompared = [c for c in result.cases if c not in {case for case, _ in rows} and c not in failed_cases]
+    if uncompared:
+        lines.append(f"{len(uncompared)} case(s) had nothing to compare against")
+    compared = len(result.cases) - len(uncompared)
+    lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {compared - n_fail} of {compared} compared cases")
     return "\n".join(lines)
 
 
