@@ -59,6 +59,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.all_reduce(loss)
         if rank == 0:
             torch.save({"state": model.state_dict(), "loss": loss / WORLD}, os.path.join(out_dir, "ddp.pt"))
+        # Leave together: a rank that tears gloo down while its peer is still talking to it can abort
+        # ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
