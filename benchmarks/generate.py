@@ -37,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("USE_TF", "0")  # keep HF transformers from importing the other frameworks
-os.environ.setdefault("USE_FLAX", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SMALL = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
@@ -68,11 +66,9 @@ def best_of(fn, repeats: int) -> float:
 
 
 def hf_available() -> bool:
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("transformers") is not None
 
 
 # ------------------------------------------------------------------------------------- shared parts
@@ -91,6 +87,15 @@ def write_checkpoint(directory: Path, shapes: dict) -> int:
             tensors[name] = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
     tensors.pop("lm_head.weight", None)  # tied
     save_checkpoint(directory, tensors, config, format="safetensors", architecture="GPT2LMHeadModel")
+    return param_count(shapes)
+
+
+def param_count(shapes: dict) -> int:
+    """Parameters of a tied GPT2LMHeadModel of these shapes (the LM head is wte)."""
+    from gpt2_multi.checkpoint import expected_shapes
+    from gpt2_multi.config import GPT2Config
+
+    config = GPT2Config(**shapes)
     return sum(int(np.prod(s)) for n, s in expected_shapes(config, "GPT2LMHeadModel").items() if n != "lm_head.weight")
 
 
@@ -158,6 +163,10 @@ def bench_pt(path: Path, args) -> Result:
     ours = GPT2LMHeadModel.from_pretrained(path).eval()
     hf = None
     if args.hf:
+        # Keep HF transformers from importing the other frameworks, here only: the other backends'
+        # scripts (and their children) import this module and need HF's TF / Flax classes.
+        os.environ.setdefault("USE_TF", "0")
+        os.environ.setdefault("USE_FLAX", "0")
         import transformers
 
         hf = transformers.GPT2LMHeadModel.from_pretrained(path).eval()

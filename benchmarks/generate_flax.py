@@ -31,10 +31,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from generate import memory_bandwidth, weight_bytes_per_step, write_checkpoint  # the shared parts
 
 SMALL = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
 TINY = dict(vocab_size=1000, n_positions=256, n_embd=64, n_layer=2, n_head=4)
@@ -44,16 +43,6 @@ FORWARD_TOKENS = 128
 CHILD_ENV = {**os.environ, "USE_TORCH": "0", "USE_TF": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-# ------------------------------------------------------------------------------------------ shared parts
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def hf_available() -> bool:
     try:
         import importlib.util
@@ -61,37 +50,6 @@ def hf_available() -> bool:
         return importlib.util.find_spec("transformers") is not None
     except ImportError:
         return False
-
-
-def write_checkpoint(directory: Path, shapes: dict) -> int:
-    """A random tied GPT2LMHeadModel checkpoint (config.json + model.safetensors); returns the parameter count."""
-    from gpt2_multi.checkpoint import expected_shapes, save_checkpoint
-    from gpt2_multi.config import GPT2Config
-
-    config = GPT2Config(**shapes, eos_token_id=None, bos_token_id=None)
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for name, shape in expected_shapes(config, "GPT2LMHeadModel").items():
-        if name == "lm_head.weight":
-            continue  # tied to wte
-        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-            tensors[name] = np.ones(shape, np.float32)
-        else:
-            tensors[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-    save_checkpoint(directory, tensors, config, format="safetensors", architecture="GPT2LMHeadModel")
-    return sum(int(np.prod(v.shape)) for v in tensors.values())
-
-
-def weight_bytes_per_step(shapes: dict, params: int) -> int:
-    """fp32 bytes read per decode step: every weight once (the tied LM head reads wte), the position table not."""
-    return 4 * (params - shapes["n_positions"] * shapes["n_embd"])
-
-
-def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
-    """Bytes per second of a large numpy copy (read + write counted)."""
-    src = np.ones(megabytes * 2**20 // 8, dtype=np.float64)
-    dst = np.empty_like(src)
-    return 2 * src.nbytes / best_of(lambda: np.copyto(dst, src), repeats)
 
 
 # ------------------------------------------------------------------------------------------ speed (child process)

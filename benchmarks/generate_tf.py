@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from generate import memory_bandwidth, param_count, weight_bytes_per_step  # the shared parts
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,21 +46,6 @@ GEN_KW = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
 
 
 # ------------------------------------------------------------------------------------ shared parts
-def bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:
-    """Memory bandwidth from a large numpy copy: (read + write) bytes / time, best of ``repeats``."""
-    src = np.ones(megabytes * 2**20 // 4, np.float32)
-    dst = np.empty_like(src)
-    best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(repeats))
-    return 2 * src.nbytes / best / 1e9
-
-
-def decode_weight_bytes(shapes: dict) -> int:
-    """Bytes of fp32 weights one decode step reads: every parameter but the position table (one row is read)."""
-    e, v, n_layer = shapes["n_embd"], shapes["vocab_size"], shapes["n_layer"]
-    per_layer = 4 * e + (e * 3 * e + 3 * e) + (e * e + e) + (e * 4 * e + 4 * e) + (4 * e * e + e)
-    return 4 * (v * e + n_layer * per_layer + 2 * e)
-
-
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -251,8 +237,8 @@ def measure(batch_sizes=(1, 8), prompt: int = 32, new: int = 128, quick: bool = 
         row(f"forward {b} x {FORWARD_TOKENS} tokens", ours["forward_ms"][b], get("forward_ms", b), "ms", "lower")
     row("load checkpoint (ours: safetensors; HF: tf_model.h5)", our_load["seconds"], hf_load and hf_load["seconds"], "s", "lower")
     row("load: peak RSS growth", our_load["peak_mb"], hf_load and hf_load["peak_mb"], "MB", "lower")
-    bw = bandwidth_gbs(64 if quick else 512)
-    weights = decode_weight_bytes(shapes)
+    bw = memory_bandwidth(64 if quick else 512) / 1e9
+    weights = weight_bytes_per_step(shapes, param_count(shapes))
     row(f"bandwidth bound, batch 1 ({bw:.1f} GB/s / {weights / 1e6:.0f} MB)", bw * 1e9 / weights, None, "tok/s", "higher")
     return rows
 
