@@ -63,6 +63,15 @@ class Case:
 
 
 # ------------------------------------------------------------------------------------------ golden
+def read_case_file(path: Path) -> tuple[dict[str, np.ndarray], dict[str, bool], dict[str, np.ndarray]]:
+    """A golden ``cases/*.npz``: (``in.*`` inputs, ``in.flag.*`` call flags, ``out.*`` expected outputs)."""
+    data = np.load(path)
+    inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.") and not k.startswith("in.flag.")}
+    flags = {k[8:]: bool(data[k]) for k in data.files if k.startswith("in.flag.")}
+    outputs = {k[4:]: data[k] for k in data.files if k.startswith("out.")}
+    return inputs, flags, outputs
+
+
 def golden_cases(fixtures: Path, fmt: str = "safetensors") -> list[Case]:
     """Every case of HF's golden fixtures, with the head's checkpoint in ``fmt`` (where it exists)."""
     index = json.loads((fixtures / "index.json").read_text())
@@ -73,10 +82,7 @@ def golden_cases(fixtures: Path, fmt: str = "safetensors") -> list[Case]:
         ckpt = fixtures / info["checkpoints"][fmt]
         config = GPT2Config.from_pretrained(ckpt)
         for name in info["cases"]:
-            data = np.load(fixtures / "cases" / f"{name}.npz")
-            inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.") and not k.startswith("in.flag.")}
-            flags = {k[8:]: bool(data[k]) for k in data.files if k.startswith("in.flag.")}
-            expected = {k[4:]: data[k] for k in data.files if k.startswith("out.")}
+            inputs, flags, expected = read_case_file(fixtures / "cases" / f"{name}.npz")
             chunks = [inputs.pop("past_input_ids")] if "past_input_ids" in inputs else []
             cases.append(Case(name=f"golden/{name}", architecture=HEADS[head], config=config, inputs=inputs,
                               flags=flags, past_chunks=chunks, expected=expected, checkpoint=ckpt))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.cases import HEADS
+from conformance.cases import HEADS, read_case_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HF_TINY = FIXTURES / "hf-tiny"
@@ -45,15 +45,7 @@ class Case:
 
 
 def load_case(name: str) -> Case:
-    data = np.load(HF_TINY / "cases" / f"{name}.npz")
-    inputs, flags, outputs = {}, {}, {}
-    for key in data.files:
-        if key.startswith("in.flag."):
-            flags[key[len("in.flag."):]] = bool(data[key])
-        elif key.startswith("in."):
-            inputs[key[3:]] = data[key]
-        elif key.startswith("out."):
-            outputs[key[4:]] = data[key]
+    inputs, flags, outputs = read_case_file(HF_TINY / "cases" / f"{name}.npz")
     head = next(h for h, info in INDEX["heads"].items() if name in info["cases"])
     return Case(name=name, head=head, inputs=inputs, flags=flags, outputs=outputs)
 
