@@ -5,7 +5,8 @@ Shapes: B = batch, P = prompt length, Pb = P rounded up to a bucket of :attr:`pr
 
 Greedy and sampling run by default as one ``tf.function(jit_compile=True)``: a prefill of the
 bucketed prompt, then a ``tf.while_loop`` that feeds one token per step through the blocks with a
-static key/value cache ``(B, H, L, D)`` per layer written in place with XLA's ``dynamic_update_slice``.
+static key/value cache, one array ``(n_layer, 2, B, H, L, D)``, written in place with XLA's
+``dynamic_update_slice``.
 Attention uses the model's own :meth:`TFGPT2Attention._attn` (so every attention flag of the config
 holds) with an additive bias ``(B, 1, T, L)`` that is both causal and the padding mask. Because the
 prompt is padded to a bucket, a new prompt length within the bucket reuses the compiled program.
@@ -168,29 +169,29 @@ def process_logits(scores, sequences, cur_len, new_so_far, min_new, settings: _S
 
 
 # ------------------------------------------------------------------------------------ the static-cache forward
-def _forward_static(model, ids, positions, caches, write_at, bias):
-    """Tokens ``ids (B, T)`` at ``positions (B, T)``, written into the caches at column ``write_at``.
+def _forward_static(model, ids, positions, kv, write_at, bias):
+    """Tokens ``ids (B, T)`` at ``positions (B, T)``, written into the cache ``kv`` at column ``write_at``.
 
-    ``caches``: per layer ``(keys, values)`` each ``(B, H, L, D)``; ``bias (B, 1, T, L)`` additive (0 / dtype min).
-    Returns ``(hidden of the last token (B, E), updated caches)``. Numerics are the model's: its layers and
-    its :meth:`TFGPT2Attention._attn`.
+    ``kv``: every layer's keys and values in one array ``(n_layer, 2, B, H, L, D)``; ``bias (B, 1, T, L)``
+    additive (0 / dtype min). Returns ``(hidden of the last token (B, E), updated kv)``. Numerics are the
+    model's: its layers and its :meth:`TFGPT2Attention._attn`.
+
+    One array rather than a tuple of per-layer caches is a speed choice: XLA then updates it in place. With
+    per-layer caches that are both attended to and carried by the loop, XLA's fusion copied each cache
+    twice per step (48 full-cache copies per token for GPT-2 small).
     """
     body = model.transformer
     x = body.wte(ids)
     x = x + tf.cast(body.wpe(positions), x.dtype)
-    new_caches = []
-    at = tf.stack([0, 0, write_at, 0])
-    for block, (k_cache, v_cache) in zip(body.h, caches):
+    for i, block in enumerate(body.h):
         attn = block.attn
         q, k, v = tf.split(attn.c_attn(block.ln_1(x)), 3, axis=2)
         q, k, v = attn._split_heads(q), attn._split_heads(k), attn._split_heads(v)
-        k_cache = xla.dynamic_update_slice(k_cache, tf.cast(k, k_cache.dtype), at)
-        v_cache = xla.dynamic_update_slice(v_cache, tf.cast(v, v_cache.dtype), at)
-        out, _ = attn._attn(q, k_cache, v_cache, bias, None, False)
+        kv = xla.dynamic_update_slice(kv, tf.cast(tf.stack([k, v])[None], kv.dtype), tf.stack([i, 0, 0, 0, write_at, 0]))
+        out, _ = attn._attn(q, kv[i, 0], kv[i, 1], bias, None, False)
         x = x + attn.c_proj(attn._merge_heads(out))
         x = x + block.mlp(block.ln_2(x))
-        new_caches.append((k_cache, v_cache))
-    return body.ln_f(x[:, -1, :]), new_caches
+    return body.ln_f(x[:, -1, :]), kv
 
 
 _MASK32 = 0xFFFFFFFF
@@ -247,9 +248,8 @@ def _decode(model, settings: _Settings, max_new: int, ids, mask, offset, min_new
     positions = tf.where(mask == 0, 1, positions)
     n_real = tf.reduce_sum(mask, axis=1)  # (B,) the position of the first new token
 
-    cache_shape = [batch, cfg.n_head, length, cfg.head_dim]
-    caches = [(tf.zeros(cache_shape, dtype), tf.zeros(cache_shape, dtype)) for _ in range(cfg.n_layer)]
-    hidden, caches = _forward_static(model, ids, positions, caches, tf.constant(0, tf.int32), _bias(key_valid, 0, pb, dtype))
+    kv = tf.zeros([cfg.n_layer, 2, batch, cfg.n_head, length, cfg.head_dim], dtype)
+    hidden, kv = _forward_static(model, ids, positions, kv, tf.constant(0, tf.int32), _bias(key_valid, 0, pb, dtype))
     logits = tf.cast(model.project(hidden), tf.float32)
 
     eos = tf.constant(list(settings.eos) or [-1], tf.int32)
@@ -270,18 +270,18 @@ def _decode(model, settings: _Settings, max_new: int, ids, mask, offset, min_new
             scores_buf = xla.dynamic_update_slice(scores_buf, scores[None], tf.stack([t, 0, 0]))
         return token, sequences, unfinished, scores_buf
 
-    def cond(t, logits, sequences, unfinished, scores_buf, caches):
+    def cond(t, logits, sequences, unfinished, scores_buf, kv):
         return (t < max_new - 1) & tf.reduce_any(unfinished)
 
-    def body(t, logits, sequences, unfinished, scores_buf, caches):
+    def body(t, logits, sequences, unfinished, scores_buf, kv):
         token, sequences, unfinished, scores_buf = select(t, logits, sequences, unfinished, scores_buf)
         write_at = pb + t
-        hidden, caches = _forward_static(model, token[:, None], (n_real + t)[:, None], caches, write_at,
-                                         _bias(key_valid, write_at, 1, dtype))
+        hidden, kv = _forward_static(model, token[:, None], (n_real + t)[:, None], kv, write_at,
+                                     _bias(key_valid, write_at, 1, dtype))
         logits = tf.cast(model.project(hidden), tf.float32)
-        return t + 1, logits, sequences, unfinished, scores_buf, caches
+        return t + 1, logits, sequences, unfinished, scores_buf, kv
 
-    state = (tf.constant(0, tf.int32), logits, sequences, tf.ones([batch], tf.bool), scores_buf, caches)
+    state = (tf.constant(0, tf.int32), logits, sequences, tf.ones([batch], tf.bool), scores_buf, kv)
     t, logits, sequences, unfinished, scores_buf, _ = tf.while_loop(cond, body, state, maximum_iterations=max_new)
     # The last token needs no forward pass; it exists only if some row was still running.
     any_running = tf.reduce_any(unfinished)
