@@ -397,7 +397,9 @@ class TFGenerationMixin:
         cache = self.__dict__.setdefault("_generate_functions", {})
         key = (settings, max_new)
         if key not in cache:
-            cache[key] = tf.function(run, jit_compile=True)
+            # autograph=False: the loop is an explicit tf.while_loop and nothing else needs converting; AutoGraph's
+            # source transformation of these functions was a quarter of the first call's compile time.
+            cache[key] = tf.function(run, jit_compile=True, autograph=False)
         return cache[key]
 
     # -- beam search (eager, HF's vectorised algorithm) --
