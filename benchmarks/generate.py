@@ -49,7 +49,7 @@ class Result:
 
     decode: dict[int, tuple[float, float | None]] = field(default_factory=dict)  # batch -> tokens/s
     decode_compiled: dict[int, tuple[float, float | None]] = field(default_factory=dict)
-    compile_seconds: float | None = None
+    compile_seconds: dict[str, float] = field(default_factory=dict)  # see measure_compile
     forward_ms: dict[int, tuple[float, float | None]] = field(default_factory=dict)  # batch -> ms per 128 tokens
     load_seconds: tuple[float, float | None] | None = None
     load_peak_mb: tuple[float, float | None] | None = None
@@ -144,6 +144,52 @@ def measure_load(imports: str, load: str, path: Path, repeats: int) -> tuple[flo
     return min(r["seconds"] for r in runs), min(r["peak_mb"] for r in runs)
 
 
+COMPILE_CHILD = r"""
+import json, sys, time
+import torch
+from gpt2_multi.pt import GPT2LMHeadModel
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+# torch.compile's own start-up in a process: Dynamo and Inductor imports, Inductor's CPU ISA probe, one kernel
+startup = timed(lambda: torch.compile(lambda x: x * 2 + 1)(torch.ones(4)))
+if sys.argv[1] == "startup-only":
+    print(json.dumps(dict(startup=startup)))
+    raise SystemExit
+model = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()
+ids = torch.randint(1, model.config.vocab_size, (1, int(sys.argv[2])), generator=torch.Generator().manual_seed(0))
+def short():
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=4, min_new_tokens=4, eos_token_id=None, compile=True)
+first = timed(short)
+steady = min(timed(short) for _ in range(2))
+print(json.dumps(dict(startup=startup, graph=first - steady)))
+"""
+
+
+def measure_compile(path: Path, prompt: int) -> dict[str, float]:
+    """Compile time of ``generate(compile=True)`` split into what it is made of, each in a fresh process
+    with its own empty Inductor cache directory (the numbers depend on what Inductor has on disk):
+
+    * ``machine``: the first ``torch.compile`` with an empty Inductor cache (it builds its CPU ISA probes;
+      once per machine and torch version);
+    * ``startup``: ``torch.compile``'s start-up in every new process after that (imports, ISA probe);
+    * ``graph``: then our decode step's graph, not in the cache (first generate minus a steady one);
+    * ``cached``: the same graph again in a new process, from Inductor's on-disk cache.
+    """
+    def child(*argv: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", COMPILE_CHILD, *argv], capture_output=True, text=True,
+                             check=True, env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache))
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory() as cache:
+        machine = child("startup-only")["startup"]
+        cold = child(str(path), str(prompt))
+        warm = child(str(path), str(prompt))
+    return dict(machine=machine, startup=cold["startup"], graph=cold["graph"], cached=warm["graph"])
+
+
 # ------------------------------------------------------------------------------------- PyTorch
 PT_LOAD = ("import torch\nfrom gpt2_multi.pt import GPT2LMHeadModel",
            "model = GPT2LMHeadModel.from_pretrained(path)")
@@ -198,12 +244,8 @@ def bench_pt(path: Path, args) -> Result:
         result.decode[batch] = (mine, theirs)
         print(f"  pt decode batch {batch}: ours {mine:.1f} tok/s, HF {theirs or float('nan'):.1f}", flush=True)
     if args.compile:
-        ids = torch.randint(0, vocab, (1, args.prompt), generator=gen)
-        def short():
-            ours.generate(ids, max_new_tokens=4, min_new_tokens=4, eos_token_id=None, compile=True)
-
-        first_call = best_of(short, 1)
-        result.compile_seconds = first_call - best_of(short, 2)
+        result.compile_seconds = measure_compile(path, args.prompt)
+        print("  pt compile (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.compile_seconds.items()), flush=True)
         for batch in args.batch:
             result.decode_compiled[batch] = (decode_rate(ours, batch, compile=True), None)
             print(f"  pt compiled decode batch {batch}: {result.decode_compiled[batch][0]:.1f} tok/s", flush=True)
@@ -264,8 +306,12 @@ def print_table(backend: str, result: Result, bound: float, shapes_name: str, lo
         print(f"| greedy decode tokens/s, batch {batch} | {_fmt(pair[0])} | {_fmt(pair[1])} | {_ratio(pair)} |")
     for batch, pair in result.decode_compiled.items():
         print(f"| compiled decode tokens/s, batch {batch} | {_fmt(pair[0])} | - | - |")
-    if result.compile_seconds is not None:
-        print(f"| compile time (s) | {result.compile_seconds:.1f} | - | - |")
+    if result.compile_seconds:
+        c = result.compile_seconds
+        print(f"| compile (s), first in a process: torch.compile start-up + our graph | "
+              f"{c['startup']:.1f} + {c['graph']:.1f} = {c['startup'] + c['graph']:.1f} | - | - |")
+        print(f"| compile (s), our graph from Inductor's on-disk cache | {c['cached']:.1f} | - | - |")
+        print(f"| first torch.compile on a machine (Inductor's one-time set-up) (s) | {c['machine']:.1f} | - | - |")
     for batch, pair in result.forward_ms.items():
         print(f"| forward ms, batch {batch} x 128 | {_fmt(pair[0])} | {_fmt(pair[1])} | {_ratio(pair)} |")
     if result.load_seconds:
