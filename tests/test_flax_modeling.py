@@ -15,6 +15,7 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 import jax.numpy as jnp  # noqa: E402
 
+import tiny  # noqa: E402
 from gpt2_multi import GPT2Config  # noqa: E402
 from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
 from gpt2_multi.flax import (  # noqa: E402
@@ -40,10 +41,7 @@ def load_model(head: str, fmt: str):
 
 
 def tiny_config(**overrides) -> GPT2Config:
-    base = dict(vocab_size=1000, n_positions=64, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0,
-                attn_pdrop=0.0, pad_token_id=0)
-    base.update(overrides)
-    return GPT2Config(**base)
+    return tiny.tiny_config(**{"pad_token_id": 0, **overrides})
 
 
 def assert_close(got, expected, name, valid=None):

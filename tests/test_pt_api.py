@@ -25,17 +25,13 @@ from gpt2_multi.pt import (  # noqa: E402
     GPT2LMHeadModel,
     GPT2Model,
 )
+from tiny import tiny_config  # noqa: E402
 
 from fixture_cases import checkpoint_dir, load_case  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-TINY = dict(vocab_size=1000, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0)
-
-
-def tiny(**overrides):
-    return GPT2Config(**{**TINY, **overrides})
+tiny = tiny_config
 
 
 def ids(batch=2, seq=8, seed=0):

@@ -11,7 +11,6 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from gpt2_multi import GPT2Config  # noqa: E402
 from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
 from gpt2_multi.pt import (  # noqa: E402
     ACT2FN,
@@ -23,15 +22,9 @@ from gpt2_multi.pt import (  # noqa: E402
     GPT2Model,
 )
 from gpt2_multi.validation import InputError  # noqa: E402
+from tiny import tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.torch
-
-TINY = dict(vocab_size=1000, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0)
-
-
-def tiny_config(**overrides) -> GPT2Config:
-    return GPT2Config(**{**TINY, **overrides})
 
 
 def perturbed(model, seed=0):
