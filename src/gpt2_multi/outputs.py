@@ -9,6 +9,7 @@ Each stack's ``outputs.py`` exposes these under HF's framework-specific names
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 from typing import Any
@@ -42,6 +43,17 @@ class ModelOutput(OrderedDict):
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(self[k] for k in self.keys())
+
+    def replace(self, **changes: Any) -> ModelOutput:
+        """A copy with ``changes`` applied (as HF's Flax outputs, ``flax.struct`` dataclasses, offer).
+
+        Unknown field names raise TypeError. The copy's dict view follows its fields: a field set to
+        ``None`` leaves it.
+        """
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(repr=False, eq=False)
