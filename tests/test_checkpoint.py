@@ -119,6 +119,46 @@ def test_written_tf_h5_has_hf_layout(head, tmp_path):
     assert describe(tmp_path / "tf_model.h5") == describe(checkpoint_dir(head, "tf") / "tf_model.h5")
 
 
+def test_h5_datasets_are_memory_mapped_copy_on_write(tmp_path):
+    """HF's tf_model.h5 stores each weight contiguously: it is mapped (no second copy), with h5py's exact values."""
+    import h5py
+
+    from gpt2_multi.checkpoint import tf_h5
+
+    path = _copy_dir(checkpoint_dir("lm", "tf"), tmp_path / "ckpt") / "tf_model.h5"
+    tensors = tf_h5.load(path)
+    wte = tensors["transformer.wte.weight"]
+    assert isinstance(wte, np.memmap)
+    with h5py.File(path, "r") as f:
+        layer = f["transformer"]
+        name = next(w.decode() if isinstance(w, bytes) else w for w in layer.attrs["weight_names"] if "wte" in str(w))
+        np.testing.assert_array_equal(wte, layer[name][()])
+    reference = _reference("lm")
+    for key, value in tensors.items():
+        np.testing.assert_array_equal(value, reference[key], err_msg=key)
+    wte[0, 0] += 1.0  # copy-on-write: the file is untouched
+    assert tf_h5.load(path)["transformer.wte.weight"][0, 0] == reference["transformer.wte.weight"][0, 0]
+
+
+def test_h5_dataset_past_the_end_of_the_file_is_an_error(tmp_path):
+    """A dataset whose bytes would lie past the end of the file is refused before it is mapped (touching such a
+    map would kill the process with SIGBUS)."""
+    from gpt2_multi.checkpoint import tf_h5
+
+    class Dataset:  # what h5py reports for a contiguous, uncompressed dataset
+        dtype, shape, size, chunks, compression, external, name = np.dtype("<f4"), (4, 4), 16, None, None, None, "/w:0"
+
+        class id:
+            @staticmethod
+            def get_offset():
+                return 100
+
+    path = tmp_path / "short.h5"
+    path.write_bytes(b"\0" * 120)
+    with pytest.raises(CheckpointError, match="short.h5 is truncated: dataset '/w:0' ends at byte 164 of 120"):
+        tf_h5._mapped_or_read(path, Dataset())
+
+
 @pytest.mark.parametrize("head", ["lm", "base"])
 def test_written_flax_msgpack_has_hf_layout(head, tmp_path):
     """Our flax_model.msgpack restores (with msgpack alone) to HF's exact tree of shapes and dtypes."""

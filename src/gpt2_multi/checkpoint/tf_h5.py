@@ -7,7 +7,9 @@ Layout written by HF's ``TFGPT2*`` classes::
     /<layer>/<model scope>/<layer>/.../<leaf>:0   the dataset
 
 Names are mapped to HF PyTorch names by :mod:`gpt2_multi.checkpoint.layout`; no
-TensorFlow is needed to read or write.
+TensorFlow is needed to read or write. Reading memory-maps each dataset that is stored
+contiguously and uncompressed (as Keras and HF write them), copy-on-write as for safetensors,
+so a load does not hold a second copy of the weights; other datasets are read through h5py.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
             for weight in group.attrs.get("weight_names", []):
                 weight = weight.decode() if isinstance(weight, bytes) else str(weight)
                 try:
-                    data = np.asarray(group[weight])
+                    data = _mapped_or_read(path, group[weight])
                 except (KeyError, OSError) as err:
                     raise CheckpointError(f"{path}: weight {weight!r} listed but unreadable: {err}") from None
                 scoped = weight.split("/", 1)
@@ -49,6 +51,19 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 pt_name = layout.tf_to_pt_name(scoped[1])
                 out[pt_name] = layout.tf_to_pt_array(pt_name, data)
     return out
+
+
+def _mapped_or_read(path: Path, dataset: h5py.Dataset) -> np.ndarray:
+    """A copy-on-write memory map of ``dataset``'s bytes when it is one contiguous uncompressed block, else a read."""
+    dtype = dataset.dtype
+    plain = dataset.chunks is None and dataset.compression is None and dtype.kind in "fiub" and not dtype.fields
+    offset = dataset.id.get_offset() if plain else None
+    if offset is None or dataset.size == 0 or dataset.external:
+        return np.asarray(dataset)
+    end = offset + dataset.size * dtype.itemsize
+    if end > path.stat().st_size:  # mapping past the end of the file would crash on first touch
+        raise CheckpointError(f"{path} is truncated: dataset {dataset.name!r} ends at byte {end} of {path.stat().st_size}")
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=dataset.shape)
 
 
 def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], architecture: str) -> None:
