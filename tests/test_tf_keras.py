@@ -353,3 +353,30 @@ def test_load_peak_memory_is_under_one_and_a_half_times_the_weights():
         sys.path.pop(0)
     code = tf_load_memory.main(["--n-layer", "6", "--n-embd", "512", "--n-head", "8", "--vocab-size", "8192", "--max-ratio", "1.5"])
     assert code == 0
+
+
+@pytest.mark.parametrize("head", ["lm", "double"])
+def test_keras_export_serves_the_outputs(head, tmp_path):
+    """``model.export`` (Keras' SavedModel export) serves every output but the cache, equal to the model's."""
+    cls = gtf.TFGPT2LMHeadModel if head == "lm" else gtf.TFGPT2DoubleHeadsModel
+    model = cls.from_pretrained(checkpoint_dir(head, "safetensors"))
+    model.export(str(tmp_path / "exported"))
+    loaded = tf.saved_model.load(str(tmp_path / "exported"))
+    ids = ids_batch(4, (3, 7) if head == "lm" else (2, 3, 7)).astype(np.int32)
+    expected = model(ids, use_cache=False)
+    for out in (loaded.serve(tf.constant(ids)), loaded.signatures["serving_default"](input_ids=tf.constant(ids))):
+        assert set(out) == set(expected.keys()) == ({"logits"} if head == "lm" else {"logits", "mc_logits"})
+        for key in out:
+            np.testing.assert_allclose(out[key].numpy(), expected[key].numpy(), atol=1e-5, err_msg=key)
+
+
+def test_keras_export_with_named_inputs(lm, tmp_path):
+    spec = tf.TensorSpec([None, None], tf.int32)
+    lm.export(str(tmp_path / "exported"), input_signature=[{"input_ids": spec, "attention_mask": spec}])
+    loaded = tf.saved_model.load(str(tmp_path / "exported"))  # keep it: its variables die with it
+    ids = ids_batch(5, (2, 6)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[1, :2] = 0  # left padding changes the logits of row 1
+    out = loaded.serve({"input_ids": tf.constant(ids), "attention_mask": tf.constant(mask)})
+    np.testing.assert_allclose(out["logits"].numpy(), lm(ids, attention_mask=mask).logits.numpy(), atol=1e-5)
+    assert np.abs(out["logits"].numpy()[1] - lm(ids).logits.numpy()[1]).max() > 1e-3

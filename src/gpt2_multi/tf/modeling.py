@@ -655,18 +655,36 @@ class TFGPT2PreTrainedModel(keras.Model):
 
     _serving_rank = 2  # input_ids (B, T); the multiple-choice model takes (B, C, T)
 
+    def _serving_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec([None] * self._serving_rank, tf.int32, name="input_ids")
+
+    def _serve(self, *inputs):
+        """What a SavedModel serves: the outputs as a dict of tensors, without the cache (a signature
+        cannot return its tuple of per-layer tensors)."""
+        out = self(*inputs, use_cache=False, return_dict=True, training=False)
+        return dict(out.items())
+
     @property
     def _default_save_signature(self):
-        """SavedModel's default signature (``tf.saved_model.save``, ``model.export``): int32 ``input_ids``
-        of any batch and length -> a dict of the output tensors (no cache)."""
-        spec = tf.TensorSpec([None] * self._serving_rank, tf.int32, name="input_ids")
+        """SavedModel's default signature (``tf.saved_model.save``): int32 ``input_ids`` of any batch and
+        length -> a dict of the output tensors (no cache)."""
+        return tf.function(self._serve, input_signature=[self._serving_spec()])
 
-        @tf.function(input_signature=[spec])
-        def serving_default(input_ids):
-            out = self(input_ids, use_cache=False, return_dict=True, training=False)
-            return dict(out.items())
+    def export(self, filepath, format: str = "tf_saved_model", verbose: bool | None = None, input_signature=None, **kwargs):
+        """Keras' ``model.export``. For ``"tf_saved_model"`` (the default) a SavedModel with a ``serve``
+        endpoint (also its ``serving_default`` signature) returning the output tensors by name, without the
+        cache. By default it takes int32 ``input_ids`` of any batch and length; ``input_signature`` may name
+        more inputs, as ``[{"input_ids": spec, "attention_mask": spec, ...}]`` (a dict of ``tf.TensorSpec`` by
+        input name) or as a list of specs in HF's call order. Other formats go to Keras unchanged.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        from keras.export import ExportArchive
 
-        return serving_default
+        archive = ExportArchive()
+        archive.track(self)
+        archive.add_endpoint("serve", self._serve, input_signature or [self._serving_spec()], **kwargs)
+        archive.write_out(filepath, verbose=bool(verbose))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
