@@ -153,3 +153,81 @@ def test_files_are_exchanged_with_hf(klass, tmp_path):
     assert ours_config["added_tokens_decoder"] == hf_config["added_tokens_decoder"]
     for key in ("add_bos_token", "add_prefix_space", "bos_token", "eos_token", "unk_token", "pad_token", "model_max_length"):
         assert ours_config[key] == hf_config[key], key
+
+
+def _overflow_cases(n: int):
+    """Random calls with return_overflowing_tokens: singles, batches and pairs, every truncation strategy and side."""
+    rng = np.random.default_rng(7)
+    words = "the cat sat on a mat , and 123 dogs ran 😀 away ! héllo world".split()
+
+    def text():
+        return " ".join(rng.choice(words, size=rng.integers(0, 14)))
+
+    for _ in range(n):
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            args = (text(),)
+        elif kind == 1:
+            args = ([text() for _ in range(rng.integers(1, 4))],)
+        else:
+            args = (text(), text())
+        kwargs = {
+            "truncation": str(rng.choice(["longest_first", "only_first", "only_second", True])),
+            "max_length": int(rng.integers(1, 12)),
+            "stride": int(rng.integers(0, 4)),
+            "return_overflowing_tokens": True,
+        }
+        if kwargs["truncation"] == "True":
+            kwargs["truncation"] = True
+        if rng.random() < 0.3:
+            kwargs["padding"] = True
+        if rng.random() < 0.3:
+            kwargs["return_length"] = True
+        if rng.random() < 0.3:
+            kwargs["return_offsets_mapping"] = True
+        if rng.random() < 0.3:
+            kwargs["return_token_type_ids"] = True
+        yield args, kwargs, str(rng.choice(["right", "left"]))
+
+
+@pytest.mark.parametrize("klass", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+def test_overflowing_tokens_match_hf(hf, klass):
+    """HF's fast tokenizer's overflow contract: extra rows of windows overlapping by ``stride``, with
+    ``overflow_to_sample_mapping`` (both our classes follow it, as for truncation). Where HF's engine fails
+    (a stride too large for what truncation keeps: a ValueError, or a Rust panic) ours raises ValueError."""
+    ours = klass.from_pretrained("gpt2")
+    ours.pad_token = ours.eos_token
+    compared = raised = 0
+    for args, kwargs, side in _overflow_cases(400):
+        if kwargs.get("return_offsets_mapping") and not ours.is_fast:
+            kwargs.pop("return_offsets_mapping")
+        hf.truncation_side = ours.truncation_side = side
+        try:
+            expected = _plain(hf(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - the Rust engine panics (PanicException is a BaseException)
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            with pytest.raises(ValueError):
+                ours(*args, **kwargs)
+            raised += 1
+            continue
+        assert _plain(ours(*args, **kwargs)) == expected, (args, kwargs, side)
+        compared += 1
+    hf.truncation_side = "right"
+    assert compared > 250 and raised > 10, (compared, raised)
+
+
+def test_overflowing_tokens_worked_example():
+    """Windows of max_length tokens that overlap by stride, one row each, mapped back to their text."""
+    tok = GPT2TokenizerFast.from_pretrained("gpt2")
+    text = "one two three four five six seven"
+    ids = tok(text)["input_ids"]
+    out = tok([text, "eight"], truncation=True, max_length=3, stride=1, return_overflowing_tokens=True)
+    assert out["input_ids"] == [ids[0:3], ids[2:5], ids[4:7], tok("eight")["input_ids"]]
+    assert out["overflow_to_sample_mapping"] == [0, 0, 0, 1]
+    with pytest.raises(ValueError, match="stride=3 must be less than the 3 tokens truncation keeps of the first"):
+        tok(text, truncation=True, max_length=3, stride=3, return_overflowing_tokens=True)
+    assert tok("eight", truncation=True, max_length=3, stride=3, return_overflowing_tokens=True)["input_ids"] == [
+        tok("eight")["input_ids"]]  # nothing to cut: HF accepts a stride equal to max_length then
+    with pytest.raises(ValueError, match="stride=4 is larger than the effective max length 3"):
+        tok("eight", truncation=True, max_length=3, stride=4)

@@ -1044,54 +1044,128 @@ class GPT2TokenizerBase:
             return values
         return values[len(values) - keep :] if self.truncation_side == "left" else values[:keep]
 
-    def _truncate(
-        self, first: list[Any], second: list[Any] | None, strategy: str, max_length: int | None, n_special: int
-    ) -> tuple[list[Any], list[Any] | None]:
-        """HF's fast (Rust) truncation of a sequence or a pair to ``max_length`` including special tokens."""
+    def _keep_lengths(
+        self, n1: int, n2: int | None, strategy: str, max_length: int | None, n_special: int
+    ) -> tuple[int, int | None]:
+        """How many tokens of each sequence HF's fast (Rust) truncation keeps, ``max_length`` including special tokens."""
         if strategy == "do_not_truncate" or max_length is None:
-            return first, second
-        total = len(first) + (len(second) if second is not None else 0)
+            return n1, n2
+        total = n1 + (n2 or 0)
         budget = max_length - n_special
         if budget < 0:
             raise ValueError(
                 f"max_length={max_length} is smaller than the {n_special} special tokens this tokenizer adds"
             )
         if total <= budget:
-            return first, second
+            return n1, n2
         if budget == 0:  # HF's engine empties every sequence, whatever the strategy
-            return first[:0], None if second is None else second[:0]
+            return 0, None if n2 is None else 0
         remove = total - budget
         if strategy == "longest_first":
-            if second is None:
-                return self._cut(first, budget), None
-            n1, n2 = len(first), len(second)
-            swap = n1 > n2
-            if swap:
-                n1, n2 = n2, n1
-            n2 = n1 if n1 > budget else max(n1, budget - n1)
-            if n1 + n2 > budget:
-                n1 = budget // 2
-                n2 = n1 + budget % 2
-            if swap:
-                n1, n2 = n2, n1
-            return self._cut(first, n1), self._cut(second, n2)
-        if strategy == "only_second" and second is None:
+            if n2 is None:
+                return budget, None
+            a, b = min(n1, n2), max(n1, n2)
+            b = a if a > budget else max(a, budget - a)
+            if a + b > budget:
+                a = budget // 2
+                b = a + budget % 2
+            return (b, a) if n1 > n2 else (a, b)
+        if strategy == "only_second" and n2 is None:
             raise ValueError(
                 f"truncation='only_second' was asked for a single sequence of {total} tokens > max_length={max_length}; "
                 "it needs a text_pair (use truncation=True or 'only_first')"
             )
-        target = first if strategy == "only_first" else second
+        target = n1 if strategy == "only_first" else n2
         assert target is not None
-        if len(target) <= remove:
+        if target <= remove:
             which = "first" if strategy == "only_first" else "second"
             other = "'only_second' or 'longest_first'" if which == "first" else "'only_first' or 'longest_first'"
             raise ValueError(
                 f"truncation={strategy!r} must remove {remove} tokens, but the {which} sequence has only "
-                f"{len(target)}; use another strategy ({other})"
+                f"{target}; use another strategy ({other})"
             )
-        if strategy == "only_first":
-            return self._cut(first, len(first) - remove), second
-        return first, self._cut(target, len(target) - remove)
+        return (n1 - remove, n2) if strategy == "only_first" else (n1, target - remove)
+
+    def _truncate(
+        self, first: list[Any], second: list[Any] | None, strategy: str, max_length: int | None, n_special: int
+    ) -> tuple[list[Any], list[Any] | None]:
+        """HF's fast (Rust) truncation of a sequence or a pair to ``max_length`` including special tokens."""
+        keep_first, keep_second = self._keep_lengths(
+            len(first), None if second is None else len(second), strategy, max_length, n_special
+        )
+        return self._cut(first, keep_first), None if second is None else self._cut(second, keep_second or 0)
+
+    def _windows(self, values: list[Any], keep: int, stride: int) -> list[list[Any]]:
+        """HF's engine's overflow: the kept part of ``values`` first, then the windows of ``keep`` tokens that
+        overlap the previous one by ``stride``, walking away from the kept side (``truncation_side``)."""
+        n = len(values)
+        if keep >= n:
+            return [values]
+        if keep == 0:
+            return [values[:0], values]
+        step = keep - stride
+        parts = []
+        if self.truncation_side == "left":
+            stop = n
+            while True:
+                start = max(stop - keep, 0)
+                parts.append(values[start:stop])
+                if start == 0:
+                    return parts
+                stop -= step
+        start = 0
+        while True:
+            stop = min(start + keep, n)
+            parts.append(values[start:stop])
+            if stop == n:
+                return parts
+            start += step
+
+    def _prepare_overflowing(
+        self,
+        first: list[int],
+        second: list[int] | None,
+        offsets: tuple[list[Any], list[Any] | None] | None,
+        add_special_tokens: bool,
+        trunc: str,
+        max_length: int | None,
+        stride: int,
+        want: dict[str, bool],
+    ) -> list[dict[str, list[Any]]]:
+        """One example as HF's fast tokenizer returns it with ``return_overflowing_tokens``: the truncated
+        example, then one row per overflowing window (for a pair, every window of one sequence with every
+        window of the other, in HF's engine's order)."""
+        use_bos = add_special_tokens and self.add_bos_token and self.bos_token_id is not None
+        n_special = (2 if second is not None else 1) if use_bos else 0
+        if trunc == "do_not_truncate" or max_length is None:
+            return [self._prepare(first, second, offsets, add_special_tokens, trunc, max_length, want)]
+        keep_first, keep_second = self._keep_lengths(
+            len(first), None if second is None else len(second), trunc, max_length, n_special
+        )
+        for name, keep, values in (("first", keep_first, first), ("second", keep_second, second)):
+            if values is not None and keep is not None and 0 < keep < len(values) and stride >= keep:
+                raise ValueError(
+                    f"stride={stride} must be less than the {keep} tokens truncation keeps of the {name} sequence; "
+                    "use a smaller stride or another truncation strategy"
+                )
+
+        def parts(values: list[Any] | None, keep: int | None, index: int) -> list[tuple[Any, Any]]:
+            if values is None:
+                return [(None, None)]
+            assert keep is not None
+            windows = self._windows(values, keep, stride)
+            spans = self._windows(offsets[index], keep, stride) if offsets is not None else [None] * len(windows)
+            return list(zip(windows, spans))
+
+        parts_first, parts_second = parts(first, keep_first, 0), parts(second, keep_second, 1)
+        combos = [(parts_first[0], parts_second[0])]
+        for window in parts_first[1:]:
+            combos += [(window, parts_second[0])] + [(window, other) for other in parts_second[1:]]
+        combos += [(parts_first[0], other) for other in parts_second[1:]]
+        return [
+            self._prepare(a, b, None if offsets is None else (a_off, b_off), add_special_tokens, "do_not_truncate", None, want)
+            for (a, a_off), (b, b_off) in combos
+        ]
 
     def _prepare(
         self,
@@ -1191,10 +1265,15 @@ class GPT2TokenizerBase:
         ``is_split_into_words=True`` it is a list of words (or a list of such lists). Returns a
         :class:`BatchEncoding` with ``input_ids`` and (by default) ``attention_mask``; lists, or
         tensors of ``return_tensors`` ("np", "pt", "tf", "jax"; a single example gets a batch axis).
+
+        With truncation, ``return_overflowing_tokens=True`` also returns what truncation cut, as HF's fast
+        tokenizer does (both classes here): each example becomes several rows, windows of ``max_length``
+        tokens overlapping by ``stride``, and ``overflow_to_sample_mapping`` gives each row's example
+        (the output is a batch even for one text). HF's slow tokenizer's ``overflowing_tokens`` /
+        ``num_truncated_tokens`` keys are not produced.
         """
         tensor_type = check_tensor_type(return_tensors)
-        if return_overflowing_tokens:
-            raise NotImplementedError("return_overflowing_tokens=True is not supported by gpt2_multi's tokenizers")
+        overflowing = _as_bool(return_overflowing_tokens, "return_overflowing_tokens")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
             raise ValueError(f"stride must be a non-negative int, got {stride!r}")
         if padding_side is not None and padding_side not in ("left", "right"):
@@ -1204,6 +1283,13 @@ class GPT2TokenizerBase:
         split_special = self.split_special_tokens if split_special_tokens is None else _as_bool(split_special_tokens, "split_special_tokens")
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
         batched, examples = self._examples(text, text_pair, is_split)
+        if trunc != "do_not_truncate" and max_length is not None:
+            n_special = self.num_special_tokens_to_add(pair=any(second is not None for _, second in examples)) if add_special else 0
+            if stride > max_length - n_special:  # HF's rule; a stride equal to it fails only where truncation happens
+                raise ValueError(
+                    f"stride={stride} is larger than the effective max length {max_length - n_special} "
+                    f"(max_length={max_length} minus {n_special} special tokens)"
+                )
         if is_split:
             self._check_split_words()
         want = {
@@ -1212,7 +1298,8 @@ class GPT2TokenizerBase:
             "special_tokens_mask": bool(return_special_tokens_mask),
         }
         rows: list[dict[str, list[Any]]] = []
-        for first_text, second_text in examples:
+        sample_of_row: list[int] = []
+        for sample, (first_text, second_text) in enumerate(examples):
             if return_offsets_mapping:
                 first, first_off = self._offsets_one(first_text, is_split, split_special)
                 second, second_off = (None, None) if second_text is None else self._offsets_one(second_text, is_split, split_special)
@@ -1221,7 +1308,12 @@ class GPT2TokenizerBase:
                 first = self._encode_one(first_text, is_split, split_special)
                 second = None if second_text is None else self._encode_one(second_text, is_split, split_special)
                 offsets = None
-            rows.append(self._prepare(first, second, offsets, add_special, trunc, max_length, want))
+            if overflowing:
+                new_rows = self._prepare_overflowing(first, second, offsets, add_special, trunc, max_length, stride, want)
+            else:
+                new_rows = [self._prepare(first, second, offsets, add_special, trunc, max_length, want)]
+            rows += new_rows
+            sample_of_row += [sample] * len(new_rows)
         self._pad_batch(rows, pad, max_length, pad_to_multiple_of, padding_side or self.padding_side)
         if rows:
             keys = list(rows[0])
@@ -1231,8 +1323,10 @@ class GPT2TokenizerBase:
         if return_length:
             # The length after padding, like HF's fast tokenizer.
             data["length"] = [len(row["input_ids"]) for row in rows]
+        if overflowing:
+            data["overflow_to_sample_mapping"] = sample_of_row
         n_sequences = 2 if any(second is not None for _, second in examples) else 1
-        if batched or tensor_type is not None:
+        if batched or overflowing or tensor_type is not None:  # overflowing rows: a batch even for one text
             return BatchEncoding(data, tensor_type=tensor_type, n_sequences=n_sequences)
         # One example without tensors: plain lists (``length`` stays a one-item list, as in HF's fast tokenizer).
         return BatchEncoding(
