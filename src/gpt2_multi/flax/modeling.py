@@ -409,8 +409,9 @@ def _lm_logits(module: nn.Module, hidden_states: Array) -> Array:
 
 
 # ------------------------------------------------------------------------------------------ heads
-class FlaxGPT2LMHeadModule(nn.Module):
-    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T)."""
+class FlaxGPT2HeadModule(nn.Module):
+    """What every head module shares: the four fields and the body, ``transformer``; a head adds its own
+    layers in :meth:`setup_head`."""
 
     config: GPT2Config
     dtype: Dtype = jnp.float32
@@ -419,6 +420,16 @@ class FlaxGPT2LMHeadModule(nn.Module):
 
     def setup(self) -> None:
         self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        self.setup_head()
+
+    def setup_head(self) -> None:
+        pass
+
+
+class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
+    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T)."""
+
+    def setup_head(self) -> None:
         if not self.config.tie_word_embeddings:
             self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
 
@@ -473,20 +484,14 @@ class FlaxGPT2SequenceSummary(nn.Module):
         return self.last_dropout(pooled, deterministic=deterministic)
 
 
-class FlaxGPT2DoubleHeadsModule(nn.Module):
+class FlaxGPT2DoubleHeadsModule(FlaxGPT2HeadModule):
     """Body + LM head + multiple-choice head. Inputs (B, C, T); logits (B, C, T, V), mc_logits (B, C).
 
     ``mc_token_ids`` (B, C) picks the token each choice is classified from (default the last);
     ``labels`` (B, C, T) give the LM loss (``loss``), ``mc_labels`` (B,) the choice loss (``mc_loss``).
     """
 
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: bool = False
-
-    def setup(self) -> None:
-        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+    def setup_head(self) -> None:
         if not self.config.tie_word_embeddings:
             self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
         self.multiple_choice_head = FlaxGPT2SequenceSummary(self.config, self.dtype, self.param_dtype)
@@ -521,16 +526,10 @@ def sequence_classification_problem(config: GPT2Config, labels_dtype: Any) -> st
     return "multi_label_classification"
 
 
-class FlaxGPT2ForSequenceClassificationModule(nn.Module):
+class FlaxGPT2ForSequenceClassificationModule(FlaxGPT2HeadModule):
     """Body + ``score`` (no bias), pooled at each row's last non-pad token. logits (B, num_labels); loss with labels (B,)."""
 
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: bool = False
-
-    def setup(self) -> None:
-        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+    def setup_head(self) -> None:
         self.score = _dense(self.config, self.config.num_labels, "score", self.dtype, self.param_dtype, use_bias=False)
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
@@ -577,16 +576,10 @@ def _classifier_dropout(config: GPT2Config) -> float:
     return 0.1
 
 
-class FlaxGPT2ForTokenClassificationModule(nn.Module):
+class FlaxGPT2ForTokenClassificationModule(FlaxGPT2HeadModule):
     """Body + dropout + ``classifier``. logits (B, T, num_labels); loss with labels (B, T) (-100 ignored)."""
 
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: bool = False
-
-    def setup(self) -> None:
-        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+    def setup_head(self) -> None:
         self.dropout = nn.Dropout(rate=_classifier_dropout(self.config))
         self.classifier = _dense(self.config, self.config.num_labels, "classifier", self.dtype, self.param_dtype)
 
@@ -603,19 +596,13 @@ class FlaxGPT2ForTokenClassificationModule(nn.Module):
         return out if return_dict else out.to_tuple()
 
 
-class FlaxGPT2ForQuestionAnsweringModule(nn.Module):
+class FlaxGPT2ForQuestionAnsweringModule(FlaxGPT2HeadModule):
     """Body + ``qa_outputs`` (E -> 2). start_logits / end_logits (B, T); loss with start/end_positions (B,).
 
     As in HF, positions are clamped to [0, T] and T is ignored; the loss is the mean of the two.
     """
 
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: bool = False
-
-    def setup(self) -> None:
-        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+    def setup_head(self) -> None:
         self.qa_outputs = _dense(self.config, 2, "qa_outputs", self.dtype, self.param_dtype)
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
