@@ -373,3 +373,57 @@ def test_importing_generation_imports_no_other_framework():
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert not loaded & {"tensorflow", "keras", "jax", "flax", "transformers"}
+
+
+# ------------------------------------------------------------------------------------ streamers
+class Recorder:
+    """A streamer that keeps what generate hands it."""
+
+    def __init__(self):
+        self.puts, self.ended = [], 0
+
+    def put(self, value):
+        self.puts.append(value.clone())
+
+    def end(self):
+        self.ended += 1
+
+
+def test_streamer_gets_the_prompt_then_each_token_as_hf(model, hf_model):
+    prompt, mask = PROMPTS[1:2], MASK[1:2]
+    ours, theirs = Recorder(), Recorder()
+    out = model.generate(prompt, attention_mask=mask, max_new_tokens=6, streamer=ours, **VARIED)
+    with torch.no_grad():
+        hf_model.generate(prompt, attention_mask=mask, max_new_tokens=6, streamer=theirs, pad_token_id=0, **VARIED)
+    assert ours.ended == theirs.ended == 1
+    assert [p.shape for p in ours.puts] == [p.shape for p in theirs.puts] == [(1, 6)] + [(1,)] * 6
+    assert all(torch.equal(a, b) for a, b in zip(ours.puts, theirs.puts))
+    assert torch.equal(torch.cat([ours.puts[0][0]] + ours.puts[1:]), out[0])
+
+
+def test_text_streamer_prints_what_generate_returns(model, capsys):
+    from gpt2_multi import GPT2TokenizerFast, TextIteratorStreamer, TextStreamer
+
+    tok = GPT2TokenizerFast.from_pretrained("gpt2")
+    prompt = PROMPTS[1:2]
+    out = model.generate(prompt, max_new_tokens=8, streamer=TextStreamer(tok), **VARIED)
+    assert capsys.readouterr().out == tok.decode(out[0].tolist()) + "\n"
+    model.generate(prompt, max_new_tokens=8, streamer=TextStreamer(tok, skip_prompt=True), **VARIED)
+    assert capsys.readouterr().out == tok.decode(out[0, prompt.shape[1]:].tolist()) + "\n"
+
+    import threading
+
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, timeout=60)
+    thread = threading.Thread(target=model.generate, args=(prompt,),
+                              kwargs=dict(max_new_tokens=8, streamer=streamer, **VARIED))
+    thread.start()
+    pieces = list(streamer)
+    thread.join()
+    assert "".join(pieces) == tok.decode(out[0, prompt.shape[1]:].tolist())
+
+
+def test_streamer_refuses_batches_and_beams(model):
+    with pytest.raises(ValueError, match="follows one sequence.*3 rows"):
+        model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, streamer=Recorder())
+    with pytest.raises(ValueError, match="beam search"):
+        model.generate(PROMPTS[1:2], max_new_tokens=2, num_beams=2, streamer=Recorder())

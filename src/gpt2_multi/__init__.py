@@ -13,7 +13,8 @@ from gpt2_multi.config import ConfigError, GPT2Config
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "GPT2Config", "GPT2Tokenizer", "GPT2TokenizerFast", "__version__"]
+__all__ = ["ConfigError", "GPT2Config", "GPT2Tokenizer", "GPT2TokenizerFast", "TextIteratorStreamer", "TextStreamer",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from gpt2_multi import tokenization
 
         return getattr(tokenization, name)
+    if name in ("TextStreamer", "TextIteratorStreamer"):
+        from gpt2_multi import streamers
+
+        return getattr(streamers, name)
     raise AttributeError(f"module 'gpt2_multi' has no attribute {name!r}")

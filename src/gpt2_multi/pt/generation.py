@@ -362,7 +362,8 @@ def compiled_decode_step(model, tokens, positions, write, mask, keys, values) ->
 
 
 # --------------------------------------------------------------------------------------- decoding loops
-def _greedy_or_sample(cache, input_ids, mask, config, processor, max_new, pad, eos, generator, want_scores, want_logits):
+def _greedy_or_sample(cache, input_ids, mask, config, processor, max_new, pad, eos, generator, want_scores, want_logits,
+                      streamer=None):
     """Greedy (argmax) or multinomial sampling over the processed scores. Returns (sequences, scores, logits)."""
     n, t = input_ids.shape
     sequences = torch.empty(n, t + max_new, dtype=torch.long, device=input_ids.device)
@@ -389,6 +390,8 @@ def _greedy_or_sample(cache, input_ids, mask, config, processor, max_new, pad, e
             tokens = torch.where(unfinished, tokens, pad)
         sequences[:, length] = tokens
         length += 1
+        if streamer is not None:
+            streamer.put(tokens.cpu())
         if eos_ids is not None:
             unfinished &= ~torch.isin(tokens, eos_ids)
             if not bool(unfinished.any()):
@@ -538,6 +541,7 @@ class GenerationMixin:
         compile: bool = False,
         cache_implementation: str | None = None,
         output_logits: bool = False,
+        streamer: Any = None,
         **kwargs: Any,
     ):
         """Continue the prompts, HF's ``generate`` contract.
@@ -554,6 +558,8 @@ class GenerationMixin:
             cache_implementation: ``None`` (default: preallocated cache, eager), ``"dynamic"`` (the model's
                 ``forward`` with a growing cache) or ``"static"`` (same as ``compile=True``).
             output_logits: with ``return_dict_in_generate``, also return the raw logits of each step.
+            streamer: a :class:`gpt2_multi.streamers.TextStreamer` (or anything with ``put`` / ``end``): gets the
+                prompt, then each new token as it is chosen, then ``end()``. One sequence only; not with beam search.
             **kwargs: any :class:`GenerationConfig` field: ``max_new_tokens`` (wins over ``max_length``),
                 ``max_length``, ``min_new_tokens``, ``min_length``, ``do_sample``, ``temperature``, ``top_k``,
                 ``top_p``, ``num_beams``, ``length_penalty``, ``early_stopping`` (True / False / "never"),
@@ -611,6 +617,9 @@ class GenerationMixin:
             input_ids = input_ids.repeat_interleave(expand, dim=0)
             attention_mask = attention_mask.repeat_interleave(expand, dim=0)
         rows = input_ids.shape[0]
+        if streamer is not None and (beams > 1 or rows > 1):
+            raise ValueError("a streamer follows one sequence: it cannot be used with beam search, a batch of prompts "
+                             f"or num_return_sequences > 1 (here {rows} rows{', beam search' if beams > 1 else ''})")
 
         compiled = compile or cache_implementation == "static"
         if compiled and self.training:
@@ -636,9 +645,13 @@ class GenerationMixin:
                     cache, input_ids, attention_mask, config, processor, max_new, fill, eos, generator,
                     want_scores, want_logits)
             else:
+                if streamer is not None:
+                    streamer.put(input_ids.cpu())
                 sequences, scores, logits = _greedy_or_sample(
                     cache, input_ids, attention_mask, config, processor, max_new, pad, eos, generator,
-                    want_scores, want_logits)
+                    want_scores, want_logits, streamer)
+                if streamer is not None:
+                    streamer.end()
         # A normal tensor, not an inference tensor: the ids may go into a training step (labels, RL losses).
         sequences = sequences.clone()
         if not config.return_dict_in_generate:
