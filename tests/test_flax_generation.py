@@ -304,3 +304,21 @@ def test_decode_step_matches_model_for_config_flags(flags):
     np.testing.assert_array_equal(np.asarray(jitted.sequences), np.asarray(eager.sequences))
     for a, b in zip(jitted.scores, eager.scores):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_trace_is_hfs_name_for_jit(model, monkeypatch):
+    """``trace=False`` (HF's Flax debugging switch) steps the model's own ``__call__`` in Python; ``trace=True``
+    runs the compiled loop, which never calls it; both give the same tokens."""
+    calls = []
+    original = type(model).__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "__call__", counting)
+    traced = model.generate(IDS, attention_mask=MASK, max_new_tokens=4, trace=True, **VARIED)
+    assert not calls
+    python_loop = model.generate(IDS, attention_mask=MASK, max_new_tokens=4, trace=False, jit=True, **VARIED)
+    assert len(calls) == 4  # the prompt, then one call per new token after the first
+    np.testing.assert_array_equal(np.asarray(python_loop.sequences), np.asarray(traced.sequences))

@@ -486,6 +486,7 @@ class FlaxGenerationMixin:
         params: dict | None = None,
         *,
         jit: bool = True,
+        trace: bool | None = None,
         **kwargs: Any,
     ):
         """Generate continuations of ``input_ids`` (B, T) (left-padded, with ``attention_mask`` (B, T) of 1/0).
@@ -501,6 +502,7 @@ class FlaxGenerationMixin:
             prng_key: ``jax.random.PRNGKey`` (or an int seed) for sampling; default ``PRNGKey(0)``.
             params: parameters to use instead of ``self.params``.
             jit: ``True`` (default) runs the compiled while-loop; ``False`` steps the model eagerly in Python.
+            trace: HF's name for ``jit`` (``trace=False`` debugs the loop in Python); it wins when given.
 
         Returns:
             ``FlaxGreedySearchOutput`` / ``FlaxSampleOutput`` / ``FlaxBeamSearchOutput`` with ``sequences``
@@ -510,6 +512,8 @@ class FlaxGenerationMixin:
         if not isinstance(base, GenerationConfig):
             raise TypeError(f"generation_config must be a GenerationConfig, got {type(base).__name__}")
         gen = base.copy(**kwargs)  # TypeError naming unknown keywords; ValueError on bad values
+        if trace is not None:
+            jit = bool(trace)
         params = self.params if params is None else params
         if params is None:
             raise ValueError("this model has no params: pass params=... or load it with from_pretrained")
