@@ -248,6 +248,13 @@ def test_errors(model):
         model.generate(IDS, attention_mask=MASK[:, 1:], max_new_tokens=2)
     with pytest.raises(ValueError):
         model.generate(IDS + 1000, max_new_tokens=2)  # out of the vocabulary
+    with pytest.raises(ValueError, match="needs input_ids"):
+        model.generate(max_new_tokens=2)
+
+
+def test_inputs_is_hfs_name_for_input_ids(model):
+    expected = model.generate(IDS, attention_mask=MASK, max_new_tokens=3).numpy()
+    np.testing.assert_array_equal(model.generate(inputs=IDS, attention_mask=MASK, max_new_tokens=3).numpy(), expected)
 
 
 def test_import_pulls_in_no_other_framework():

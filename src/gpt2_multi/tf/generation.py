@@ -303,12 +303,13 @@ class TFGenerationMixin:
             self.generation_config = GenerationConfig.from_model_config(self.config)
         return self.generation_config
 
-    def generate(self, input_ids, attention_mask=None, generation_config: GenerationConfig | None = None,
+    def generate(self, input_ids=None, attention_mask=None, generation_config: GenerationConfig | None = None,
                  seed=None, jit_compile: bool = True, **kwargs):
         """Generate token ids after ``input_ids`` (HF's TF ``generate`` contract).
 
         Args:
-            input_ids: ``(B, P)`` int prompt ids (left-padded for a batch of different lengths).
+            input_ids: ``(B, P)`` int prompt ids (left-padded for a batch of different lengths); also accepted
+                as ``inputs=``, HF's TF name.
             attention_mask: ``(B, P)`` 1 for tokens, 0 for padding; inferred from ``pad_token_id`` when omitted.
             generation_config: a :class:`GenerationConfig` (default: the model's, from generation_config.json).
             seed: sampling seed, an int or a pair of ints (stateless RNG: the same seed gives the same tokens);
@@ -324,6 +325,10 @@ class TFGenerationMixin:
             when every row is finished). With ``return_dict_in_generate=True`` an output with ``.sequences`` (and
             ``.scores``, a tuple of n ``(B, V)`` processed scores, when ``output_scores=True``).
         """
+        if input_ids is None:
+            input_ids = kwargs.pop("inputs", None)  # HF's TF generate names its first argument `inputs`
+        if input_ids is None:
+            raise validation.InputError("generate() needs input_ids (B, P): a prompt of at least one token")
         config = (generation_config or self._generation_defaults()).copy(**kwargs)
         ids = np.asarray(input_ids.numpy() if isinstance(input_ids, tf.Tensor) else input_ids)
         if ids.ndim == 1:
