@@ -380,3 +380,5 @@ def test_keras_export_with_named_inputs(lm, tmp_path):
     out = loaded.serve({"input_ids": tf.constant(ids), "attention_mask": tf.constant(mask)})
     np.testing.assert_allclose(out["logits"].numpy(), lm(ids, attention_mask=mask).logits.numpy(), atol=1e-5)
     assert np.abs(out["logits"].numpy()[1] - lm(ids).logits.numpy()[1]).max() > 1e-3
+    with pytest.raises(ValueError, match="naming each input"):
+        lm.export(str(tmp_path / "bad"), input_signature=[spec, spec])

@@ -674,17 +674,23 @@ class TFGPT2PreTrainedModel(keras.Model):
         """Keras' ``model.export``. For ``"tf_saved_model"`` (the default) a SavedModel with a ``serve``
         endpoint (also its ``serving_default`` signature) returning the output tensors by name, without the
         cache. By default it takes int32 ``input_ids`` of any batch and length; ``input_signature`` may name
-        more inputs, as ``[{"input_ids": spec, "attention_mask": spec, ...}]`` (a dict of ``tf.TensorSpec`` by
-        input name) or as a list of specs in HF's call order. Other formats go to Keras unchanged.
+        more inputs as ``[{"input_ids": spec, "attention_mask": spec, ...}]`` (a dict of ``tf.TensorSpec`` by
+        input name), or give ``[spec]`` for ``input_ids`` alone. Other formats go to Keras unchanged.
         """
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        if input_signature is not None and (not isinstance(input_signature, (list, tuple)) or len(input_signature) != 1):
+            raise ValueError(
+                "input_signature must be [spec] (input_ids) or [{name: spec, ...}] naming each input, e.g. "
+                "[{'input_ids': spec, 'attention_mask': spec}]; a list of several specs would be read in HF's call "
+                "order, where past_key_values comes second"
+            )
         from keras.export import ExportArchive
 
         archive = ExportArchive()
         archive.track(self)
         archive.add_endpoint("serve", self._serve, input_signature or [self._serving_spec()], **kwargs)
-        archive.write_out(filepath, verbose=bool(verbose))
+        archive.write_out(filepath, verbose=True if verbose is None else bool(verbose))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
