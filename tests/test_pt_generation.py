@@ -422,8 +422,40 @@ def test_text_streamer_prints_what_generate_returns(model, capsys):
     assert "".join(pieces) == tok.decode(out[0, prompt.shape[1]:].tolist())
 
 
-def test_streamer_refuses_batches_and_beams(model):
-    with pytest.raises(ValueError, match="follows one sequence.*3 rows"):
-        model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, streamer=Recorder())
+def test_streamer_with_a_batch_as_hf(model, hf_model):
+    """HF hands a streamer the whole batch (its text streamers refuse it themselves); beam search is refused."""
+    from gpt2_multi import GPT2TokenizerFast, TextStreamer
+
+    ours, theirs = Recorder(), Recorder()
+    model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, streamer=ours, num_return_sequences=2, do_sample=True,
+                   seed=0)
+    with torch.no_grad():
+        hf_model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, streamer=theirs, num_return_sequences=2,
+                          do_sample=True, pad_token_id=0)
+    assert [p.shape for p in ours.puts] == [p.shape for p in theirs.puts] == [(6, 6)] + [(6,)] * 3
+    assert torch.equal(ours.puts[0], theirs.puts[0]) and ours.ended == 1
+    with pytest.raises(ValueError, match="one sequence, but got a batch of 3 rows"):
+        model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2,
+                       streamer=TextStreamer(GPT2TokenizerFast.from_pretrained("gpt2")))
     with pytest.raises(ValueError, match="beam search"):
         model.generate(PROMPTS[1:2], max_new_tokens=2, num_beams=2, streamer=Recorder())
+
+
+def test_streamer_ends_after_an_error(model):
+    class Failing(Recorder):
+        def put(self, value):
+            super().put(value)
+            if len(self.puts) == 3:
+                raise RuntimeError("stop")
+
+    streamer = Failing()
+    with pytest.raises(RuntimeError, match="stop"):
+        model.generate(PROMPTS[1:2], max_new_tokens=5, streamer=streamer)
+    assert streamer.ended == 1
+
+
+def test_prompt_as_inputs_or_input_ids(model):
+    expected = model.generate(PROMPTS[1:2], max_new_tokens=2)
+    assert torch.equal(model.generate(inputs=PROMPTS[1:2], max_new_tokens=2), expected)
+    with pytest.raises(TypeError, match="input_ids or as inputs, not both"):
+        model.generate(PROMPTS[1:2], inputs=PROMPTS[1:2], max_new_tokens=2)

@@ -1,8 +1,9 @@
 """Streamers for ``generate(streamer=...)`` (HF's contract; PyTorch's ``generate`` takes one, as in HF).
 
-``generate`` calls ``streamer.put(ids)`` once with the prompt ``(1, T)``, then once per new token with
-``(1,)``, then ``streamer.end()``. A streamer works on one sequence: a batch of more than one row
-raises ValueError, as HF's. Framework-free: ``put`` takes tensors of any framework, numpy arrays or lists.
+``generate`` calls ``streamer.put(ids)`` once with the prompt ``(B, T)``, then once per new token with
+``(B,)``, then ``streamer.end()``. The text streamers here follow one sequence: a batch of more than one
+row raises ValueError, as HF's do (a :class:`BaseStreamer` of your own may take batches). Framework-free:
+``put`` takes tensors of any framework, numpy arrays or lists.
 
 * :class:`TextStreamer` prints the text as it forms, a word at a time.
 * :class:`TextIteratorStreamer` hands the text to another thread: iterate over it while ``generate``

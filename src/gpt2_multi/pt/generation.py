@@ -559,7 +559,8 @@ class GenerationMixin:
                 ``forward`` with a growing cache) or ``"static"`` (same as ``compile=True``).
             output_logits: with ``return_dict_in_generate``, also return the raw logits of each step.
             streamer: a :class:`gpt2_multi.streamers.TextStreamer` (or anything with ``put`` / ``end``): gets the
-                prompt, then each new token as it is chosen, then ``end()``. One sequence only; not with beam search.
+                prompt (B, T), then each new token (B,) as it is chosen, then ``end()`` (also after an error).
+                Not with beam search; the text streamers take one sequence (B = 1).
             **kwargs: any :class:`GenerationConfig` field: ``max_new_tokens`` (wins over ``max_length``),
                 ``max_length``, ``min_new_tokens``, ``min_length``, ``do_sample``, ``temperature``, ``top_k``,
                 ``top_p``, ``num_beams``, ``length_penalty``, ``early_stopping`` (True / False / "never"),
@@ -575,8 +576,10 @@ class GenerationMixin:
             Decoding runs under ``torch.inference_mode()``; the returned ids are ordinary tensors (usable as
             labels in training), the scores and cache are inference tensors (read them, or ``.clone()`` them).
         """
-        if input_ids is None:
-            input_ids = kwargs.pop("inputs", None)
+        if "inputs" in kwargs:  # HF's name for the prompt
+            if input_ids is not None:
+                raise TypeError("pass the prompt as input_ids or as inputs, not both")
+            input_ids = kwargs.pop("inputs")
         if input_ids is None:
             raise validation.InputError("generate() needs input_ids (B, T): a prompt of at least one token")
         if cache_implementation not in CACHE_IMPLEMENTATIONS:
@@ -617,9 +620,8 @@ class GenerationMixin:
             input_ids = input_ids.repeat_interleave(expand, dim=0)
             attention_mask = attention_mask.repeat_interleave(expand, dim=0)
         rows = input_ids.shape[0]
-        if streamer is not None and (beams > 1 or rows > 1):
-            raise ValueError("a streamer follows one sequence: it cannot be used with beam search, a batch of prompts "
-                             f"or num_return_sequences > 1 (here {rows} rows{', beam search' if beams > 1 else ''})")
+        if streamer is not None and beams > 1:
+            raise ValueError("a streamer cannot be used with beam search (the beams change their past): set num_beams=1")
 
         compiled = compile or cache_implementation == "static"
         if compiled and self.training:
@@ -647,11 +649,13 @@ class GenerationMixin:
             else:
                 if streamer is not None:
                     streamer.put(input_ids.cpu())
-                sequences, scores, logits = _greedy_or_sample(
-                    cache, input_ids, attention_mask, config, processor, max_new, pad, eos, generator,
-                    want_scores, want_logits, streamer)
-                if streamer is not None:
-                    streamer.end()
+                try:
+                    sequences, scores, logits = _greedy_or_sample(
+                        cache, input_ids, attention_mask, config, processor, max_new, pad, eos, generator,
+                        want_scores, want_logits, streamer)
+                finally:  # also on an error, so that a reader of the stream is not left waiting
+                    if streamer is not None:
+                        streamer.end()
         # A normal tensor, not an inference tensor: the ids may go into a training step (labels, RL losses).
         sequences = sequences.clone()
         if not config.return_dict_in_generate:
