@@ -255,6 +255,8 @@ def test_errors(model):
 def test_inputs_is_hfs_name_for_input_ids(model):
     expected = model.generate(IDS, attention_mask=MASK, max_new_tokens=3).numpy()
     np.testing.assert_array_equal(model.generate(inputs=IDS, attention_mask=MASK, max_new_tokens=3).numpy(), expected)
+    with pytest.raises(TypeError, match="input_ids or as inputs, not both"):
+        model.generate(IDS, inputs=IDS, max_new_tokens=3)
 
 
 def test_import_pulls_in_no_other_framework():

@@ -325,8 +325,10 @@ class TFGenerationMixin:
             when every row is finished). With ``return_dict_in_generate=True`` an output with ``.sequences`` (and
             ``.scores``, a tuple of n ``(B, V)`` processed scores, when ``output_scores=True``).
         """
-        if input_ids is None:
-            input_ids = kwargs.pop("inputs", None)  # HF's TF generate names its first argument `inputs`
+        if "inputs" in kwargs:  # HF's TF generate names its first argument `inputs`
+            if input_ids is not None:
+                raise TypeError("pass the prompt as input_ids or as inputs, not both")
+            input_ids = kwargs.pop("inputs")
         if input_ids is None:
             raise validation.InputError("generate() needs input_ids (B, P): a prompt of at least one token")
         config = (generation_config or self._generation_defaults()).copy(**kwargs)
