@@ -140,6 +140,37 @@ def test_h5_datasets_are_memory_mapped_copy_on_write(tmp_path):
     assert tf_h5.load(path)["transformer.wte.weight"][0, 0] == reference["transformer.wte.weight"][0, 0]
 
 
+def test_h5_big_endian_datasets_load_as_native(tmp_path):
+    """A tf_model.h5 written with big-endian floats (another writer) loads with native byte order, same values."""
+    import h5py
+
+    from gpt2_multi.checkpoint import tf_h5
+
+    src = checkpoint_dir("lm", "tf") / "tf_model.h5"
+    path = tmp_path / "tf_model.h5"
+    with h5py.File(src, "r") as fin, h5py.File(path, "w") as fout:
+        for key, value in fin.attrs.items():
+            fout.attrs[key] = value
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                group = fout.require_group(name)
+                for key, value in obj.attrs.items():
+                    group.attrs[key] = value
+            else:
+                fout.create_dataset(name, data=obj[()].astype(obj.dtype.newbyteorder(">")))
+
+        fin.visititems(copy)
+    with h5py.File(path, "r") as f:  # the file really holds big-endian data
+        first = f["transformer"].attrs["weight_names"][0]
+        assert f["transformer"][first.decode() if isinstance(first, bytes) else first].dtype.byteorder == ">"
+    tensors = tf_h5.load(path)
+    reference = _reference("lm")
+    for key, value in tensors.items():
+        assert value.dtype.isnative, key
+        np.testing.assert_array_equal(value, reference[key], err_msg=key)
+
+
 def test_h5_dataset_past_the_end_of_the_file_is_an_error(tmp_path):
     """A dataset whose bytes would lie past the end of the file is refused before it is mapped (touching such a
     map would kill the process with SIGBUS)."""

@@ -56,6 +56,8 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def _mapped_or_read(path: Path, dataset: h5py.Dataset) -> np.ndarray:
     """A copy-on-write memory map of ``dataset``'s bytes when it is one contiguous uncompressed block, else a read."""
     dtype = dataset.dtype
+    if dtype.byteorder not in ("=", "|", "<" if np.little_endian else ">"):  # foreign byte order: read, make native
+        return np.asarray(dataset).astype(dtype.newbyteorder("="))
     plain = dataset.chunks is None and dataset.compression is None and dtype.kind in "fiub" and not dtype.fields
     offset = dataset.id.get_offset() if plain else None
     if offset is None or dataset.size == 0 or dataset.external:
