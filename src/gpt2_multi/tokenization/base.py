@@ -1086,13 +1086,26 @@ class GPT2TokenizerBase:
             )
         return (n1 - remove, n2) if strategy == "only_first" else (n1, target - remove)
 
+    @staticmethod
+    def _check_stride(first: list[Any], second: list[Any] | None, keep_first: int, keep_second: int | None,
+                      stride: int) -> None:
+        """HF's engine cannot cut a sequence into windows of ``keep`` tokens with a stride that is not smaller."""
+        for name, keep, values in (("first", keep_first, first), ("second", keep_second, second)):
+            if values is not None and keep is not None and 0 < keep < len(values) and stride >= keep:
+                raise ValueError(
+                    f"stride={stride} must be less than the {keep} tokens truncation keeps of the {name} sequence; "
+                    "use a smaller stride or another truncation strategy"
+                )
+
     def _truncate(
-        self, first: list[Any], second: list[Any] | None, strategy: str, max_length: int | None, n_special: int
+        self, first: list[Any], second: list[Any] | None, strategy: str, max_length: int | None, n_special: int,
+        stride: int = 0,
     ) -> tuple[list[Any], list[Any] | None]:
         """HF's fast (Rust) truncation of a sequence or a pair to ``max_length`` including special tokens."""
         keep_first, keep_second = self._keep_lengths(
             len(first), None if second is None else len(second), strategy, max_length, n_special
         )
+        self._check_stride(first, second, keep_first, keep_second, stride)
         return self._cut(first, keep_first), None if second is None else self._cut(second, keep_second or 0)
 
     def _windows(self, values: list[Any], keep: int, stride: int) -> list[list[Any]]:
@@ -1142,12 +1155,7 @@ class GPT2TokenizerBase:
         keep_first, keep_second = self._keep_lengths(
             len(first), None if second is None else len(second), trunc, max_length, n_special
         )
-        for name, keep, values in (("first", keep_first, first), ("second", keep_second, second)):
-            if values is not None and keep is not None and 0 < keep < len(values) and stride >= keep:
-                raise ValueError(
-                    f"stride={stride} must be less than the {keep} tokens truncation keeps of the {name} sequence; "
-                    "use a smaller stride or another truncation strategy"
-                )
+        self._check_stride(first, second, keep_first, keep_second, stride)
 
         def parts(values: list[Any] | None, keep: int | None, index: int) -> list[tuple[Any, Any]]:
             if values is None:
@@ -1176,11 +1184,12 @@ class GPT2TokenizerBase:
         trunc: str,
         max_length: int | None,
         want: dict[str, bool],
+        stride: int = 0,
     ) -> dict[str, list[Any]]:
         bos_id = self.bos_token_id
         use_bos = add_special_tokens and self.add_bos_token and bos_id is not None
         n_special = (2 if second is not None else 1) if use_bos else 0
-        first, second = self._truncate(first, second, trunc, max_length, n_special)
+        first, second = self._truncate(first, second, trunc, max_length, n_special, stride)
 
         def assemble(a: list[Any], b: list[Any] | None, head_a: Any, head_b: Any) -> list[Any]:
             if b is None and not use_bos:
@@ -1311,7 +1320,7 @@ class GPT2TokenizerBase:
             if overflowing:
                 new_rows = self._prepare_overflowing(first, second, offsets, add_special, trunc, max_length, stride, want)
             else:
-                new_rows = [self._prepare(first, second, offsets, add_special, trunc, max_length, want)]
+                new_rows = [self._prepare(first, second, offsets, add_special, trunc, max_length, want, stride)]
             rows += new_rows
             sample_of_row += [sample] * len(new_rows)
         self._pad_batch(rows, pad, max_length, pad_to_multiple_of, padding_side or self.padding_side)
