@@ -134,13 +134,18 @@ print(json.dumps(dict(seconds=seconds, peak_mb=status("VmHWM") - base)))
 """
 
 
+def run_child(code: str, *argv: str, env: dict | None = None) -> dict:
+    """Run ``python -c code argv...`` and return the JSON its last stdout line holds; a failure shows the child's stderr."""
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child process failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def measure_load(imports: str, load: str, path: Path, repeats: int) -> tuple[float, float]:
     """(best seconds, smallest peak RSS growth in MB) over ``repeats`` fresh subprocesses."""
     code = LOAD_CHILD.replace("{imports}", imports).replace("{load}", load)
-    runs = []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = [run_child(code, str(path)) for _ in range(repeats)]
     return min(r["seconds"] for r in runs), min(r["peak_mb"] for r in runs)
 
 
@@ -148,6 +153,8 @@ COMPILE_CHILD = r"""
 import json, sys, time
 import torch
 from gpt2_multi.pt import GPT2LMHeadModel
+if int(sys.argv[3]):
+    torch.set_num_threads(int(sys.argv[3]))
 def timed(fn):
     start = time.perf_counter()
     fn()
@@ -168,7 +175,7 @@ print(json.dumps(dict(startup=startup, graph=first - steady)))
 """
 
 
-def measure_compile(path: Path, prompt: int) -> dict[str, float]:
+def measure_compile(path: Path, prompt: int, threads: int = 0) -> dict[str, float]:
     """Compile time of ``generate(compile=True)`` split into what it is made of, each in a fresh process
     with its own empty Inductor cache directory (the numbers depend on what Inductor has on disk):
 
@@ -179,12 +186,10 @@ def measure_compile(path: Path, prompt: int) -> dict[str, float]:
     * ``cached``: the same graph again in a new process, from Inductor's on-disk cache.
     """
     def child(*argv: str) -> dict:
-        out = subprocess.run([sys.executable, "-c", COMPILE_CHILD, *argv], capture_output=True, text=True,
-                             check=True, env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache))
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_child(COMPILE_CHILD, *argv, str(threads), env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache))
 
     with tempfile.TemporaryDirectory() as cache:
-        machine = child("startup-only")["startup"]
+        machine = child("startup-only", "0")["startup"]
         cold = child(str(path), str(prompt))
         warm = child(str(path), str(prompt))
     return dict(machine=machine, startup=cold["startup"], graph=cold["graph"], cached=warm["graph"])
@@ -244,7 +249,7 @@ def bench_pt(path: Path, args) -> Result:
         result.decode[batch] = (mine, theirs)
         print(f"  pt decode batch {batch}: ours {mine:.1f} tok/s, HF {theirs or float('nan'):.1f}", flush=True)
     if args.compile:
-        result.compile_seconds = measure_compile(path, args.prompt)
+        result.compile_seconds = measure_compile(path, args.prompt, args.threads)
         print("  pt compile (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.compile_seconds.items()), flush=True)
         for batch in args.batch:
             result.decode_compiled[batch] = (decode_rate(ours, batch, compile=True), None)
