@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from gpt2_multi.checkpoint.errors import CheckpointError, MissingWeightsError
 from gpt2_multi.checkpoint.layout import ARCHITECTURES, expected_shapes, normalize_architecture
 from gpt2_multi.config import CONFIG_NAME, GPT2Config
 from gpt2_multi.io_utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from gpt2_multi.generation import GenerationConfig
 
 __all__ = [
     "ARCHITECTURES", "FORMATS", "Checkpoint", "CheckpointError", "LoadReport", "MissingWeightsError",
@@ -63,6 +67,13 @@ class Checkpoint:
     architecture: str = "GPT2LMHeadModel"
     source: Path | None = None
     format: str | None = None
+
+    @property
+    def directory(self) -> Path | None:
+        """The directory the checkpoint was read from (where its generation_config.json would be)."""
+        if self.source is None:
+            return None
+        return self.source if self.source.is_dir() else self.source.parent
 
     def num_parameters(self) -> int:
         return int(sum(int(np.prod(v.shape)) for v in self.tensors.values()))
@@ -296,13 +307,16 @@ def save_checkpoint(
     architecture: str | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     progress: ProgressFn | None = None,
+    generation_config: GenerationConfig | None = None,
 ) -> list[Path]:
     """Write ``config.json`` and the weights in ``format`` under HF's file names; return the files written.
 
     ``tensors`` may use any naming style; they are written under ``architecture``'s
     own names (default: ``config.architectures[0]`` or inferred). A tied ``lm_head`` is
     not written (HF does the same). safetensors above ``max_shard_size`` is sharded
-    with ``model.safetensors.index.json``. Every file is written atomically.
+    with ``model.safetensors.index.json``. Every file is written atomically. A
+    ``generation_config`` (:class:`gpt2_multi.generation.GenerationConfig`, what the models
+    that can generate hold) is written as ``generation_config.json``, as HF does.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown checkpoint format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -336,6 +350,8 @@ def save_checkpoint(
     if progress is not None and format != "safetensors":
         progress("write", total, total)
     written.append(config_to_save.save_pretrained(directory))
+    if generation_config is not None:
+        written.append(generation_config.save_pretrained(directory))
     return written
 
 
@@ -384,9 +400,8 @@ def convert(
     ckpt = load_checkpoint(src, format=src_format)
     written = save_checkpoint(dst, ckpt.tensors, ckpt.config, format=to, architecture=ckpt.architecture,
                               max_shard_size=max_shard_size, progress=progress)
-    src_dir = ckpt.source if ckpt.source is not None and ckpt.source.is_dir() else (ckpt.source.parent if ckpt.source else None)
-    if src_dir is not None:
-        gen = src_dir / "generation_config.json"
+    if ckpt.directory is not None:
+        gen = ckpt.directory / "generation_config.json"
         if gen.is_file():
             target = Path(dst) / gen.name
             atomic_write_text(target, gen.read_text(encoding="utf-8"))

@@ -643,17 +643,5 @@ def _make_output(st: dict, s: _Settings, prompt_len: int, batch: int):
     return cls(sequences=st["seqs"], scores=scores)
 
 
-def load_generation_config(model: Any, source: Any) -> None:
-    """``from_pretrained``'s hook: the checkpoint's generation_config.json, else the model config's token ids."""
-    if isinstance(model, FlaxGenerationMixin):
-        from pathlib import Path
-
-        directory = None
-        if source is not None:
-            path = Path(source)
-            directory = path if path.is_dir() else path.parent
-        model.generation_config = GenerationConfig.for_model(model.config, directory)
-
-
 __all__ = ["FlaxBeamSearchOutput", "FlaxGenerationMixin", "FlaxGreedySearchOutput", "FlaxSampleOutput", "decode_step",
-           "load_generation_config", "process_logits"]
+           "process_logits"]

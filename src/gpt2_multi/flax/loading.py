@@ -30,6 +30,7 @@ from gpt2_multi.checkpoint import (
 )
 from gpt2_multi.checkpoint.errors import CheckpointError
 from gpt2_multi.config import GPT2Config
+from gpt2_multi.generation import GenerationConfig
 
 if TYPE_CHECKING:
     from gpt2_multi.flax.modeling import FlaxGPT2PreTrainedModel
@@ -208,9 +209,8 @@ def from_pretrained(
                                           config=model_config, missing_keys=report.missing_keys, seed=seed,
                                           release=True)
     model.loading_report = report
-    from gpt2_multi.flax.generation import load_generation_config  # the LM classes' generation_config.json
-
-    load_generation_config(model, ckpt.source)
+    if hasattr(model, "generation_config"):  # the LM classes: the checkpoint's generation_config.json
+        model.generation_config = GenerationConfig.for_model(model_config, ckpt.directory)
     if not _do_init:
         params, model.params = model.params, None
         return (model, params, report.as_dict()) if output_loading_info else (model, params)
@@ -232,12 +232,9 @@ def save_pretrained(
     params = model.params if params is None else params
     if params is None:
         raise ValueError("the model has no params to save")
-    written = save_checkpoint(save_directory, params_to_state_dict(params), model.config, format=format,
-                              architecture=model.architecture, max_shard_size=max_shard_size)
-    generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None:
-        written.append(generation_config.save_pretrained(save_directory))
-    return written
+    return save_checkpoint(save_directory, params_to_state_dict(params), model.config, format=format,
+                           architecture=model.architecture, max_shard_size=max_shard_size,
+                           generation_config=getattr(model, "generation_config", None))
 
 
 # ------------------------------------------------------------------------------------------ cache adapter

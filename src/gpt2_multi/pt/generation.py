@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -498,13 +497,6 @@ def _beam_search(cache, input_ids, mask, config, processor, max_new, fill, eos, 
 
 
 # --------------------------------------------------------------------------------------- the mixin
-def load_generation_config(model: torch.nn.Module, source: Path | None) -> None:
-    """``from_pretrained``'s hook: the checkpoint's generation_config.json, else the model config's token ids."""
-    if hasattr(model, "generation_config"):
-        directory = None if source is None else (source if source.is_dir() else source.parent)
-        model.generation_config = GenerationConfig.for_model(model.config, directory)
-
-
 def _check_prompt(input_ids: Any, attention_mask: Any, vocab_size: int) -> None:
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}")

@@ -27,7 +27,7 @@ from torch import nn
 
 from gpt2_multi.checkpoint import LoadReport, load_checkpoint, match_state_dict, save_checkpoint
 from gpt2_multi.config import ATTRIBUTE_MAP, COMMON_DEFAULTS, MODEL_DEFAULTS, GPT2Config
-from gpt2_multi.pt.generation import load_generation_config
+from gpt2_multi.generation import GenerationConfig
 
 logger = logging.getLogger("gpt2_multi.pt")
 
@@ -158,8 +158,8 @@ def from_pretrained(
     cfg = ckpt.config.copy(**config_overrides) if config_overrides else ckpt.config
     target = resolve_dtype(torch_dtype if torch_dtype is not None else dtype, cfg, ckpt.tensors)
     tensors, report = match_state_dict(ckpt.tensors, cfg, cls.architecture, ignore_mismatched_sizes=ignore_mismatched_sizes)
-    source = ckpt.source
-    del ckpt
+    source, directory = ckpt.source, ckpt.directory
+    del ckpt  # the tensors (and the file map behind them) now live only as long as the model needs them
 
     with torch.device("meta"):
         model = cls(cfg, attn_implementation=attn_implementation)
@@ -174,7 +174,8 @@ def from_pretrained(
     if leftover:  # pragma: no cover - match_state_dict guarantees the body; heads are initialised above
         raise RuntimeError(f"internal error: parameters left uninitialised after loading: {', '.join(leftover)}")
     _log_report(report, cls.__name__, source)
-    load_generation_config(model, source)  # generation_config.json next to the weights, for generate()
+    if hasattr(model, "generation_config"):  # the checkpoint's generation_config.json, for generate()
+        model.generation_config = GenerationConfig.for_model(model.config, directory)
     model.eval()
     if output_loading_info:
         return model, report.as_dict()
@@ -228,11 +229,8 @@ def save_pretrained(
     tensors = {name: to_numpy(t) for name, t in state.items()}
     dtype_name = _dtype_name(model.dtype)
     config = model.config.copy(torch_dtype=dtype_name, dtype=dtype_name)
-    written = save_checkpoint(
+    return save_checkpoint(
         save_directory, tensors, config, format="safetensors" if safe_serialization else "pt-bin",
         architecture=model.architecture, max_shard_size=max_shard_size,
+        generation_config=getattr(model, "generation_config", None),
     )
-    generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None:  # models that can generate also write generation_config.json, as HF
-        written.append(generation_config.save_pretrained(save_directory))
-    return written

@@ -94,14 +94,6 @@ class _CheckpointSource:
         return tensor
 
 
-def _checkpoint_directory(name_or_path: Any, source: Path | None) -> Path | None:
-    """The directory holding the checkpoint (where a generation_config.json would be), if there is one."""
-    for candidate in (source, Path(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None):
-        if candidate is not None and candidate.exists():
-            return candidate if candidate.is_dir() else candidate.parent
-    return None
-
-
 def from_pretrained(
     cls: type,
     pretrained_model_name_or_path: str | os.PathLike,
@@ -150,8 +142,7 @@ def from_pretrained(
     if report.missing_keys or report.unexpected_keys or report.mismatched_keys:
         logger.warning("loading %s from %s:\n%s", cls.__name__, ckpt.source, report.summary())
     if hasattr(model, "generate"):  # the LM and DoubleHeads models
-        model.generation_config = GenerationConfig.for_model(
-            model_config, _checkpoint_directory(pretrained_model_name_or_path, ckpt.source))
+        model.generation_config = GenerationConfig.for_model(model_config, ckpt.directory)
     if output_loading_info:
         return model, report.as_dict()
     return model
@@ -166,9 +157,6 @@ def save_pretrained(
 ) -> list[Path]:
     """Write ``config.json``, the weights (``format``: safetensors, pt-bin, tf, flax) and, for the models that
     can generate, ``generation_config.json`` (as HF); return the files written."""
-    written = save_checkpoint(save_directory, state_dict(model), model.config, format=format,
-                              architecture=model.architecture, max_shard_size=max_shard_size)
-    generation_config = getattr(model, "generation_config", None)
-    if generation_config is not None:
-        written.append(generation_config.save_pretrained(save_directory))
-    return written
+    return save_checkpoint(save_directory, state_dict(model), model.config, format=format,
+                           architecture=model.architecture, max_shard_size=max_shard_size,
+                           generation_config=getattr(model, "generation_config", None))
