@@ -38,7 +38,6 @@ after a row's eos hold ``pad_token_id`` (as in HF's Flax generate). With ``outpu
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -361,7 +360,7 @@ def decode_step(cfg: Any, dtype: Any, param_dtype: Any, params: dict, kv: Array,
     """
     import flax.linen as nn
 
-    from gpt2_multi.flax.modeling import FlaxConv1D, FlaxGPT2MLP
+    from gpt2_multi.flax.modeling import FlaxConv1D, FlaxGPT2MLP, attention_scores
 
     h, d, e = cfg.n_head, cfg.head_dim, cfg.n_embd
     n = tokens.shape[0]
@@ -372,9 +371,7 @@ def decode_step(cfg: Any, dtype: Any, param_dtype: Any, params: dict, kv: Array,
     mlp = FlaxGPT2MLP(cfg, dtype, param_dtype)
     wte = body["wte"]["embedding"]
     x = (jnp.take(wte, tokens, axis=0).astype(dtype) + jnp.take(body["wpe"]["embedding"], positions, axis=0).astype(dtype))
-    upcast = cfg.reorder_and_upcast_attn
-    score_dtype = jnp.float32 if upcast else x.dtype
-    min_value = jnp.finfo(score_dtype).min
+    min_value = jnp.finfo(jnp.float32 if cfg.reorder_and_upcast_attn else x.dtype).min  # the scores' dtype
     visible = valid & (jnp.arange(valid.shape[1])[None, :] <= index)  # (N, L): filled, causal, not padding
     visible = visible[:, None, :]
     for i in range(cfg.n_layer):
@@ -384,19 +381,7 @@ def decode_step(cfg: Any, dtype: Any, param_dtype: Any, params: dict, kv: Array,
         new = jnp.stack([k, v])[None, :, :, :, None, :].astype(kv.dtype)  # (1, 2, N, H, 1, D)
         kv = jax.lax.dynamic_update_slice(kv, new, (i, 0, 0, 0, index, 0))
         keys, values = kv[i, 0], kv[i, 1]  # (N, H, L, D)
-        if upcast:
-            scale = 1.0
-            if cfg.scale_attn_weights:
-                scale /= math.sqrt(d)
-            if cfg.scale_attn_by_inverse_layer_idx:
-                scale /= float(i + 1)
-            scores = jnp.einsum("nhd,nhkd->nhk", q.astype(jnp.float32) * scale, keys.astype(jnp.float32))
-        else:
-            scores = jnp.einsum("nhd,nhkd->nhk", q, keys)
-            if cfg.scale_attn_weights:
-                scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
-            if cfg.scale_attn_by_inverse_layer_idx:
-                scores = scores / jnp.asarray(i + 1, scores.dtype)
+        scores = attention_scores("nhd,nhkd->nhk", q, keys, cfg, i)
         scores = jnp.where(visible, scores, min_value)
         probs = jax.nn.softmax(scores, axis=-1).astype(values.dtype)
         attn = jnp.einsum("nhk,nhkd->nhd", probs, values).reshape(n, e)
@@ -641,6 +626,8 @@ def _make_output(st: dict, s: _Settings, prompt_len: int, batch: int):
                                     sequences_scores=st["beam_scores"][:, :nrs].reshape(-1))
     cls = FlaxSampleOutput if s.do_sample else FlaxGreedySearchOutput
     return cls(sequences=st["seqs"], scores=scores)
+
+
 
 
 __all__ = ["FlaxBeamSearchOutput", "FlaxGenerationMixin", "FlaxGreedySearchOutput", "FlaxSampleOutput", "decode_step",

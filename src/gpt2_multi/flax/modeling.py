@@ -120,6 +120,27 @@ def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype)
                         scale_init=_init(config, name, "scale"), bias_init=_init(config, name, "bias"))
 
 
+def attention_scores(equation: str, query: Array, key: Array, config: GPT2Config, layer_idx: int) -> Array:
+    """``einsum(equation, query, key)`` scaled as GPT-2's config asks: by ``1 / sqrt(head_dim)``
+    (``scale_attn_weights``) and ``1 / (layer_idx + 1)`` (``scale_attn_by_inverse_layer_idx``). With
+    ``reorder_and_upcast_attn`` the product is float32 and the scale is folded into the query first (HF's
+    order); otherwise the scores keep the query's dtype and are divided afterwards."""
+    d = query.shape[-1]
+    if config.reorder_and_upcast_attn:
+        scale = 1.0
+        if config.scale_attn_weights:
+            scale /= math.sqrt(d)
+        if config.scale_attn_by_inverse_layer_idx:
+            scale /= float(layer_idx + 1)
+        return jnp.einsum(equation, query.astype(jnp.float32) * scale, key.astype(jnp.float32))
+    scores = jnp.einsum(equation, query, key)
+    if config.scale_attn_weights:
+        scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
+    if config.scale_attn_by_inverse_layer_idx:
+        scores = scores / jnp.asarray(layer_idx + 1, scores.dtype)
+    return scores
+
+
 class FlaxGPT2Attention(nn.Module):
     """Causal self-attention of block ``layer_idx``.
 
@@ -187,21 +208,8 @@ class FlaxGPT2Attention(nn.Module):
         q_pos = offset + jnp.arange(t)
         allowed = (q_pos[:, None] >= jnp.arange(s)[None, :])[None, None]  # (1, 1, T, S)
 
-        upcast = cfg.reorder_and_upcast_attn
-        score_dtype = jnp.float32 if upcast else query.dtype
-        if upcast:
-            scale = 1.0
-            if cfg.scale_attn_weights:
-                scale /= math.sqrt(d)
-            if cfg.scale_attn_by_inverse_layer_idx:
-                scale /= float(self.layer_idx + 1)
-            scores = jnp.einsum("bqhd,bkhd->bhqk", query.astype(jnp.float32) * scale, key.astype(jnp.float32))
-        else:
-            scores = jnp.einsum("bqhd,bkhd->bhqk", query, key)
-            if cfg.scale_attn_weights:
-                scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
-            if cfg.scale_attn_by_inverse_layer_idx:
-                scores = scores / jnp.asarray(self.layer_idx + 1, scores.dtype)
+        scores = attention_scores("bqhd,bkhd->bhqk", query, key, cfg, self.layer_idx)
+        score_dtype = scores.dtype
         min_value = jnp.finfo(score_dtype).min
         scores = jnp.where(allowed, scores, min_value)
         if attention_mask is not None:
