@@ -60,22 +60,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow and Keras 3 (on the TensorFlow backend) are checked, with a message naming the extra, by the
+# package's __init__, which Python runs before this module.
+import keras
+import tensorflow as tf
 
-_EXTRA = "pip install 'gpt2-multi[tf]'"
+from gpt2_multi.tf import _EXTRA
 
-try:
-    import tensorflow as tf
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError(f"TFGPT2Tokenizer needs TensorFlow: {_EXTRA} ({err})") from err
 try:
     import tensorflow_text  # noqa: F401  (registers the ops a reloaded SavedModel needs)
 except ImportError as err:  # pragma: no cover
     raise ImportError(f"TFGPT2Tokenizer needs tensorflow-text: {_EXTRA} ({err})") from err
-try:
-    import keras
-except ImportError as err:  # pragma: no cover
-    raise ImportError(f"TFGPT2Tokenizer needs Keras 3: {_EXTRA} ({err})") from err
 
 # The raw op behind tensorflow_text.regex_split_with_offsets (its wrapper builds validated RaggedTensors,
 # which this module does not need).
