@@ -275,6 +275,13 @@ class BatchEncoding(UserDict):
 # The base class.
 
 
+def _side(value: str, name: str) -> str:
+    """A ``padding_side`` / ``truncation_side`` value, checked."""
+    if value not in ("right", "left"):
+        raise ValueError(f"{name} must be 'right' or 'left', got {value!r}")
+    return value
+
+
 def _as_bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -435,9 +442,7 @@ class GPT2TokenizerBase:
 
     @padding_side.setter
     def padding_side(self, value: str) -> None:
-        if value not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {value!r}")
-        self._padding_side = value
+        self._padding_side = _side(value, "padding_side")
 
     @property
     def truncation_side(self) -> str:
@@ -446,9 +451,7 @@ class GPT2TokenizerBase:
 
     @truncation_side.setter
     def truncation_side(self, value: str) -> None:
-        if value not in ("right", "left"):
-            raise ValueError(f"truncation_side must be 'right' or 'left', got {value!r}")
-        self._truncation_side = value
+        self._truncation_side = _side(value, "truncation_side")
 
     @property
     def vocab_size(self) -> int:
@@ -1148,8 +1151,7 @@ class GPT2TokenizerBase:
         """One example as HF's fast tokenizer returns it with ``return_overflowing_tokens``: the truncated
         example, then one row per overflowing window (for a pair, every window of one sequence with every
         window of the other, in HF's engine's order)."""
-        use_bos = add_special_tokens and self.add_bos_token and self.bos_token_id is not None
-        n_special = (2 if second is not None else 1) if use_bos else 0
+        n_special = self.num_special_tokens_to_add(pair=second is not None) if add_special_tokens else 0
         if trunc == "do_not_truncate" or max_length is None:
             return [self._prepare(first, second, offsets, add_special_tokens, trunc, max_length, want)]
         keep_first, keep_second = self._keep_lengths(
@@ -1285,8 +1287,8 @@ class GPT2TokenizerBase:
         overflowing = _as_bool(return_overflowing_tokens, "return_overflowing_tokens")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
             raise ValueError(f"stride must be a non-negative int, got {stride!r}")
-        if padding_side is not None and padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        if padding_side is not None:
+            _side(padding_side, "padding_side")
         is_split = _as_bool(is_split_into_words, "is_split_into_words")
         add_special = _as_bool(add_special_tokens, "add_special_tokens")
         split_special = self.split_special_tokens if split_special_tokens is None else _as_bool(split_special_tokens, "split_special_tokens")
@@ -1398,8 +1400,8 @@ class GPT2TokenizerBase:
     ) -> BatchEncoding:
         """Pad already-encoded inputs (a dict of lists, a list of dicts, or one dict) — what data collators use."""
         tensor_type = check_tensor_type(return_tensors)
-        if padding_side is not None and padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        if padding_side is not None:
+            _side(padding_side, "padding_side")
         if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
             keys = list(encoded_inputs[0].keys())
             encoded_inputs = {k: [dict(e)[k] for e in encoded_inputs] for k in keys}
