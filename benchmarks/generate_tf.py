@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from generate import memory_bandwidth, param_count, weight_bytes_per_step  # the shared parts
+from generate import memory_bandwidth, param_count, run_child, weight_bytes_per_step  # the shared parts
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,11 +108,7 @@ def load_in_subprocess(directory: Path, hf: bool) -> dict:
         imports = "from gpt2_multi.tf import TFGPT2LMHeadModel"
         load = f"TFGPT2LMHeadModel.from_pretrained({str(directory)!r})"
         env = dict(os.environ)
-    code = LOAD_CHILD.format(imports=imports, load=load)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(LOAD_CHILD.format(imports=imports, load=load), env=env)
 
 
 # ------------------------------------------------------------------------------------ ours
