@@ -58,9 +58,18 @@ def model():
 
 @pytest.fixture(scope="module")
 def hf_model():
-    os.environ.setdefault("USE_TF", "0")
-    os.environ.setdefault("USE_FLAX", "0")
-    transformers = pytest.importorskip("transformers")
+    # Keep transformers (if this is its first import) from loading TF and Flax; only for that import:
+    # left in os.environ, the setting reached later tests' subprocesses, where HF's TF classes then vanished.
+    saved = {key: os.environ.get(key) for key in ("USE_TF", "USE_FLAX")}
+    os.environ.update({key: value or "0" for key, value in saved.items()})
+    try:
+        transformers = pytest.importorskip("transformers")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return transformers.GPT2LMHeadModel.from_pretrained(LM_DIR).eval()
 
 
