@@ -1,9 +1,7 @@
 """``GenerationConfig``: decoding settings shared by the three stacks, compatible with HF's ``generation_config.json``.
 
-Framework-free. Each stack's ``generation.py`` implements ``generate()`` on top of it; this
-module holds the one list of settings with HF's defaults, their validation, the length
-arithmetic every backend shares, and a numpy reference of the logits processors that the
-backends' tests compare against.
+Framework-free: the one list of settings with HF's defaults, their validation and the length
+arithmetic. :mod:`gpt2_multi.generation.plan` turns a config and a prompt into what a stack runs.
 """
 
 from __future__ import annotations
@@ -156,6 +154,15 @@ class GenerationConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if not isinstance(self.repetition_penalty, (int, float)) or not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be a positive number, got {self.repetition_penalty!r}")
+        if self.early_stopping not in (True, False, "never"):
+            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        if not isinstance(self.length_penalty, (int, float)) or isinstance(self.length_penalty, bool):
+            raise ValueError(f"length_penalty must be a number, got {self.length_penalty!r}")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise ValueError(
+                f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams}) "
+                "in beam search"
+            )
         if self.num_return_sequences > 1 and not self.do_sample and self.num_return_sequences > self.num_beams:
             raise ValueError(
                 f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams}) "
@@ -184,59 +191,3 @@ class GenerationConfig:
         min_new = self.min_new_tokens if self.min_new_tokens is not None else max(self.min_length - prompt_length, 0)
         return min(min_new, max_new), max_new
 
-
-def position_ids_from_mask(attention_mask: np.ndarray) -> np.ndarray:
-    """Left-padded prompts: position = (cumsum of the mask) - 1, padding positions set to 1 (HF's convention)."""
-    mask = np.asarray(attention_mask)
-    positions = np.cumsum(mask, axis=-1) - 1
-    return np.where(mask == 0, 1, positions)
-
-
-# ---------------------------------------------------------------------------------- numpy reference
-def reference_process_logits(
-    scores: np.ndarray, input_ids: np.ndarray, config: GenerationConfig, new_so_far: int, min_new: int
-) -> np.ndarray:
-    """The logits processors in HF's order, in numpy: the reference the backends are tested against.
-
-    ``scores`` (B, V) float32 next-token logits; ``input_ids`` (B, S) everything so far.
-    Order: repetition penalty, no-repeat n-gram, min new tokens (eos -> -inf), then for sampling
-    temperature, top-k, top-p.
-    """
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    neg = -np.inf  # HF masks with -inf
-    if config.repetition_penalty != 1.0:
-        for b in range(scores.shape[0]):
-            seen = np.unique(input_ids[b])
-            s = scores[b, seen]
-            scores[b, seen] = np.where(s < 0, s * config.repetition_penalty, s / config.repetition_penalty)
-    n = config.no_repeat_ngram_size
-    if n > 0 and input_ids.shape[1] + 1 >= n:
-        for b in range(scores.shape[0]):
-            seq = input_ids[b].tolist()
-            prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
-            for i in range(len(seq) - n + 1):
-                if tuple(seq[i:i + n - 1]) == prefix:
-                    scores[b, seq[i + n - 1]] = neg
-    if new_so_far < min_new:
-        for e in config.eos_token_ids:
-            if e < scores.shape[-1]:  # an eos outside the vocabulary can never be produced (HF ignores it)
-                scores[:, e] = neg
-    if config.do_sample:
-        if config.temperature != 1.0:
-            scores = scores / config.temperature
-        k = min(config.top_k, scores.shape[-1])
-        if 0 < k < scores.shape[-1]:
-            kth = np.sort(scores, axis=-1)[:, -k][:, None]
-            scores = np.where(scores < kth, neg, scores)
-        if config.top_p < 1.0:
-            order = np.argsort(scores, axis=-1)  # ascending, like HF's TopPLogitsWarper
-            sorted_scores = np.take_along_axis(scores, order, axis=-1)
-            probs = np.exp(sorted_scores - sorted_scores.max(-1, keepdims=True))
-            probs = probs / probs.sum(-1, keepdims=True)
-            cumulative = np.cumsum(probs, axis=-1)
-            remove = cumulative <= 1 - config.top_p
-            remove[:, -1] = False  # keep at least one token
-            sorted_scores = np.where(remove, neg, sorted_scores)
-            scores = np.empty_like(scores)
-            np.put_along_axis(scores, order, sorted_scores, axis=-1)
-    return scores
