@@ -1,8 +1,9 @@
 """GPT-2 in PyTorch: HF-compatible modules, parameter names, arguments, outputs and losses.
 
-Reading order: the activation table, ``Conv1D`` (GPT-2's linear layer), ``GPT2Attention``,
-``GPT2MLP``, ``GPT2Block``, the shared base class (init, embeddings, checkpointing, loading),
-``GPT2Model`` (the body), then the heads; each head is its projection and its loss.
+Reading order (the section banners are the same in the three stacks' ``modeling.py``): the activation
+table, ``Conv1D`` (GPT-2's linear layer), attention (:func:`attention_bias`, :func:`attention_core`,
+:func:`write_cache`, ``GPT2Attention``), ``GPT2MLP``, ``GPT2Block``, the body (the shared base class, then
+``GPT2Model``), the losses, then the heads; each head is its projection and its loss.
 
 Notation in shapes: B batch, C choices, T new tokens, P cached (past) tokens, S = P + T keys,
 E = n_embd, H = n_head, D = head_dim = E / H, V = vocab_size, L = num_labels.
@@ -11,6 +12,10 @@ Parameter names equal HF's (``transformer.h.0.attn.c_attn.weight`` ...), so a ``
 moves between this package and HF transformers unchanged. Numerics follow HF GPT-2:
 pre-LN blocks, ``Conv1D`` weights stored (in, out), masked scores set to the dtype's minimum,
 ``head_mask`` multiplying the attention probabilities, ``token_type_ids`` embedded with ``wte``.
+
+Every path that attends (this module's ``forward``, the decode steps of :mod:`gpt2_multi.pt.generation`,
+eager and compiled) runs ``GPT2Block.forward``, hence :func:`attention_core` and :func:`write_cache`: the
+attention math and the cache write exist once.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import torch.utils.checkpoint
 from torch import nn
 
 from gpt2_multi import validation
-from gpt2_multi.activations import ACTIVATIONS
 from gpt2_multi.checkpoint.layout import multiple_choice_summary_size
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.generation import GenerationConfig
@@ -52,54 +56,12 @@ def _warn_once(message: str) -> None:
         logger.warning(message)
 
 
-# --------------------------------------------------------------------------------------- activations
-def _gelu_python(x: torch.Tensor) -> torch.Tensor:
-    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+# ---------------------------------------------------------------------------------- activations
+from gpt2_multi.pt.activations import ACT2FN as ACT2FN  # noqa: E402  (re-exported; the table is its own module)
+from gpt2_multi.pt.activations import linear as _linear  # noqa: E402
 
 
-def _gelu_new(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-
-
-def _gelu_pytorch_tanh(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
-def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
-
-
-def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(1.702 * x)
-
-
-def _linear(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-# One entry per name of gpt2_multi.activations.ACTIVATIONS (checked below and by the tests).
-ACT2FN = {
-    "gelu": F.gelu,
-    "gelu_python": _gelu_python,
-    "gelu_new": _gelu_new,
-    "gelu_pytorch_tanh": _gelu_pytorch_tanh,
-    "gelu_fast": _gelu_fast,
-    "gelu_accurate": _gelu_new,  # HF's AccurateGELU is the same tanh formula
-    "quick_gelu": _quick_gelu,
-    "relu": F.relu,
-    "relu6": F.relu6,
-    "leaky_relu": F.leaky_relu,  # negative slope 0.01
-    "silu": F.silu,
-    "swish": F.silu,
-    "mish": F.mish,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "linear": _linear,
-}
-assert set(ACT2FN) == set(ACTIVATIONS), "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
-
-
-# --------------------------------------------------------------------------------------- layers
+# ---------------------------------------------------------------------------------- Conv1D
 class Conv1D(nn.Module):
     """GPT-2's linear layer: ``y = x @ weight + bias`` with ``weight`` stored (in_features, out_features).
 
@@ -122,21 +84,124 @@ class Conv1D(nn.Module):
         return f"nf={self.nf}, nx={self.nx}"
 
 
-def _additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Boolean "may attend" mask -> additive mask: 0 where allowed, the dtype's minimum elsewhere."""
-    zero = torch.zeros((), dtype=dtype, device=allowed.device)
-    return torch.where(allowed, zero, torch.finfo(dtype).min)
+# ---------------------------------------------------------------------------------- attention
+def attention_bias(allowed: torch.Tensor, config: Any, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean "may attend" mask (B|1, 1, T, S) -> the additive bias :func:`attention_core` takes: 0 where
+    allowed, else the minimum of the dtype the scores are computed in (float32 with
+    ``config.reorder_and_upcast_attn``, else ``dtype``)."""
+    dtype = torch.float32 if config.reorder_and_upcast_attn else dtype
+    return torch.where(allowed, torch.zeros((), dtype=dtype, device=allowed.device), torch.finfo(dtype).min)
+
+
+def attention_core(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    bias: torch.Tensor | None,
+    config: Any,
+    layer_idx: int,
+    *,
+    is_causal: bool = False,
+    head_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    output_probs: bool = False,
+    fused: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """GPT-2's scaled dot-product attention, the one place its three flags are applied.
+
+    Args:
+        query: (B, H, T, D); key, value: (B, H, S, D).
+        bias: additive mask (B|1, 1, T, S) from :func:`attention_bias`, or None (every key allowed).
+        config: anything with ``scale_attn_weights`` (divide the scores by sqrt(D)),
+            ``scale_attn_by_inverse_layer_idx`` (also by ``layer_idx + 1``) and ``reorder_and_upcast_attn``
+            (scores and softmax in float32 whatever the dtype; the output is cast back).
+        is_causal: the mask is exactly the causal one (query i sees keys <= i + S - T); ``bias`` may then be
+            None, and with T == S the fused kernel's own causal masking is used.
+        head_mask: (1|B, H, 1, 1) multiplier of the probabilities; dropout_p: dropout on the probabilities.
+        output_probs: also return the probabilities (B, H, T, S).
+        fused: allow ``F.scaled_dot_product_attention``; it runs unless probabilities or a head mask are
+            asked for. Otherwise the explicit path (HF's eager numerics: the division by sqrt(D) and by the
+            layer index in the scores' dtype, or one float32 product with both when upcasting).
+
+    Returns:
+        (output (B, H, T, D) in ``value``'s dtype, probabilities or None).
+    """
+    dtype = value.dtype
+    t, s, d = query.shape[-2], key.shape[-2], query.shape[-1]
+    upcast = config.reorder_and_upcast_attn
+    scale = 1.0 / math.sqrt(d) if config.scale_attn_weights else 1.0
+    if config.scale_attn_by_inverse_layer_idx:
+        scale /= float(layer_idx + 1)
+    causal_kernel = is_causal and t == s  # SDPA's is_causal aligns the diagonal at the top-left: only for T == S
+    if is_causal and bias is None and not (fused and causal_kernel and head_mask is None and not output_probs):
+        allowed = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(diagonal=s - t)[None, None]
+        bias = attention_bias(allowed, config, dtype)
+
+    if fused and head_mask is None and not output_probs:
+        if upcast:
+            query, key, value = query.float(), key.float(), value.float()
+        out = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=None if causal_kernel else bias, dropout_p=dropout_p,
+            is_causal=causal_kernel, scale=scale,
+        )
+        return (out.to(dtype) if upcast else out), None
+
+    if upcast:
+        with torch.autocast(query.device.type, enabled=False):
+            scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
+    else:
+        scores = torch.matmul(query, key.transpose(-1, -2))
+        if config.scale_attn_weights:
+            scores = scores / math.sqrt(d)
+        if config.scale_attn_by_inverse_layer_idx:
+            scores = scores / float(layer_idx + 1)
+    if bias is not None:
+        scores = scores + bias
+    probs = torch.softmax(scores, dim=-1).to(dtype)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, dropout_p)
+    if head_mask is not None:
+        probs = probs * head_mask
+    return torch.matmul(probs, value), (probs if output_probs else None)
+
+
+def write_cache(
+    past: tuple[torch.Tensor, torch.Tensor] | None,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    index: int | torch.Tensor | None = None,
+    length: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add this call's keys and values (B, H, T, D) to a layer's cache; returns the keys and values to attend to.
+
+    * growing cache (``index`` None): ``past`` None or (key, value) each (B, H, P, D) -> the concatenation
+      (B, H, P + T, D), HF's tuple cache.
+    * preallocated cache (``index`` given): ``past`` the layer's (key, value) buffers (B, H, S_max, D),
+      written in place at slots [index, index + T): an int is a slice write, a (T,) long tensor an
+      ``index_copy_`` (the position stays a tensor: one ``torch.compile`` graph for every step).
+      Returns the first ``length`` slots (None: every slot; the caller masks the unwritten ones).
+    """
+    if index is None:
+        if past is None:
+            return key, value
+        return torch.cat((past[0].to(key.dtype), key), dim=-2), torch.cat((past[1].to(value.dtype), value), dim=-2)
+    keys, values = past
+    if isinstance(index, int):
+        keys.narrow(2, index, key.shape[-2]).copy_(key)
+        values.narrow(2, index, value.shape[-2]).copy_(value)
+    else:
+        keys.index_copy_(2, index, key)
+        values.index_copy_(2, index, value)
+    if length is None:
+        return keys, values
+    return keys.narrow(2, 0, length), values.narrow(2, 0, length)
 
 
 class GPT2Attention(nn.Module):
     """Multi-head attention of a GPT-2 block (causal self-attention, or cross-attention to an encoder).
 
-    Two paths compute the same numbers: ``torch.nn.functional.scaled_dot_product_attention``
-    (used when neither attention weights nor a head mask are requested) and an exact eager
-    path (scores, mask, softmax, dropout, head mask, weighted sum) that also returns the
-    probabilities. Both honour ``scale_attn_weights`` (divide by sqrt(D)),
-    ``scale_attn_by_inverse_layer_idx`` (also divide by layer_idx + 1) and
-    ``reorder_and_upcast_attn`` (scores and softmax in float32 whatever the model dtype).
+    Projections, then :func:`write_cache` and :func:`attention_core` (which honours
+    ``scale_attn_weights``, ``scale_attn_by_inverse_layer_idx`` and ``reorder_and_upcast_attn``).
 
     Self-attention parameters: ``c_attn`` Conv1D E -> 3E (q, k, v), ``c_proj`` E -> E.
     Cross-attention: ``q_attn`` E -> E on the decoder states, ``c_attn`` E -> 2E (k, v) on the encoder states.
@@ -144,15 +209,12 @@ class GPT2Attention(nn.Module):
 
     def __init__(self, config: GPT2Config, is_cross_attention: bool = False, layer_idx: int = 0) -> None:
         super().__init__()
+        self.config = config
         self.embed_dim = config.n_embd
         self.num_heads = config.n_head
         self.head_dim = config.head_dim
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
-        self.scale_attn_weights = config.scale_attn_weights
-        self.scale_attn_by_inverse_layer_idx = config.scale_attn_by_inverse_layer_idx
-        self.reorder_and_upcast_attn = config.reorder_and_upcast_attn
-        self.attn_pdrop = config.attn_pdrop
         if is_cross_attention:
             self.c_attn = Conv1D(2 * self.embed_dim, self.embed_dim)
             self.q_attn = Conv1D(self.embed_dim, self.embed_dim)
@@ -162,14 +224,6 @@ class GPT2Attention(nn.Module):
         self.attn_dropout = nn.Dropout(config.attn_pdrop)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
-    @property
-    def scaling(self) -> float:
-        """The factor the scores q . k are multiplied by."""
-        scale = 1.0 / math.sqrt(self.head_dim) if self.scale_attn_weights else 1.0
-        if self.scale_attn_by_inverse_layer_idx:
-            scale /= float(self.layer_idx + 1)
-        return scale
-
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, E) -> (B, H, T, D)
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
 
@@ -177,61 +231,24 @@ class GPT2Attention(nn.Module):
         x = x.transpose(1, 2).contiguous()
         return x.view(*x.shape[:-2], self.embed_dim)
 
-    def _eager(self, q, k, v, allowed, head_mask):
-        """Exact path. q (B, H, T, D), k/v (B, H, S, D), allowed bool (B|1, 1, T, S) or None.
-
-        Returns the output (B, H, T, D) and the probabilities (B, H, T, S).
-        """
-        if self.reorder_and_upcast_attn:
-            with torch.autocast(q.device.type, enabled=False):
-                scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * self.scaling
-        else:
-            scores = torch.matmul(q, k.transpose(-1, -2))
-            if self.scale_attn_weights:
-                scores = scores / math.sqrt(self.head_dim)
-            if self.scale_attn_by_inverse_layer_idx:
-                scores = scores / float(self.layer_idx + 1)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        probs = torch.softmax(scores, dim=-1).to(v.dtype)
-        probs = self.attn_dropout(probs)
-        if head_mask is not None:
-            probs = probs * head_mask
-        return torch.matmul(probs, v), probs
-
-    def _sdpa(self, q, k, v, allowed, is_causal):
-        """Fused path, same numbers as :meth:`_eager`. A mask is passed explicitly whenever the
-        query and key lengths differ (a cache) or there is padding: ``is_causal`` is only right for T == S."""
-        dtype = v.dtype
-        if self.reorder_and_upcast_attn:
-            q, k, v = q.float(), k.float(), v.float()
-        mask = None
-        if allowed is not None and not (is_causal and q.shape[-2] == k.shape[-2]):
-            mask = _additive_mask(allowed, q.dtype)
-            is_causal = False
-        elif allowed is None:
-            is_causal = False
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_pdrop if self.training else 0.0,
-            is_causal=is_causal, scale=self.scaling,
-        )
-        return out.to(dtype)
-
     def forward(
         self,
         hidden_states: torch.Tensor,
         layer_past: tuple[torch.Tensor, torch.Tensor] | None = None,
-        allowed: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
         is_causal: bool = False,
         head_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         use_cache: bool = False,
         output_attentions: bool = False,
         use_sdpa: bool = True,
+        cache_index: int | torch.Tensor | None = None,
+        cache_length: int | None = None,
     ):
-        """hidden_states (B, T, E); layer_past (k, v) each (B, H, P, D); allowed: bool (B|1, 1, T, S) of the
-        keys each query may attend to (None: every key); is_causal: ``allowed`` is the plain causal mask;
-        head_mask (1, H, 1, 1) or None. Returns (output (B, T, E), present (k, v) or None, probs or None).
+        """hidden_states (B, T, E); layer_past (k, v) each (B, H, P, D), or with ``cache_index`` the layer's
+        preallocated buffers (see :func:`write_cache`); bias: additive (B|1, 1, T, S) from
+        :func:`attention_bias` or None; is_causal: the mask is the plain causal one; head_mask (1, H, 1, 1)
+        or None. Returns (output (B, T, E), present (k, v) or None, probs or None).
         """
         if self.is_cross_attention:
             if encoder_hidden_states is None:
@@ -241,19 +258,17 @@ class GPT2Attention(nn.Module):
         else:
             query, key, value = self.c_attn(hidden_states).split(self.embed_dim, dim=2)
         query, key, value = self._split_heads(query), self._split_heads(key), self._split_heads(value)
-        if layer_past is not None:
-            key = torch.cat((layer_past[0].to(key.dtype), key), dim=-2)
-            value = torch.cat((layer_past[1].to(value.dtype), value), dim=-2)
+        key, value = write_cache(layer_past, key, value, cache_index, cache_length)
         present = (key, value) if use_cache else None
-
-        if use_sdpa and not output_attentions and head_mask is None:
-            out, probs = self._sdpa(query, key, value, allowed, is_causal), None
-        else:
-            out, probs = self._eager(query, key, value, allowed, head_mask)
+        out, probs = attention_core(
+            query, key, value, bias, self.config, self.layer_idx, is_causal=is_causal, head_mask=head_mask,
+            dropout_p=self.attn_dropout.p if self.training else 0.0, output_probs=output_attentions, fused=use_sdpa,
+        )
         out = self.resid_dropout(self.c_proj(self._merge_heads(out)))
-        return out, present, (probs if output_attentions else None)
+        return out, present, probs
 
 
+# ---------------------------------------------------------------------------------- MLP
 class GPT2MLP(nn.Module):
     """Feed-forward: ``c_fc`` E -> inner, activation, ``c_proj`` inner -> E, dropout. (B, T, E) -> (B, T, E)."""
 
@@ -268,6 +283,7 @@ class GPT2MLP(nn.Module):
         return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))))
 
 
+# ---------------------------------------------------------------------------------- block
 class GPT2Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln_1(x)), [+ crossattention(ln_cross_attn(x))], + mlp(ln_2(x))."""
 
@@ -286,25 +302,30 @@ class GPT2Block(nn.Module):
         self,
         hidden_states: torch.Tensor,
         layer_past=None,
-        allowed=None,
+        bias=None,
         is_causal=False,
         head_mask=None,
         encoder_hidden_states=None,
-        encoder_allowed=None,
+        encoder_bias=None,
         use_cache=False,
         output_attentions=False,
         use_sdpa=True,
+        cache_index=None,
+        cache_length=None,
     ):
-        """(B, T, E) -> ((B, T, E), present, self-attention probs, cross-attention probs)."""
+        """(B, T, E) -> ((B, T, E), present, self-attention probs, cross-attention probs).
+
+        Arguments as :meth:`GPT2Attention.forward`; ``encoder_bias`` is the cross-attention's additive mask.
+        """
         attn_out, present, attn_probs = self.attn(
-            self.ln_1(hidden_states), layer_past, allowed, is_causal, head_mask,
-            use_cache=use_cache, output_attentions=output_attentions, use_sdpa=use_sdpa,
+            self.ln_1(hidden_states), layer_past, bias, is_causal, head_mask, use_cache=use_cache,
+            output_attentions=output_attentions, use_sdpa=use_sdpa, cache_index=cache_index, cache_length=cache_length,
         )
         hidden_states = hidden_states + attn_out
         cross_probs = None
         if encoder_hidden_states is not None:
             cross_out, _, cross_probs = self.crossattention(
-                self.ln_cross_attn(hidden_states), None, encoder_allowed, False, head_mask,
+                self.ln_cross_attn(hidden_states), None, encoder_bias, False, head_mask,
                 encoder_hidden_states=encoder_hidden_states, output_attentions=output_attentions, use_sdpa=use_sdpa,
             )
             hidden_states = hidden_states + cross_out
@@ -312,7 +333,7 @@ class GPT2Block(nn.Module):
         return hidden_states, present, attn_probs, cross_probs
 
 
-# --------------------------------------------------------------------------------------- base class
+# ---------------------------------------------------------------------------------- body
 def _check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
     """Raise the shared InputError if an id is outside [0, limit); the fast check stays on the device."""
     if ids.is_floating_point() or ids.is_complex():
@@ -532,7 +553,6 @@ class GPT2PreTrainedModel(nn.Module):
         return save_pretrained(self, save_directory, **kwargs)
 
 
-# --------------------------------------------------------------------------------------- body
 class GPT2Model(GPT2PreTrainedModel):
     """The GPT-2 body: token and position embeddings, ``n_layer`` blocks, final layer norm ``ln_f``."""
 
@@ -550,6 +570,20 @@ class GPT2Model(GPT2PreTrainedModel):
         self.gradient_checkpointing = False
         self._checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
         self.post_init()
+
+    def embed(self, input_ids: torch.Tensor | None, position_ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None,
+              token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token (or ``inputs_embeds``) + position (+ token type) embeddings, then dropout: (B, T) -> (B, T, E)."""
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)
+        hidden_states = inputs_embeds + self.wpe(position_ids).to(inputs_embeds.device)
+        if token_type_ids is not None:
+            hidden_states = hidden_states + self.wte(token_type_ids)
+        return self.drop(hidden_states)
+
+    def attention_bias(self, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """:func:`attention_bias` with this model's config: bool (B|1, 1, T, S) -> the additive mask of the blocks."""
+        return attention_bias(allowed, self.config, dtype)
 
     def _layer_head_masks(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:
         """(H,) or (L, H) -> one (1, H, 1, 1) multiplier per layer (or None everywhere)."""
@@ -670,24 +704,23 @@ class GPT2Model(GPT2PreTrainedModel):
             position_ids = cache_position.unsqueeze(0)
         else:
             position_ids = position_ids.reshape(-1, seq)
-        if inputs_embeds is None:
-            inputs_embeds = self.wte(input_ids)
-        hidden_states = inputs_embeds + self.wpe(position_ids).to(inputs_embeds.device)
-        if token_type_ids is not None:
-            hidden_states = hidden_states + self.wte(token_type_ids)
-        hidden_states = self.drop(hidden_states)
+        hidden_states = self.embed(input_ids, position_ids, inputs_embeds, token_type_ids)
 
-        # Masks: a bool "may attend" mask (B|1, 1, T, P + T), causal and padding combined.
-        allowed = torch.ones(seq, past_length + seq, dtype=torch.bool, device=device).tril(diagonal=past_length)[None, None]
-        is_causal = attention_mask is None
-        if attention_mask is not None:
-            allowed = allowed & attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
-        encoder_allowed = None
-        if encoder_hidden_states is not None and encoder_attention_mask is not None:
-            m = encoder_attention_mask.to(device=device, dtype=torch.bool)
-            encoder_allowed = m[:, None, None, :] if m.dim() == 2 else m[:, None, :, :]
+        # Masks: the additive bias (B|1, 1, T, P + T) of the causal and padding masks, built once for every
+        # layer; none for the plain causal case, which the fused kernel masks itself.
         head_masks = self._layer_head_masks(head_mask)
         use_sdpa = cfg._attn_implementation == "sdpa" and not output_attentions and head_mask is None
+        is_causal = attention_mask is None
+        bias = None
+        if not (is_causal and past_length == 0 and use_sdpa):
+            allowed = torch.ones(seq, past_length + seq, dtype=torch.bool, device=device).tril(diagonal=past_length)[None, None]
+            if attention_mask is not None:
+                allowed = allowed & attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+            bias = self.attention_bias(allowed, hidden_states.dtype)
+        encoder_bias = None
+        if encoder_hidden_states is not None and encoder_attention_mask is not None:
+            m = encoder_attention_mask.to(device=device, dtype=torch.bool)
+            encoder_bias = self.attention_bias(m[:, None, None, :] if m.dim() == 2 else m[:, None, :, :], hidden_states.dtype)
 
         checkpointing = self.gradient_checkpointing and self.training
         if checkpointing and use_cache:
@@ -702,8 +735,8 @@ class GPT2Model(GPT2PreTrainedModel):
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             layer_past = None if past_key_values is None else past_key_values[i]
-            args = (hidden_states, layer_past, allowed, is_causal, head_masks[i], encoder_hidden_states,
-                    encoder_allowed, use_cache, output_attentions, use_sdpa)
+            args = (hidden_states, layer_past, bias, is_causal, head_masks[i], encoder_hidden_states,
+                    encoder_bias, use_cache, output_attentions, use_sdpa)
             if checkpointing:
                 hidden_states, present, attn, cross = torch.utils.checkpoint.checkpoint(block, *args, **self._checkpoint_kwargs)
             else:
@@ -726,17 +759,65 @@ class GPT2Model(GPT2PreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-# --------------------------------------------------------------------------------------- heads
-def _flag(value, default):
-    return default if value is None else value
-
-
+# ---------------------------------------------------------------------------------- losses
 def _causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy: position t predicts labels[t + 1]; -100 is ignored; mean over the rest."""
     labels = labels.to(logits.device)
     shift_logits = logits[..., :-1, :].float()
     shift_labels = labels[..., 1:]
     return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100)
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of (..., C) logits against (...) class ids (-100 ignored), in float32."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.to(logits.device).reshape(-1))
+
+
+def _problem_type(config: GPT2Config, num_labels: int, labels: torch.Tensor) -> str:
+    """``config.problem_type``, inferred as HF does when None (and stored in the config, as HF does)."""
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif num_labels > 1 and labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    return config.problem_type
+
+
+def _classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int, problem_type: str) -> torch.Tensor:
+    """Sequence classification: pooled logits (B, L); MSE for regression, cross-entropy for single-label,
+    BCE-with-logits for multi-label (HF's three problem types)."""
+    labels = labels.to(logits.device)
+    if problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze().float(), labels.squeeze().float())
+        return F.mse_loss(logits.float(), labels.float())
+    if problem_type == "single_label_classification":
+        if _checking():
+            _check_labels(labels, num_labels, "labels")
+        return _cross_entropy(logits, labels)
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+def _question_answering_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+                             end_positions: torch.Tensor) -> torch.Tensor:
+    """Mean of the start and end cross-entropies over (B, T) logits; positions outside [0, T] are clamped
+    to T, which is ignored (HF's rule)."""
+    if start_positions.dim() > 1:
+        start_positions = start_positions.squeeze(-1)
+    if end_positions.dim() > 1:
+        end_positions = end_positions.squeeze(-1)
+    ignored = start_logits.shape[1]
+    start_positions = start_positions.to(start_logits.device).clamp(0, ignored)
+    end_positions = end_positions.to(end_logits.device).clamp(0, ignored)
+    return (F.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored)
+            + F.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored)) / 2
+
+
+# ---------------------------------------------------------------------------------- heads
+def _flag(value, default):
+    return default if value is None else value
 
 
 class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
@@ -875,7 +956,7 @@ class GPT2DoubleHeadsModel(GPT2PreTrainedModel, GenerationMixin):
         if mc_labels is not None:
             if _checking():
                 _check_labels(mc_labels, mc_logits.shape[-1], "mc_labels")
-            mc_loss = F.cross_entropy(mc_logits.reshape(-1, mc_logits.shape[-1]).float(), mc_labels.to(mc_logits.device).reshape(-1))
+            mc_loss = _cross_entropy(mc_logits, mc_labels)
         lm_loss = _causal_lm_loss(lm_logits, labels) if labels is not None else None
         result = GPT2DoubleHeadsModelOutput(
             loss=lm_loss, mc_loss=mc_loss, logits=lm_logits, mc_logits=mc_logits,
@@ -937,25 +1018,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
 
         loss = None
         if labels is not None:
-            labels = labels.to(pooled.device)
-            if cfg.problem_type is None:
-                if self.num_labels == 1:
-                    cfg.problem_type = "regression"
-                elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
-                    cfg.problem_type = "single_label_classification"
-                else:
-                    cfg.problem_type = "multi_label_classification"
-            if cfg.problem_type == "regression":
-                if self.num_labels == 1:
-                    loss = F.mse_loss(pooled.squeeze().float(), labels.squeeze().float())
-                else:
-                    loss = F.mse_loss(pooled.float(), labels.float())
-            elif cfg.problem_type == "single_label_classification":
-                if _checking():
-                    _check_labels(labels, self.num_labels, "labels")
-                loss = F.cross_entropy(pooled.reshape(-1, self.num_labels).float(), labels.reshape(-1))
-            else:
-                loss = F.binary_cross_entropy_with_logits(pooled.float(), labels.float())
+            loss = _classification_loss(pooled, labels, self.num_labels, _problem_type(cfg, self.num_labels, labels))
         result = SequenceClassifierOutputWithPast(
             loss=loss, logits=pooled, past_key_values=out.past_key_values,
             hidden_states=out.hidden_states, attentions=out.attentions,
@@ -999,7 +1062,7 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, self.num_labels).float(), labels.to(logits.device).reshape(-1))
+            loss = _cross_entropy(logits, labels)
         result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return result if return_dict else result.to_tuple()
 
@@ -1037,15 +1100,7 @@ class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
         if start_positions is not None and end_positions is not None:
-            if start_positions.dim() > 1:
-                start_positions = start_positions.squeeze(-1)
-            if end_positions.dim() > 1:
-                end_positions = end_positions.squeeze(-1)
-            ignored = start_logits.shape[1]
-            start_positions = start_positions.to(start_logits.device).clamp(0, ignored)
-            end_positions = end_positions.to(end_logits.device).clamp(0, ignored)
-            loss = (F.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored)
-                    + F.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored)) / 2
+            loss = _question_answering_loss(start_logits, end_logits, start_positions, end_positions)
         result = QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=out.hidden_states, attentions=out.attentions,
@@ -1053,6 +1108,8 @@ class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
         return result if return_dict else result.to_tuple()
 
 
+# ---------------------------------------------------------------------------------- wrappers
+# None in PyTorch: the classes above are HF's public ones (TF and Flax wrap their modules here).
 MODEL_CLASSES = {
     cls.architecture: cls
     for cls in (GPT2Model, GPT2LMHeadModel, GPT2DoubleHeadsModel, GPT2ForSequenceClassification,
