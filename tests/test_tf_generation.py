@@ -1,11 +1,13 @@
-"""``generate()`` of the TensorFlow stack: HF's semantics, checked against HF transformers and the numpy reference.
+"""``generate()`` of the TensorFlow stack: HF's semantics, checked against HF transformers and the numpy references.
 
 HF transformers (PyTorch) is the oracle; it runs once per session in a subprocess (so PyTorch never
-shares this process with TensorFlow) on the golden fixture LM checkpoint.
+shares this process with TensorFlow) on the golden fixture LM checkpoint. The seeded sampling stream and
+the logits processors are checked against the shared numpy references of ``gpt2_multi.generation``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -19,9 +21,10 @@ import pytest
 pytestmark = pytest.mark.tf
 tf = pytest.importorskip("tensorflow")
 
-from gpt2_multi.generation import GenerationConfig, reference_process_logits  # noqa: E402
+from gpt2_multi import GPT2Config  # noqa: E402
+from gpt2_multi.generation import GenerationConfig, prepare, reference_process_logits, sampling  # noqa: E402
 from gpt2_multi.tf import TFGPT2DoubleHeadsModel, TFGPT2LMHeadModel  # noqa: E402
-from gpt2_multi.tf.generation import _Settings, process_logits  # noqa: E402
+from gpt2_multi.tf.generation import _sample_without_replacement, process_logits, sample_tokens, uniforms  # noqa: E402
 
 from fixture_cases import checkpoint_dir  # noqa: E402
 
@@ -143,16 +146,19 @@ def test_processors_equal_reference(kwargs):
     ids = rng.integers(0, 8, size=(4, 9)).astype(np.int32)
     ids[:, -2:] = ids[:, 2:4]  # the last two tokens occurred before: 2- and 3-grams get banned
     config = GenerationConfig(**kwargs)
-    settings = _Settings.of(config, 0)
+    # the shared Settings of such a call, with min_new = 4 (the reference takes it as an argument)
+    model_config = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=8, n_layer=1, n_head=2)
+    settings = prepare(model_config, config, {"max_new_tokens": 10}, ids).settings
+    settings = dataclasses.replace(settings, min_new=4)
     masked_any = False
     for new_so_far in (0, 4):
         expected = reference_process_logits(scores, ids, config, new_so_far, 4)
         masked_any |= bool(np.isinf(expected).any())
-        ours = process_logits(tf.constant(scores), tf.constant(ids), ids.shape[1], new_so_far, 4, settings).numpy()
+        ours = process_logits(tf.constant(scores), tf.constant(ids), ids.shape[1], new_so_far, settings).numpy()
         np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
         # the same inside a larger buffer: bucket padding before the tokens, unwritten slots after
         buffer = np.concatenate([np.full((4, 3), 5), ids, np.full((4, 6), 6)], axis=1).astype(np.int32)
-        fn = tf.function(lambda s, b, k=new_so_far: process_logits(s, b, 3 + ids.shape[1], k, 4, settings, start=3),
+        fn = tf.function(lambda s, b, k=new_so_far: process_logits(s, b, 3 + ids.shape[1], k, settings, start=3),
                          jit_compile=True)
         np.testing.assert_allclose(fn(tf.constant(scores), tf.constant(buffer)).numpy(), expected, rtol=1e-6, atol=1e-6)
     assert masked_any or not (config.do_sample or config.no_repeat_ngram_size or config.min_new_tokens)
@@ -186,6 +192,61 @@ def test_num_return_sequences_interleaves(model):
     np.testing.assert_array_equal(out[:, :8], np.repeat(IDS, 3, axis=0))
     rows = out[3:6, 8:]
     assert len({tuple(r) for r in rows}) > 1  # the copies are sampled independently
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 + 3, 2**64 - 1])
+def test_uniforms_are_the_shared_stream_bit_for_bit(seed):
+    words = tf.constant(np.array(sampling.seed_words(seed), np.uint32))
+    compiled = tf.function(lambda w, t: uniforms(w, t, 5, 1000), jit_compile=True)
+    for step in (0, 1, 37, 2**31 - 1):
+        expected = sampling.uniforms(seed, step, 5, 1000)
+        np.testing.assert_array_equal(uniforms(words, step, 5, 1000).numpy(), expected)
+        np.testing.assert_array_equal(compiled(words, tf.constant(step)).numpy(), expected)
+
+
+def test_gumbel_max_and_gumbel_top_k_equal_the_numpy_references():
+    rng = np.random.default_rng(5)
+    scores = (rng.normal(size=(4, 300)) * 2).astype(np.float32)
+    scores[:, ::3] = -np.inf  # filtered ids are never drawn
+    words = tf.constant(np.array(sampling.seed_words(99), np.uint32))
+    compiled = tf.function(lambda s, t: sample_tokens(s, words, t), jit_compile=True)
+    for step in range(6):
+        expected = sampling.reference_sample(scores, 99, step)
+        np.testing.assert_array_equal(sample_tokens(tf.constant(scores), words, step).numpy(), expected)
+        np.testing.assert_array_equal(compiled(tf.constant(scores), tf.constant(step)).numpy(), expected)
+        assert np.isfinite(np.take_along_axis(scores, expected[:, None], axis=1)).all()
+        kept, index = _sample_without_replacement(tf.constant(scores), words, step, 6)
+        np.testing.assert_array_equal(index.numpy(), sampling.reference_sample_without_replacement(scores, 99, step, 6))
+        np.testing.assert_array_equal(kept.numpy(), np.take_along_axis(scores, index.numpy(), axis=1))
+
+
+def test_seeded_sampling_draws_the_reference_token_at_every_step(model):
+    """Each new token is reference_sample(processed scores, seed, step) of its row (eager and XLA): the same
+    tokens the other backends draw from the same scores. Rows are the expanded batch (return sequences)."""
+    seed = 2**40 + 17
+    kwargs = dict(SAMPLE_KW, num_return_sequences=2)
+    outs = [model.generate(IDS, seed=seed, jit_compile=jit, **kwargs) for jit in (True, False)]
+    np.testing.assert_array_equal(outs[0].sequences.numpy(), outs[1].sequences.numpy())
+    for out in outs:
+        new = out.sequences.numpy()[:, IDS.shape[1]:]
+        assert new.shape == (6, 10) and len(out.scores) == 10
+        for step, scores in enumerate(out.scores):
+            np.testing.assert_array_equal(new[:, step], sampling.reference_sample(scores.numpy(), seed, step))
+    # HF-TF's seed pair (a, b) is the int a + (b << 32)
+    pair = model.generate(IDS, seed=(17, 2**8), **kwargs)
+    np.testing.assert_array_equal(pair.sequences.numpy(), outs[0].sequences.numpy())
+    with pytest.raises(ValueError, match="seed"):
+        model.generate(IDS, seed=(1, -2), **kwargs)
+
+
+def test_beam_sampling_is_seeded(model):
+    kwargs = dict(attention_mask=MASK, max_new_tokens=6, num_beams=3, do_sample=True, top_k=0, temperature=1.5,
+                  num_return_sequences=2, jit_compile=False)
+    a = model.generate(IDS, seed=3, **kwargs).numpy()
+    np.testing.assert_array_equal(model.generate(IDS, seed=3, **kwargs).numpy(), a)
+    assert not np.array_equal(model.generate(IDS, seed=4, **kwargs).numpy(), a)
+    greedy_beams = model.generate(IDS, attention_mask=MASK, max_new_tokens=6, num_beams=3, num_return_sequences=2).numpy()
+    assert not np.array_equal(a, greedy_beams)
 
 
 # ------------------------------------------------------------------------------------ scores, eos, config
@@ -257,6 +318,41 @@ def test_inputs_is_hfs_name_for_input_ids(model):
     np.testing.assert_array_equal(model.generate(inputs=IDS, attention_mask=MASK, max_new_tokens=3).numpy(), expected)
     with pytest.raises(TypeError, match="input_ids or as inputs, not both"):
         model.generate(IDS, inputs=IDS, max_new_tokens=3)
+
+
+# ------------------------------------------------------------------------------------ streamer
+class Recorder:
+    def __init__(self):
+        self.puts, self.ended = [], 0
+
+    def put(self, value):
+        assert isinstance(value, tf.Tensor)
+        self.puts.append(value.numpy())
+
+    def end(self):
+        self.ended += 1
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_streamer_gets_the_prompt_then_each_token(model, jit_compile):
+    kwargs = dict(attention_mask=MASK, max_new_tokens=12, repetition_penalty=1.4, no_repeat_ngram_size=2,
+                  min_new_tokens=4, eos_token_id=174, pad_token_id=0)  # HF_CASES["greedy_processors"]: compiled already
+    expected = model.generate(IDS, **kwargs).numpy()
+    streamer = Recorder()
+    out = model.generate(IDS, streamer=streamer, jit_compile=jit_compile, **kwargs).numpy()
+    np.testing.assert_array_equal(out, expected)
+    new = out.shape[1] - IDS.shape[1]
+    assert streamer.ended == 1
+    assert [p.shape for p in streamer.puts] == [IDS.shape] + [(3,)] * new
+    np.testing.assert_array_equal(np.concatenate([streamer.puts[0]] + [p[:, None] for p in streamer.puts[1:]], axis=1), out)
+    # sampling: the stream is the seeded loop's, and the puts are the expanded batch (HF's)
+    streamer = Recorder()
+    sampled = model.generate(IDS, seed=5, streamer=streamer, jit_compile=jit_compile, num_return_sequences=2,
+                             **{k: v for k, v in SAMPLE_KW.items() if k not in ("return_dict_in_generate", "output_scores")})
+    reference = model.generate(IDS, seed=5, jit_compile=jit_compile, num_return_sequences=2,
+                               **{k: v for k, v in SAMPLE_KW.items() if k not in ("return_dict_in_generate", "output_scores")})
+    np.testing.assert_array_equal(sampled.numpy(), reference.numpy())
+    assert [p.shape for p in streamer.puts] == [(6, 8)] + [(6,)] * 10
 
 
 def test_import_pulls_in_no_other_framework():

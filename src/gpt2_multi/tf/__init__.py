@@ -75,6 +75,7 @@ from gpt2_multi.tf.modeling import (  # noqa: E402
     TFGPT2MainLayer,
     TFGPT2Model,
     TFGPT2PreTrainedModel,
+    TFGPT2SequenceSummary,
     TFSequenceSummary,
 )
 from gpt2_multi.tf.outputs import (  # noqa: E402
@@ -111,6 +112,7 @@ __all__ = [
     "TFGPT2PreTrainedModel",
     "TFQuestionAnsweringModelOutput",
     "TFSequenceClassifierOutputWithPast",
+    "TFGPT2SequenceSummary",
     "TFSequenceSummary",
     "TFTokenClassifierOutput",
 ]

@@ -1,4 +1,4 @@
-"""GPT-2 in Keras 3 on TensorFlow: activations, attention, MLP, block, the body, and the six heads.
+"""GPT-2 in Keras 3 on TensorFlow: activations, Conv1D, attention, MLP, block, the body, losses and the six heads.
 
 Shapes use B = batch, T = new tokens, P = cached tokens, S = P + T, E = n_embd,
 H = n_head, D = head_dim, V = vocab_size, C = choices (multiple choice).
@@ -9,6 +9,10 @@ HF PyTorch name through :mod:`gpt2_multi.checkpoint.layout`. Every weight is cre
 by a :class:`PretrainedOr` initialiser that knows its PyTorch name: inside
 ``from_pretrained`` it takes the checkpoint's array (no random init, no extra copy),
 otherwise it draws HF's initial values.
+
+Attention is :func:`attention_core` and the key/value cache is written by :func:`write_cache`, for the
+forward and for generation's static-cache decode step alike (``gpt2_multi.tf.generation``).
+HF's TF input styles (dict / list / keywords) are unpacked by :mod:`gpt2_multi.tf.inputs`.
 """
 
 from __future__ import annotations
@@ -16,18 +20,30 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
 
 from gpt2_multi import validation
-from gpt2_multi.activations import ACTIVATIONS
 from gpt2_multi.checkpoint import layout
 from gpt2_multi.config import GPT2Config
+from gpt2_multi.tf.activations import ACT2FN
 from gpt2_multi.tf.generation import TFGenerationMixin
+from gpt2_multi.tf.inputs import (
+    CALL_ORDER,
+    CALL_ORDER_CROSS,
+    call_arguments,
+    concrete,
+    flatten_tokens,
+    is_input_container,
+    shape_list,
+    static_shape,
+    to_tensor,
+    unpack_inputs,
+)
 from gpt2_multi.tf.outputs import (
     TFBaseModelOutputWithPastAndCrossAttentions,
     TFCausalLMOutputWithCrossAttentions,
@@ -37,40 +53,6 @@ from gpt2_multi.tf.outputs import (
     TFTokenClassifierOutput,
 )
 
-# ------------------------------------------------------------------------------------ activations
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-
-def _gelu_tanh(x):
-    return 0.5 * x * (1.0 + tf.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
-
-
-def _gelu_fast(x):
-    return 0.5 * x * (1.0 + tf.tanh(0.7978845608 * x * (1.0 + 0.044715 * x * x)))
-
-
-ACT2FN = {
-    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
-    "gelu_python": lambda x: tf.nn.gelu(x, approximate=False),
-    "gelu_new": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
-    "gelu_fast": _gelu_fast,
-    "gelu_accurate": _gelu_tanh,
-    "quick_gelu": lambda x: x * tf.sigmoid(1.702 * x),
-    "relu": tf.nn.relu,
-    "relu6": tf.nn.relu6,
-    "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.01),
-    "silu": tf.nn.silu,
-    "swish": tf.nn.silu,
-    "mish": lambda x: x * tf.tanh(tf.nn.softplus(x)),
-    "tanh": tf.tanh,
-    "sigmoid": tf.sigmoid,
-    "linear": lambda x: x,
-}
-assert tuple(ACT2FN) == ACTIVATIONS, "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
-
-
-# ------------------------------------------------------------------------------------ initialisers
 # While ``from_pretrained`` builds a model this holds the checkpoint (an object with
 # ``take(pt_name, shape, dtype) -> tensor | None``); otherwise None. See loading.py.
 PRETRAINED_SOURCE: contextvars.ContextVar[Any] = contextvars.ContextVar("gpt2_multi_tf_pretrained", default=None)
@@ -100,66 +82,11 @@ def _normal(std: float) -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(mean=0.0, stddev=std)
 
 
-# ------------------------------------------------------------------------------------ helpers
-def _concrete(x: Any) -> np.ndarray | None:
-    """The value of ``x`` as numpy when it is known now (eager), else None (inside tf.function)."""
-    if x is None or not tf.executing_eagerly():
-        return None
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "numpy"):
-        return x.numpy()
-    return np.asarray(x)
+# ---------------------------------------------------------------------------------- activations
+# ACT2FN (imported above, re-exported) is gpt2_multi.tf.activations' table: one function for every name in
+# gpt2_multi.activations.ACTIVATIONS. The MLP and the multiple-choice summary look their activation up in it.
 
-
-def _static_shape(x: Any) -> tuple[int | None, ...]:
-    return tuple(tf.TensorShape(x.shape).as_list())
-
-
-def _shape_list(x: tf.Tensor) -> list:
-    """Static dims where known, dynamic scalars elsewhere (HF's ``shape_list``)."""
-    static = x.shape.as_list()
-    dynamic = tf.shape(x)
-    return [dynamic[i] if s is None else s for i, s in enumerate(static)]
-
-
-def _flatten_tokens(name: str, value: Any, seq_length: Any) -> tf.Tensor | None:
-    """``(..., T)`` ids -> ``(N, T)``, with a clear error when the last dimension is not T."""
-    if value is None:
-        return None
-    value = _to_tensor(value)
-    last = _static_shape(value)[-1:] if value.shape.rank else (None,)
-    if isinstance(seq_length, int) and last and last[0] is not None and last[0] != seq_length:
-        raise validation.InputError(f"{name} has shape {_static_shape(value)} but must end in the sequence length {seq_length}")
-    return tf.reshape(value, [-1, seq_length])
-
-
-def _to_tensor(x: Any, dtype: tf.DType | None = None) -> tf.Tensor | None:
-    if x is None:
-        return None
-    if isinstance(x, (tf.Tensor, tf.Variable)) or keras.ops.is_tensor(x):
-        return x if dtype is None else tf.cast(x, dtype)
-    return tf.convert_to_tensor(np.asarray(x), dtype=dtype)
-
-
-def _masked_cross_entropy(logits: tf.Tensor, labels: tf.Tensor, ignore_index: int | tf.Tensor = -100) -> tf.Tensor:
-    """PyTorch's ``CrossEntropyLoss(ignore_index)``: mean over the labels that are not ignored (0/0 -> nan)."""
-    num_classes = tf.shape(logits)[-1]
-    logits = tf.reshape(tf.cast(logits, tf.float32), [-1, num_classes])
-    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-    keep = tf.not_equal(labels, tf.cast(ignore_index, tf.int32))
-    safe = tf.where(keep, labels, tf.zeros_like(labels))
-    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
-    keep_f = tf.cast(keep, tf.float32)
-    return tf.reduce_sum(per_token * keep_f) / tf.reduce_sum(keep_f)
-
-
-def _causal_lm_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Next-token loss: logits at t predict labels at t + 1 (labels are the input ids; -100 is ignored)."""
-    return _masked_cross_entropy(logits[..., :-1, :], labels[..., 1:])
-
-
-# ------------------------------------------------------------------------------------ layers
+# ---------------------------------------------------------------------------------- Conv1D
 class TFConv1D(keras.layers.Layer):
     """GPT-2's "Conv1D": a dense layer with weight ``(nx, nf)`` and bias ``(1, nf)`` (HF TF layout).
 
@@ -181,7 +108,7 @@ class TFConv1D(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        shape = _shape_list(x)
+        shape = shape_list(x)
         flat = tf.matmul(tf.reshape(x, [-1, self.nx]), self.weight) + self.bias
         return tf.reshape(flat, shape[:-1] + [self.nf])
 
@@ -203,27 +130,106 @@ def _dense(units: int, pt_name: str, std: float, name: str, use_bias: bool = Tru
     )
 
 
+# ---------------------------------------------------------------------------------- attention
+def causal_mask(query_length, key_length, offset) -> tf.Tensor:
+    """``(T, S)`` bool: query ``i`` (at cache column ``offset + i``) may see key ``j`` iff ``j <= offset + i``.
+
+    The forward has ``offset = P`` (the past's length, S = P + T); the static-cache decode step has
+    ``offset`` = the column its tokens are written at, S = the cache's whole length.
+    """
+    return tf.range(key_length)[None, :] <= offset + tf.range(query_length)[:, None]
+
+
+def additive_bias(allowed: tf.Tensor, dtype: Any) -> tf.Tensor:
+    """Which keys each query may attend to (bool, or 1 / 0) -> the additive ``bias`` of :func:`attention_core`,
+    same shape: 0 where allowed, the dtype's minimum where not."""
+    dtype = tf.as_dtype(dtype)
+    return tf.where(tf.cast(allowed, tf.bool), tf.zeros([], dtype), tf.constant(dtype.min, dtype))
+
+
+def attention_core(query, key, value, bias, config: GPT2Config, layer_idx: int, *, head_mask=None, dropout=None,
+                   training: bool = False, output_probs: bool = False):
+    """GPT-2's attention, the one place its math is written: ``softmax(scale * q k^T + bias) v``.
+
+    Args:
+        query: ``(B, H, T, D)``; key, value: ``(B, H, S, D)``.
+        bias: additive, broadcastable to ``(B, H, T, S)`` (0 = attend, the dtype's minimum = masked: causality
+            and padding, see :func:`causal_mask` / :func:`additive_bias`), or None (every key).
+        config: its ``scale_attn_weights`` divides the scores by ``sqrt(D)``, ``scale_attn_by_inverse_layer_idx``
+            by ``layer_idx + 1``; with ``reorder_and_upcast_attn`` the scale is folded into the query and the
+            product and softmax are float32 (HF's order), else the scores keep the inputs' dtype.
+        head_mask: ``(1, H, 1, 1)`` multiplies the probabilities; dropout: a Keras ``Dropout`` on them.
+
+    Returns ``(output (B, H, T, D), probabilities (B, H, T, S) when output_probs else None)``. Masked scores
+    are clamped at the dtype's minimum, so a fully masked row (left padding) stays finite.
+    """
+    if config.reorder_and_upcast_attn:
+        scale = 1.0
+        if config.scale_attn_weights:
+            scale /= math.sqrt(config.head_dim)
+        if config.scale_attn_by_inverse_layer_idx:
+            scale /= float(layer_idx + 1)
+        scores = tf.matmul(tf.cast(query, tf.float32) * scale, tf.cast(key, tf.float32), transpose_b=True)
+    else:
+        scores = tf.matmul(query, key, transpose_b=True)
+        if config.scale_attn_weights:
+            scores = scores / tf.cast(math.sqrt(config.head_dim), scores.dtype)
+        if config.scale_attn_by_inverse_layer_idx:
+            scores = scores / tf.cast(layer_idx + 1, scores.dtype)
+    if bias is not None:
+        scores = tf.maximum(scores + tf.cast(bias, scores.dtype), scores.dtype.min)
+    probs = tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype)
+    if dropout is not None:
+        probs = dropout(probs, training=training)
+    if head_mask is not None:
+        probs = probs * tf.cast(head_mask, probs.dtype)
+    return tf.matmul(probs, value), (probs if output_probs else None)
+
+
+def write_cache(cache, key, value, index=None, layer: int | None = None):
+    """Add this step's ``key`` / ``value`` ``(B, H, T, D)`` to a cache: the one cache write of the stack.
+
+    * ``index`` None, HF's growing cache (the forward's ``past_key_values``): ``cache`` is the layer's past
+      ``(2, B, H, P, D)`` or None; the new cache is ``(2, B, H, P + T, D)``, the past then the new entries.
+    * ``index`` an int32 scalar, generation's static cache: ``cache`` is every layer's keys and values in one
+      preallocated array ``(n_layer, 2, B, H, L, D)``; layer ``layer``'s entries are written in place at
+      columns ``[index, index + T)`` (an explicit slice write: XLA's ``dynamic_update_slice``). All L columns
+      are then attended to, the bias hiding the ones not written yet.
+
+    Returns ``(cache, keys, values)``: the updated cache and the ``(B, H, S, D)`` keys and values to attend to.
+    """
+    if index is None:
+        if cache is not None:
+            past_key, past_value = tf.unstack(tf.cast(cache, key.dtype), num=2, axis=0)
+            key = tf.concat([past_key, key], axis=-2)
+            value = tf.concat([past_value, value], axis=-2)
+        return tf.stack([key, value], axis=0), key, value
+    update = tf.cast(tf.stack([key, value])[None], cache.dtype)
+    cache = xla.dynamic_update_slice(cache, update, tf.stack([layer, 0, 0, 0, index, 0]))
+    return cache, cache[layer, 0], cache[layer, 1]
+
+
 class TFGPT2Attention(keras.layers.Layer):
-    """Causal multi-head self-attention with a key/value cache (or, with ``is_cross_attention``, attention
-    over encoder states: ``q_attn`` on ``x``, keys and values from ``c_attn`` on the encoder, no causal mask).
+    """Multi-head self-attention with a key/value cache (or, with ``is_cross_attention``, attention over
+    encoder states: ``q_attn`` on ``x``, keys and values from ``c_attn`` on the encoder, no cache).
 
-    ``call(x (B, T, E), layer_past (2, B, H, P, D) | None, attention_bias (B, 1, 1, S) | None,
-    head_mask (1, H, 1, 1) | None, encoder_hidden_states (B, S_enc, E) | None)`` ->
-    ``(output (B, T, E), present (2, B, H, S, D) | None, weights (B, H, T, S) | None)``.
+    ``call(x (B, T, E), layer_past, attention_bias (B|1, 1, T|1, S) | None, head_mask (1, H, 1, 1) | None,
+    encoder_hidden_states (B, S_enc, E) | None, cache_index)`` ->
+    ``(output (B, T, E), present | None, weights (B, H, T, S) | None)``.
 
-    Scores are ``q k^T``, divided by ``sqrt(D)`` (``scale_attn_weights``) and by ``layer_idx + 1``
-    (``scale_attn_by_inverse_layer_idx``); with ``reorder_and_upcast_attn`` they and the softmax are
-    computed in float32. Masked scores are the dtype's minimum; ``head_mask`` scales the probabilities.
+    ``attention_bias`` is the whole mask, additive (causality included: the body builds it once for all
+    layers). The cache is written by :func:`write_cache`: without ``cache_index`` ``layer_past`` is HF's
+    ``(2, B, H, P, D)`` past and ``present`` ``(2, B, H, S, D)``; with it, generation's static cache
+    ``(n_layer, 2, B, H, L, D)`` written at column ``cache_index`` and returned as ``present``. The math is
+    :func:`attention_core`.
     """
 
     def __init__(self, config: GPT2Config, layer_idx: int, pt_name: str, is_cross_attention: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.config = config
         self.n_head, self.head_dim, self.embed_dim = config.n_head, config.head_dim, config.n_embd
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
-        self.scale_attn_weights = config.scale_attn_weights
-        self.scale_attn_by_inverse_layer_idx = config.scale_attn_by_inverse_layer_idx
-        self.reorder_and_upcast_attn = config.reorder_and_upcast_attn
         std = config.initializer_range
         if is_cross_attention:
             self.c_attn = TFConv1D(2 * self.embed_dim, self.embed_dim, pt_name + ".c_attn", std, name="c_attn", dtype=self.dtype_policy)
@@ -244,59 +250,32 @@ class TFGPT2Attention(keras.layers.Layer):
         self.built = True
 
     def _split_heads(self, x):  # (B, T, E) -> (B, H, T, D)
-        b, t = _shape_list(x)[:2]
+        b, t = shape_list(x)[:2]
         return tf.transpose(tf.reshape(x, [b, t, self.n_head, self.head_dim]), [0, 2, 1, 3])
 
     def _merge_heads(self, x):  # (B, H, T, D) -> (B, T, E)
-        b, _, t, _ = _shape_list(x)
+        b, _, t, _ = shape_list(x)
         return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, self.embed_dim])
 
-    def _attn(self, q, k, v, attention_bias, head_mask, training):
-        scale = 1.0
-        if self.scale_attn_weights:
-            scale /= math.sqrt(self.head_dim)
-        if self.scale_attn_by_inverse_layer_idx:
-            scale /= float(self.layer_idx + 1)
-        if self.reorder_and_upcast_attn:
-            # HF: scale folded into the product, scores and softmax in float32.
-            scores = tf.matmul(tf.cast(q, tf.float32) * scale, tf.cast(k, tf.float32), transpose_b=True)
-        else:
-            scores = tf.matmul(q, k, transpose_b=True)
-            if self.scale_attn_weights:
-                scores = scores / tf.cast(math.sqrt(self.head_dim), scores.dtype)
-            if self.scale_attn_by_inverse_layer_idx:
-                scores = scores / tf.cast(self.layer_idx + 1, scores.dtype)
-        lowest = scores.dtype.min
-        if not self.is_cross_attention:
-            t, s = tf.shape(q)[2], tf.shape(k)[2]
-            causal = tf.cast(tf.linalg.band_part(tf.ones([t, s], tf.int8), -1, s - t), tf.bool)  # key j <= query i + P
-            scores = tf.where(causal, scores, tf.cast(lowest, scores.dtype))
-        if attention_bias is not None:
-            scores = tf.maximum(scores + tf.cast(attention_bias, scores.dtype), lowest)
-        probs = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
-        probs = self.attn_dropout(probs, training=training)
-        if head_mask is not None:
-            probs = probs * tf.cast(head_mask, probs.dtype)
-        return tf.matmul(probs, v), probs
-
     def call(self, x, layer_past=None, attention_bias=None, head_mask=None, encoder_hidden_states=None,
-             use_cache=False, output_attentions=False, training=False):
+             use_cache=False, output_attentions=False, training=False, cache_index=None):
+        present = None
         if self.is_cross_attention:
             q = self.q_attn(x)
             k, v = tf.split(self.c_attn(tf.cast(encoder_hidden_states, x.dtype)), 2, axis=2)
+            q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
         else:
             q, k, v = tf.split(self.c_attn(x), 3, axis=2)
-        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
-        if layer_past is not None:
-            past_k, past_v = tf.unstack(tf.cast(layer_past, k.dtype), num=2, axis=0)
-            k = tf.concat([past_k, k], axis=-2)
-            v = tf.concat([past_v, v], axis=-2)
-        present = tf.stack([k, v], axis=0) if use_cache else None
-        out, probs = self._attn(q, k, v, attention_bias, head_mask, training)
+            q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+            cache, k, v = write_cache(layer_past, k, v, cache_index, self.layer_idx)
+            present = cache if (use_cache or cache_index is not None) else None
+        out, probs = attention_core(q, k, v, attention_bias, self.config, self.layer_idx, head_mask=head_mask,
+                                    dropout=self.attn_dropout, training=training, output_probs=output_attentions)
         out = self.resid_dropout(self.c_proj(self._merge_heads(out)), training=training)
-        return out, present, (probs if output_attentions else None)
+        return out, present, probs
 
 
+# ---------------------------------------------------------------------------------- MLP
 class TFGPT2MLP(keras.layers.Layer):
     """``(B, T, E) -> (B, T, E)``: c_fc to ``inner_dim``, activation, c_proj back, dropout."""
 
@@ -320,9 +299,13 @@ class TFGPT2MLP(keras.layers.Layer):
         return self.dropout(self.c_proj(self.act(self.c_fc(x))), training=training)
 
 
+# ---------------------------------------------------------------------------------- block
 class TFGPT2Block(keras.layers.Layer):
     """Pre-LN transformer block: ``x + attn(ln_1(x))``, [``x + crossattention(ln_cross_attn(x), encoder)``],
-    then ``x + mlp(ln_2(x))``. Returns ``(x, present, self-attention weights, cross-attention weights)``."""
+    then ``x + mlp(ln_2(x))``. Returns ``(x, present, self-attention weights, cross-attention weights)``.
+
+    The forward and generation's static-cache decode step both run this ``call`` (the latter with
+    ``cache_index``, see :class:`TFGPT2Attention`)."""
 
     def __init__(self, config: GPT2Config, layer_idx: int, pt_name: str, **kwargs):
         super().__init__(**kwargs)
@@ -346,10 +329,10 @@ class TFGPT2Block(keras.layers.Layer):
         self.built = True
 
     def call(self, x, layer_past=None, attention_bias=None, head_mask=None, encoder_hidden_states=None,
-             encoder_bias=None, use_cache=False, output_attentions=False, training=False):
+             encoder_bias=None, use_cache=False, output_attentions=False, training=False, cache_index=None):
         attn_out, present, weights = self.attn(
             self.ln_1(x), layer_past=layer_past, attention_bias=attention_bias, head_mask=head_mask,
-            use_cache=use_cache, output_attentions=output_attentions, training=training,
+            use_cache=use_cache, output_attentions=output_attentions, training=training, cache_index=cache_index,
         )
         x = x + attn_out
         cross_weights = None
@@ -363,244 +346,7 @@ class TFGPT2Block(keras.layers.Layer):
         return x, present, weights, cross_weights
 
 
-class TFGPT2MainLayer(keras.layers.Layer):
-    """The GPT-2 body (HF's ``transformer``): embeddings, ``n_layer`` blocks, final layer norm.
-
-    Inputs of any leading shape ``(..., T)`` are flattened to ``(N, T)`` (multiple choice: N = B * C)
-    and outputs reshaped back to ``(..., T, E)``; ``past_key_values`` stay flat: ``(2, N, H, S, D)``.
-    """
-
-    def __init__(self, config: GPT2Config, pt_name: str = layout.BASE_MODEL_PREFIX, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        std = config.initializer_range
-        self.wte = keras.layers.Embedding(
-            config.vocab_size, config.n_embd, name="wte", dtype=self.dtype_policy,
-            embeddings_initializer=PretrainedOr(pt_name + ".wte.weight", _normal(std))
-        )
-        self.wpe = keras.layers.Embedding(
-            config.n_positions, config.n_embd, name="wpe", dtype=self.dtype_policy,
-            embeddings_initializer=PretrainedOr(pt_name + ".wpe.weight", _normal(std))
-        )
-        self.drop = keras.layers.Dropout(config.embd_pdrop, dtype=self.dtype_policy)
-        self.h = [TFGPT2Block(config, i, f"{pt_name}.h.{i}", name=f"h_._{i}", dtype=self.dtype_policy) for i in range(config.n_layer)]
-        self.ln_f = _layer_norm(config, pt_name + ".ln_f", "ln_f", self.dtype_policy)
-
-    def build(self, input_shape=None):
-        if self.built:
-            return
-        self.wte.build((None, None))
-        self.wpe.build((None, None))
-        for block in self.h:
-            block.build((None, None, self.config.n_embd))
-        self.ln_f.build((None, None, self.config.n_embd))
-        self.built = True
-
-    # -- input checks (values only when eager; static shapes always) --
-    def _check(self, input_ids, past_length, seq_length, batch, attention_mask, position_ids, token_type_ids, head_mask,
-               past_key_values):
-        cfg = self.config
-        expected = (2, batch, cfg.n_head, None, cfg.head_dim)
-        for i, layer_past in enumerate(past_key_values):
-            if layer_past is None:
-                continue
-            shape = _static_shape(layer_past)
-            bad = len(shape) != 5 or any(e is not None and d is not None and isinstance(e, int) and d != e for d, e in zip(shape, expected))
-            if bad:
-                want = f"(2, {batch if isinstance(batch, int) else 'batch'}, {cfg.n_head}, past_length, {cfg.head_dim})"
-                raise validation.InputError(f"past_key_values[{i}] has shape {shape} but must be {want}: keys and values stacked")
-        ids = _concrete(input_ids)
-        if ids is not None:
-            validation.check_input_ids(ids, cfg.vocab_size)
-        tt = _concrete(token_type_ids)
-        if tt is not None:
-            validation.check_input_ids(tt, cfg.vocab_size, name="token_type_ids")
-        if isinstance(seq_length, int) and isinstance(past_length, int):
-            validation.check_sequence_length(past_length, seq_length, cfg.n_positions)
-        pos = _concrete(position_ids)
-        if pos is not None:
-            validation.check_position_ids(pos, cfg.n_positions)
-        if attention_mask is not None:
-            shape = _static_shape(attention_mask)
-            if all(d is not None for d in shape) and isinstance(batch, int) and isinstance(seq_length, int) \
-                    and isinstance(past_length, int):
-                validation.check_attention_mask(shape, batch, past_length, seq_length)
-        if head_mask is not None:
-            validation.check_head_mask(_static_shape(head_mask), cfg.n_layer, cfg.n_head)
-
-    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-             position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
-             encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-             training=False):
-        cfg = self.config
-        validation.check_exactly_one(input_ids, inputs_embeds)
-        if encoder_hidden_states is not None and not cfg.add_cross_attention:
-            raise validation.InputError(
-                "encoder_hidden_states needs cross-attention layers: build the model with add_cross_attention=True")
-        if input_ids is not None:
-            input_ids = _to_tensor(input_ids)
-            if not input_ids.dtype.is_integer:
-                raise validation.InputError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype.name}")
-            input_shape = _shape_list(input_ids)
-        else:
-            inputs_embeds = _to_tensor(inputs_embeds, self.compute_dtype)
-            if inputs_embeds.shape.rank is not None and inputs_embeds.shape[-1] != cfg.n_embd:
-                raise validation.InputError(f"inputs_embeds has last dimension {inputs_embeds.shape[-1]} but must be n_embd={cfg.n_embd}")
-            input_shape = _shape_list(inputs_embeds)[:-1]
-        seq_length = input_shape[-1]
-
-        if past_key_values is None:
-            past_length = 0
-            past_key_values = (None,) * cfg.n_layer
-        else:
-            past_key_values = tuple(_to_tensor(p) for p in past_key_values)
-            if len(past_key_values) != cfg.n_layer:
-                raise validation.InputError(f"past_key_values has {len(past_key_values)} entries but the model has n_layer={cfg.n_layer}")
-            past_length = _shape_list(past_key_values[0])[-2]
-
-        # Flatten (..., T) to (N, T): the multiple-choice layout.
-        if input_ids is not None:
-            input_ids = tf.reshape(input_ids, [-1, seq_length])
-            batch = _shape_list(input_ids)[0]
-        else:
-            inputs_embeds = tf.reshape(inputs_embeds, [-1, seq_length, cfg.n_embd])
-            batch = _shape_list(inputs_embeds)[0]
-        if attention_mask is not None:
-            attention_mask = _to_tensor(attention_mask)
-            if attention_mask.shape.rank is not None and attention_mask.shape.rank > 2:
-                attention_mask = tf.reshape(attention_mask, [-1, _shape_list(attention_mask)[-1]])
-        position_ids = _flatten_tokens("position_ids", position_ids, seq_length)
-        token_type_ids = _flatten_tokens("token_type_ids", token_type_ids, seq_length)
-        if head_mask is not None:
-            head_mask = _to_tensor(head_mask)
-        self._check(input_ids, past_length, seq_length, batch, attention_mask, position_ids, token_type_ids, head_mask,
-                    past_key_values)
-
-        use_cache = cfg.use_cache if use_cache is None else use_cache
-        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
-
-        if position_ids is None:
-            position_ids = tf.expand_dims(tf.range(past_length, past_length + seq_length), 0)
-        if inputs_embeds is None:
-            inputs_embeds = self.wte(input_ids)
-        hidden = inputs_embeds + tf.cast(self.wpe(position_ids), inputs_embeds.dtype)
-        if token_type_ids is not None:
-            hidden = hidden + tf.cast(self.wte(token_type_ids), hidden.dtype)
-        hidden = self.drop(hidden, training=training)
-
-        # (N, S) 1/0 mask -> (N, 1, 1, S) additive bias: 0 where attended, the dtype's minimum where not.
-        attention_bias = None
-        if attention_mask is not None:
-            mask = tf.cast(attention_mask[:, None, None, :], hidden.dtype)
-            attention_bias = (1.0 - mask) * hidden.dtype.min
-
-        # Encoder states (B, S_enc, E) and their (B, S_enc) mask -> (B, 1, 1, S_enc) bias; no mask: attend to all.
-        encoder_bias = None
-        if encoder_hidden_states is not None:
-            encoder_hidden_states = _to_tensor(encoder_hidden_states, hidden.dtype)
-            if encoder_attention_mask is not None:
-                enc_mask = tf.cast(_to_tensor(encoder_attention_mask)[:, None, None, :], hidden.dtype)
-                encoder_bias = (1.0 - enc_mask) * hidden.dtype.min
-
-        # head_mask (H,) or (L, H) -> per layer (1, H, 1, 1).
-        layer_head_masks = [None] * cfg.n_layer
-        if head_mask is not None:
-            hm = tf.cast(head_mask, hidden.dtype)
-            hm = tf.broadcast_to(hm, [cfg.n_layer, cfg.n_head]) if hm.shape.rank == 1 else hm
-            layer_head_masks = [tf.reshape(hm[i], [1, cfg.n_head, 1, 1]) for i in range(cfg.n_layer)]
-
-        output_shape = input_shape + [cfg.n_embd]
-        presents, all_attentions, all_cross, all_hidden = (), (), (), ()
-        for block, layer_past, layer_head_mask in zip(self.h, past_key_values, layer_head_masks):
-            if output_hidden_states:
-                all_hidden += (tf.reshape(hidden, output_shape),)
-            hidden, present, weights, cross_weights = block(
-                hidden, layer_past=layer_past, attention_bias=attention_bias, head_mask=layer_head_mask,
-                encoder_hidden_states=encoder_hidden_states, encoder_bias=encoder_bias,
-                use_cache=use_cache, output_attentions=output_attentions, training=training,
-            )
-            if use_cache:
-                presents += (present,)
-            if output_attentions:
-                all_attentions += (weights,)
-                if encoder_hidden_states is not None:
-                    all_cross += (cross_weights,)
-        hidden = tf.reshape(self.ln_f(hidden), output_shape)
-        if output_hidden_states:
-            all_hidden += (hidden,)
-        if output_attentions:
-            attn_shape = input_shape[:-1] + [-1] + _shape_list(all_attentions[0])[-2:]
-            all_attentions = tuple(tf.reshape(a, attn_shape) for a in all_attentions)
-        return TFBaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden,
-            past_key_values=presents if use_cache else None,
-            hidden_states=all_hidden if output_hidden_states else None,
-            attentions=all_attentions if output_attentions else None,
-            cross_attentions=all_cross if (output_attentions and encoder_hidden_states is not None) else None,
-        )
-
-
-class TFSequenceSummary(keras.layers.Layer):
-    """HF's ``SequenceSummary`` (the DoubleHeads multiple-choice head).
-
-    ``(..., T, E)`` hidden states and ``cls_index (...)`` -> ``(..., num_classes)``: pick a token
-    (``summary_type``: last, first, mean or cls_index), dropout, optional projection, activation, dropout.
-    """
-
-    def __init__(self, config: GPT2Config, pt_name: str, **kwargs):
-        super().__init__(**kwargs)
-        self.summary_type = config.summary_type
-        if self.summary_type == "attn":
-            raise NotImplementedError("summary_type='attn' is not implemented (HF does not implement it either)")
-        self.n_embd = config.n_embd
-        self.summary = None
-        if config.summary_use_proj:
-            n = layout.multiple_choice_summary_size(config)
-            self.summary = _dense(n, pt_name + ".summary", config.initializer_range, "summary", dtype=self.dtype_policy)
-        act = config.summary_activation
-        self.activation = tf.tanh if act == "tanh" else (ACT2FN[act] if act else (lambda x: x))
-        self.first_dropout = keras.layers.Dropout(config.summary_first_dropout, dtype=self.dtype_policy)
-        self.last_dropout = keras.layers.Dropout(getattr(config, "summary_last_dropout", 0.0) or 0.0, dtype=self.dtype_policy)
-
-    def build(self, input_shape=None):
-        if self.built:
-            return
-        if self.summary is not None:
-            self.summary.build((None, self.n_embd))
-        self.built = True
-
-    def call(self, hidden_states, cls_index=None, training=False):
-        if self.summary_type == "last":
-            out = hidden_states[..., -1, :]
-        elif self.summary_type == "first":
-            out = hidden_states[..., 0, :]
-        elif self.summary_type == "mean":
-            out = tf.reduce_mean(hidden_states, axis=-2)
-        else:  # cls_index
-            lead = _shape_list(hidden_states)[:-2]
-            if cls_index is None:
-                cls_index = tf.fill(lead, _shape_list(hidden_states)[-2] - 1)
-            cls_index = tf.cast(tf.reshape(_to_tensor(cls_index), lead), tf.int32)
-            value, seq = _concrete(cls_index), hidden_states.shape[-2]
-            if value is not None and seq is not None and value.size and (value.min() < 0 or value.max() >= seq):
-                raise validation.InputError(f"mc_token_ids must lie in [0, {seq}) (the sequence length), got {value.min()}..{value.max()}")
-            out = tf.gather(hidden_states, cls_index, axis=-2, batch_dims=len(lead))
-        out = self.first_dropout(out, training=training)
-        if self.summary is not None:
-            out = self.summary(out)
-        return self.last_dropout(self.activation(out), training=training)
-
-
-# ------------------------------------------------------------------------------------ models
-_CALL_ORDER = (
-    "input_ids", "past_key_values", "attention_mask", "token_type_ids", "position_ids", "head_mask",
-    "inputs_embeds", "use_cache", "output_attentions", "output_hidden_states", "return_dict",
-)
-# HF's TFGPT2Model / TFGPT2LMHeadModel also take encoder states (cross-attention), after inputs_embeds.
-_CALL_ORDER_CROSS = _CALL_ORDER[:7] + ("encoder_hidden_states", "encoder_attention_mask") + _CALL_ORDER[7:]
-
-
+# ---------------------------------------------------------------------------------- body
 class TFGPT2PreTrainedModel(keras.Model):
     """Base of the six models: config, input unpacking, loss for ``fit``, (de)serialisation, loading.
 
@@ -610,7 +356,7 @@ class TFGPT2PreTrainedModel(keras.Model):
     """
 
     architecture = "GPT2Model"
-    call_order: tuple[str, ...] = _CALL_ORDER + ("labels",)
+    call_order: tuple[str, ...] = CALL_ORDER + ("labels",)
 
     def __init__(self, config: GPT2Config | dict, **kwargs):
         super().__init__(**kwargs)
@@ -744,11 +490,11 @@ class TFGPT2PreTrainedModel(keras.Model):
     def num_parameters(self) -> int:
         return int(sum(int(np.prod(v.shape)) for v in self.weights))
 
-    # -- inputs --
+    # -- inputs (HF's TF styles, see gpt2_multi.tf.inputs) --
     def __call__(self, *args, **kwargs):
         # Spread a dict / list of inputs into keyword arguments before Keras inspects them (Keras rejects
         # containers that mix tensors with Python values, which HF's TF contract allows).
-        if args and isinstance(args[0], (Mapping, list, tuple)) and not (isinstance(args[0], (list, tuple)) and _is_token_list(args[0])):
+        if args and is_input_container(args[0]):
             if len(args) > 1:
                 raise validation.InputError("pass further inputs as keywords when the first argument is a dict or list of inputs")
             training = kwargs.pop("training", None)
@@ -759,26 +505,7 @@ class TFGPT2PreTrainedModel(keras.Model):
         return super().__call__(*args, **kwargs)
 
     def _unpack(self, first: Any, kwargs: dict) -> dict:
-        """Merge HF's TF input styles into one dict of named arguments."""
-        names = self.call_order
-        if isinstance(first, Mapping):  # a dict or a tokenizer's BatchEncoding
-            unknown = set(first) - set(names)
-            if unknown:
-                raise validation.InputError(f"unknown input(s) {', '.join(sorted(unknown))}; {type(self).__name__} takes {', '.join(names)}")
-            args = dict(first)
-        elif isinstance(first, (list, tuple)) and not _is_token_list(first):
-            if len(first) > len(names):
-                raise validation.InputError(f"got {len(first)} positional inputs but {type(self).__name__} takes at most {len(names)}: {', '.join(names)}")
-            args = dict(zip(names, first))
-        else:
-            args = {"input_ids": first} if first is not None else {}
-        for key, value in kwargs.items():
-            if value is None:
-                continue
-            if key in args and args[key] is not None:
-                raise validation.InputError(f"{key} was given twice (in the inputs and as a keyword)")
-            args[key] = value
-        return args
+        return unpack_inputs(first, kwargs, self.call_order, type(self).__name__)
 
     def _body(self, args: dict, training: bool):
         return self.transformer(
@@ -856,17 +583,183 @@ def _replace_variable(layer: keras.layers.Layer, attr: str, value: np.ndarray) -
     object.__setattr__(layer, attr, new)
 
 
-def _call_arguments(frame_locals: dict) -> dict:
-    """A ``call``'s named arguments (from ``locals()``), without ``self``, the first input and ``training``."""
-    return {k: v for k, v in frame_locals.items() if k not in ("self", "input_ids", "training", "__class__")}
+class TFGPT2MainLayer(keras.layers.Layer):
+    """The GPT-2 body (HF's ``transformer``): embeddings, ``n_layer`` blocks, final layer norm.
 
+    Inputs of any leading shape ``(..., T)`` are flattened to ``(N, T)`` (multiple choice: N = B * C)
+    and outputs reshaped back to ``(..., T, E)``; ``past_key_values`` stay flat: ``(2, N, H, S, D)``.
+    The causal mask and the padding mask become one additive bias ``(1 | N, 1, T, S)`` shared by the blocks.
+    """
 
-def _is_token_list(value: Any) -> bool:
-    """A nested list of ints is token ids (one batch), not HF's list-of-inputs style."""
-    first = value[0] if len(value) else None
-    while isinstance(first, (list, tuple)):
-        first = first[0] if len(first) else None
-    return isinstance(first, (int, np.integer))
+    def __init__(self, config: GPT2Config, pt_name: str = layout.BASE_MODEL_PREFIX, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        std = config.initializer_range
+        self.wte = keras.layers.Embedding(
+            config.vocab_size, config.n_embd, name="wte", dtype=self.dtype_policy,
+            embeddings_initializer=PretrainedOr(pt_name + ".wte.weight", _normal(std))
+        )
+        self.wpe = keras.layers.Embedding(
+            config.n_positions, config.n_embd, name="wpe", dtype=self.dtype_policy,
+            embeddings_initializer=PretrainedOr(pt_name + ".wpe.weight", _normal(std))
+        )
+        self.drop = keras.layers.Dropout(config.embd_pdrop, dtype=self.dtype_policy)
+        self.h = [TFGPT2Block(config, i, f"{pt_name}.h.{i}", name=f"h_._{i}", dtype=self.dtype_policy) for i in range(config.n_layer)]
+        self.ln_f = _layer_norm(config, pt_name + ".ln_f", "ln_f", self.dtype_policy)
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.wte.build((None, None))
+        self.wpe.build((None, None))
+        for block in self.h:
+            block.build((None, None, self.config.n_embd))
+        self.ln_f.build((None, None, self.config.n_embd))
+        self.built = True
+
+    # -- input checks (values only when eager; static shapes always) --
+    def _check(self, input_ids, past_length, seq_length, batch, attention_mask, position_ids, token_type_ids, head_mask,
+               past_key_values):
+        cfg = self.config
+        expected = (2, batch, cfg.n_head, None, cfg.head_dim)
+        for i, layer_past in enumerate(past_key_values):
+            if layer_past is None:
+                continue
+            shape = static_shape(layer_past)
+            bad = len(shape) != 5 or any(e is not None and d is not None and isinstance(e, int) and d != e for d, e in zip(shape, expected))
+            if bad:
+                want = f"(2, {batch if isinstance(batch, int) else 'batch'}, {cfg.n_head}, past_length, {cfg.head_dim})"
+                raise validation.InputError(f"past_key_values[{i}] has shape {shape} but must be {want}: keys and values stacked")
+        ids = concrete(input_ids)
+        if ids is not None:
+            validation.check_input_ids(ids, cfg.vocab_size)
+        tt = concrete(token_type_ids)
+        if tt is not None:
+            validation.check_input_ids(tt, cfg.vocab_size, name="token_type_ids")
+        if isinstance(seq_length, int) and isinstance(past_length, int):
+            validation.check_sequence_length(past_length, seq_length, cfg.n_positions)
+        pos = concrete(position_ids)
+        if pos is not None:
+            validation.check_position_ids(pos, cfg.n_positions)
+        if attention_mask is not None:
+            shape = static_shape(attention_mask)
+            if all(d is not None for d in shape) and isinstance(batch, int) and isinstance(seq_length, int) \
+                    and isinstance(past_length, int):
+                validation.check_attention_mask(shape, batch, past_length, seq_length)
+        if head_mask is not None:
+            validation.check_head_mask(static_shape(head_mask), cfg.n_layer, cfg.n_head)
+
+    def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+             position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
+             encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+             training=False):
+        cfg = self.config
+        validation.check_exactly_one(input_ids, inputs_embeds)
+        if encoder_hidden_states is not None and not cfg.add_cross_attention:
+            raise validation.InputError(
+                "encoder_hidden_states needs cross-attention layers: build the model with add_cross_attention=True")
+        if input_ids is not None:
+            input_ids = to_tensor(input_ids)
+            if not input_ids.dtype.is_integer:
+                raise validation.InputError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype.name}")
+            input_shape = shape_list(input_ids)
+        else:
+            inputs_embeds = to_tensor(inputs_embeds, self.compute_dtype)
+            if inputs_embeds.shape.rank is not None and inputs_embeds.shape[-1] != cfg.n_embd:
+                raise validation.InputError(f"inputs_embeds has last dimension {inputs_embeds.shape[-1]} but must be n_embd={cfg.n_embd}")
+            input_shape = shape_list(inputs_embeds)[:-1]
+        seq_length = input_shape[-1]
+
+        if past_key_values is None:
+            past_length = 0
+            past_key_values = (None,) * cfg.n_layer
+        else:
+            past_key_values = tuple(to_tensor(p) for p in past_key_values)
+            if len(past_key_values) != cfg.n_layer:
+                raise validation.InputError(f"past_key_values has {len(past_key_values)} entries but the model has n_layer={cfg.n_layer}")
+            past_length = shape_list(past_key_values[0])[-2]
+
+        # Flatten (..., T) to (N, T): the multiple-choice layout.
+        if input_ids is not None:
+            input_ids = tf.reshape(input_ids, [-1, seq_length])
+            batch = shape_list(input_ids)[0]
+        else:
+            inputs_embeds = tf.reshape(inputs_embeds, [-1, seq_length, cfg.n_embd])
+            batch = shape_list(inputs_embeds)[0]
+        if attention_mask is not None:
+            attention_mask = to_tensor(attention_mask)
+            if attention_mask.shape.rank is not None and attention_mask.shape.rank > 2:
+                attention_mask = tf.reshape(attention_mask, [-1, shape_list(attention_mask)[-1]])
+        position_ids = flatten_tokens("position_ids", position_ids, seq_length)
+        token_type_ids = flatten_tokens("token_type_ids", token_type_ids, seq_length)
+        if head_mask is not None:
+            head_mask = to_tensor(head_mask)
+        self._check(input_ids, past_length, seq_length, batch, attention_mask, position_ids, token_type_ids, head_mask,
+                    past_key_values)
+
+        use_cache = cfg.use_cache if use_cache is None else use_cache
+        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+
+        if position_ids is None:
+            position_ids = tf.expand_dims(tf.range(past_length, past_length + seq_length), 0)
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)
+        hidden = inputs_embeds + tf.cast(self.wpe(position_ids), inputs_embeds.dtype)
+        if token_type_ids is not None:
+            hidden = hidden + tf.cast(self.wte(token_type_ids), hidden.dtype)
+        hidden = self.drop(hidden, training=training)
+
+        # One additive bias for every layer: causal (query i sees keys j <= P + i) and, with a (N, S) 1 / 0
+        # mask, not the padding: (1 | N, 1, T, S), 0 where attended, the dtype's minimum where not.
+        allowed = causal_mask(seq_length, past_length + seq_length, past_length)[None, None]
+        if attention_mask is not None:
+            allowed = allowed & tf.cast(attention_mask, tf.bool)[:, None, None, :]
+        attention_bias = additive_bias(allowed, hidden.dtype)
+
+        # Encoder states (B, S_enc, E) and their (B, S_enc) mask -> (B, 1, 1, S_enc) bias; no mask: attend to all.
+        encoder_bias = None
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = to_tensor(encoder_hidden_states, hidden.dtype)
+            if encoder_attention_mask is not None:
+                encoder_bias = additive_bias(to_tensor(encoder_attention_mask)[:, None, None, :], hidden.dtype)
+
+        # head_mask (H,) or (L, H) -> per layer (1, H, 1, 1).
+        layer_head_masks = [None] * cfg.n_layer
+        if head_mask is not None:
+            hm = tf.cast(head_mask, hidden.dtype)
+            hm = tf.broadcast_to(hm, [cfg.n_layer, cfg.n_head]) if hm.shape.rank == 1 else hm
+            layer_head_masks = [tf.reshape(hm[i], [1, cfg.n_head, 1, 1]) for i in range(cfg.n_layer)]
+
+        output_shape = input_shape + [cfg.n_embd]
+        presents, all_attentions, all_cross, all_hidden = (), (), (), ()
+        for block, layer_past, layer_head_mask in zip(self.h, past_key_values, layer_head_masks):
+            if output_hidden_states:
+                all_hidden += (tf.reshape(hidden, output_shape),)
+            hidden, present, weights, cross_weights = block(
+                hidden, layer_past=layer_past, attention_bias=attention_bias, head_mask=layer_head_mask,
+                encoder_hidden_states=encoder_hidden_states, encoder_bias=encoder_bias,
+                use_cache=use_cache, output_attentions=output_attentions, training=training,
+            )
+            if use_cache:
+                presents += (present,)
+            if output_attentions:
+                all_attentions += (weights,)
+                if encoder_hidden_states is not None:
+                    all_cross += (cross_weights,)
+        hidden = tf.reshape(self.ln_f(hidden), output_shape)
+        if output_hidden_states:
+            all_hidden += (hidden,)
+        if output_attentions:
+            attn_shape = input_shape[:-1] + [-1] + shape_list(all_attentions[0])[-2:]
+            all_attentions = tuple(tf.reshape(a, attn_shape) for a in all_attentions)
+        return TFBaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden,
+            past_key_values=presents if use_cache else None,
+            hidden_states=all_hidden if output_hidden_states else None,
+            attentions=all_attentions if output_attentions else None,
+            cross_attentions=all_cross if (output_attentions and encoder_hidden_states is not None) else None,
+        )
 
 
 @keras.saving.register_keras_serializable(package="gpt2_multi")
@@ -881,7 +774,7 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
     """
 
     architecture = "GPT2Model"
-    call_order = _CALL_ORDER_CROSS
+    call_order = CALL_ORDER_CROSS
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -891,11 +784,128 @@ class TFGPT2Model(TFGPT2PreTrainedModel):
              position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
              encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, training=False):
-        args = self._unpack(input_ids, _call_arguments(locals()))
+        args = self._unpack(input_ids, call_arguments(locals()))
         return self._finish(args, self._body(args, training))
 
     def _main_output_key(self) -> str:
         return "last_hidden_state"
+
+
+# ---------------------------------------------------------------------------------- losses
+def _cross_entropy(logits: tf.Tensor, labels: tf.Tensor, ignore_index: int | tf.Tensor = -100) -> tf.Tensor:
+    """``logits (..., classes)``, ``labels (...)``: PyTorch's ``CrossEntropyLoss(ignore_index)``: mean over the labels that are not ignored (0/0 -> nan)."""
+    num_classes = tf.shape(logits)[-1]
+    logits = tf.reshape(tf.cast(logits, tf.float32), [-1, num_classes])
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    keep = tf.not_equal(labels, tf.cast(ignore_index, tf.int32))
+    safe = tf.where(keep, labels, tf.zeros_like(labels))
+    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
+    keep_f = tf.cast(keep, tf.float32)
+    return tf.reduce_sum(per_token * keep_f) / tf.reduce_sum(keep_f)
+
+
+def _causal_lm_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Next-token loss: logits at t predict labels at t + 1 (labels are the input ids; -100 is ignored)."""
+    return _cross_entropy(logits[..., :-1, :], labels[..., 1:])
+
+
+def _check_labels(labels: tf.Tensor, num_classes: int, name: str = "labels") -> None:
+    value = concrete(labels)
+    if value is not None:
+        validation.check_labels(value, num_classes, name=name)
+
+
+def _classification_loss(logits: tf.Tensor, labels: tf.Tensor, num_labels: int, problem_type: str | None) -> tf.Tensor:
+    """Sequence classification, by ``problem_type`` (inferred as HF does when None): regression (MSE),
+    single-label (cross-entropy) or multi-label (binary cross-entropy with logits). ``logits (B, num_labels)``."""
+    problem = problem_type
+    if problem is None:
+        if num_labels == 1:
+            problem = "regression"
+        elif labels.dtype.is_integer:
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    logits = tf.cast(logits, tf.float32)
+    if problem == "regression":
+        target = tf.cast(labels, tf.float32)
+        if num_labels == 1:  # HF: MSE(logits.squeeze(), labels.squeeze())
+            logits, target = tf.squeeze(logits), tf.squeeze(target)
+        return tf.reduce_mean(tf.square(logits - target))
+    if problem == "single_label_classification":
+        _check_labels(labels, num_labels)
+        return _cross_entropy(logits, labels)
+    target = tf.cast(labels, tf.float32)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits))
+
+
+def _question_answering_loss(start_logits: tf.Tensor, end_logits: tf.Tensor, start_positions: tf.Tensor,
+                             end_positions: tf.Tensor) -> tf.Tensor:
+    """Span loss: the mean of the start and end cross-entropies over ``(B, T)`` logits; positions outside the
+    sequence are clamped to T and ignored (HF)."""
+    seq = shape_list(start_logits)[-1]
+
+    def positions(x):
+        return tf.clip_by_value(tf.cast(tf.reshape(x, [-1]), tf.int32), 0, seq)
+
+    start = _cross_entropy(start_logits, positions(start_positions), ignore_index=seq)
+    end = _cross_entropy(end_logits, positions(end_positions), ignore_index=seq)
+    return (start + end) / 2.0
+
+
+# ---------------------------------------------------------------------------------- heads
+class TFGPT2SequenceSummary(keras.layers.Layer):
+    """HF's ``SequenceSummary`` (the DoubleHeads multiple-choice head).
+
+    ``(..., T, E)`` hidden states and ``cls_index (...)`` -> ``(..., num_classes)``: pick a token
+    (``summary_type``: last, first, mean or cls_index), dropout, optional projection, activation, dropout.
+    """
+
+    def __init__(self, config: GPT2Config, pt_name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.summary_type = config.summary_type
+        if self.summary_type == "attn":
+            raise NotImplementedError("summary_type='attn' is not implemented (HF does not implement it either)")
+        self.n_embd = config.n_embd
+        self.summary = None
+        if config.summary_use_proj:
+            n = layout.multiple_choice_summary_size(config)
+            self.summary = _dense(n, pt_name + ".summary", config.initializer_range, "summary", dtype=self.dtype_policy)
+        act = config.summary_activation
+        self.activation = tf.tanh if act == "tanh" else (ACT2FN[act] if act else (lambda x: x))
+        self.first_dropout = keras.layers.Dropout(config.summary_first_dropout, dtype=self.dtype_policy)
+        self.last_dropout = keras.layers.Dropout(getattr(config, "summary_last_dropout", 0.0) or 0.0, dtype=self.dtype_policy)
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        if self.summary is not None:
+            self.summary.build((None, self.n_embd))
+        self.built = True
+
+    def call(self, hidden_states, cls_index=None, training=False):
+        if self.summary_type == "last":
+            out = hidden_states[..., -1, :]
+        elif self.summary_type == "first":
+            out = hidden_states[..., 0, :]
+        elif self.summary_type == "mean":
+            out = tf.reduce_mean(hidden_states, axis=-2)
+        else:  # cls_index
+            lead = shape_list(hidden_states)[:-2]
+            if cls_index is None:
+                cls_index = tf.fill(lead, shape_list(hidden_states)[-2] - 1)
+            cls_index = tf.cast(tf.reshape(to_tensor(cls_index), lead), tf.int32)
+            value, seq = concrete(cls_index), hidden_states.shape[-2]
+            if value is not None and seq is not None and value.size and (value.min() < 0 or value.max() >= seq):
+                raise validation.InputError(f"mc_token_ids must lie in [0, {seq}) (the sequence length), got {value.min()}..{value.max()}")
+            out = tf.gather(hidden_states, cls_index, axis=-2, batch_dims=len(lead))
+        out = self.first_dropout(out, training=training)
+        if self.summary is not None:
+            out = self.summary(out)
+        return self.last_dropout(self.activation(out), training=training)
+
+
+TFSequenceSummary = TFGPT2SequenceSummary  # the name this package exported before (HF's TF helper's name)
 
 
 @keras.saving.register_keras_serializable(package="gpt2_multi")
@@ -908,7 +918,7 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
     """
 
     architecture = "GPT2LMHeadModel"
-    call_order = _CALL_ORDER_CROSS + ("labels",)
+    call_order = CALL_ORDER_CROSS + ("labels",)
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -932,23 +942,17 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
              position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
              encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, labels=None, training=False):
-        args = self._unpack(input_ids, _call_arguments(locals()))
+        args = self._unpack(input_ids, call_arguments(locals()))
         body = self._body(args, training)
         logits = self.project(body.last_hidden_state)
         loss = None
         if args.get("labels") is not None:
-            labels = _to_tensor(args["labels"])
+            labels = to_tensor(args["labels"])
             _check_labels(labels, self.config.vocab_size)
             loss = _causal_lm_loss(logits, labels)
         return self._finish(args, TFCausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=body.past_key_values,
             hidden_states=body.hidden_states, attentions=body.attentions, cross_attentions=body.cross_attentions))
-
-
-def _check_labels(labels: tf.Tensor, num_classes: int, name: str = "labels") -> None:
-    value = _concrete(labels)
-    if value is not None:
-        validation.check_labels(value, num_classes, name=name)
 
 
 @keras.saving.register_keras_serializable(package="gpt2_multi")
@@ -963,14 +967,14 @@ class TFGPT2DoubleHeadsModel(TFGenerationMixin, TFGPT2PreTrainedModel):
 
     architecture = "GPT2DoubleHeadsModel"
     _serving_rank = 3
-    call_order = _CALL_ORDER[:7] + ("mc_token_ids",) + _CALL_ORDER[7:] + ("labels", "mc_labels")
+    call_order = CALL_ORDER[:7] + ("mc_token_ids",) + CALL_ORDER[7:] + ("labels", "mc_labels")
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.lm_head = None
         if not self.config.tie_word_embeddings:
             self.lm_head = _dense(self.config.vocab_size, "lm_head", self.config.initializer_range, "lm_head", use_bias=False, dtype=self.dtype_policy)
-        self.multiple_choice_head = TFSequenceSummary(self.config, "multiple_choice_head", name="multiple_choice_head", dtype=self.dtype_policy)
+        self.multiple_choice_head = TFGPT2SequenceSummary(self.config, "multiple_choice_head", name="multiple_choice_head", dtype=self.dtype_policy)
         self.build(None)
 
     def _build_head(self):
@@ -984,21 +988,21 @@ class TFGPT2DoubleHeadsModel(TFGenerationMixin, TFGPT2PreTrainedModel):
              position_ids=None, head_mask=None, inputs_embeds=None, mc_token_ids=None, use_cache=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, labels=None, mc_labels=None,
              training=False):
-        args = self._unpack(input_ids, _call_arguments(locals()))
+        args = self._unpack(input_ids, call_arguments(locals()))
         body = self._body(args, training)
         hidden = body.last_hidden_state
         logits = self.project(hidden)
         mc_logits = tf.squeeze(self.multiple_choice_head(hidden, args.get("mc_token_ids"), training=training), -1)
         loss = mc_loss = None
         if args.get("labels") is not None:
-            labels = _to_tensor(args["labels"])
+            labels = to_tensor(args["labels"])
             _check_labels(labels, self.config.vocab_size)
             loss = _causal_lm_loss(logits, labels)
         if args.get("mc_labels") is not None:
-            mc_labels = _to_tensor(args["mc_labels"])
+            mc_labels = to_tensor(args["mc_labels"])
             if mc_logits.shape[-1] is not None:
                 _check_labels(mc_labels, int(mc_logits.shape[-1]), "mc_labels")
-            mc_loss = _masked_cross_entropy(mc_logits, mc_labels)
+            mc_loss = _cross_entropy(mc_logits, mc_labels)
         return self._finish(args, TFGPT2DoubleHeadsModelOutput(
             loss=loss, mc_loss=mc_loss, logits=logits, mc_logits=mc_logits, past_key_values=body.past_key_values,
             hidden_states=body.hidden_states, attentions=body.attentions))
@@ -1036,10 +1040,10 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, head_mask=None, inputs_embeds=None, use_cache=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, labels=None, training=False):
-        args = self._unpack(input_ids, _call_arguments(locals()))
+        args = self._unpack(input_ids, call_arguments(locals()))
         body = self._body(args, training)
         logits = self.score(body.last_hidden_state)  # (B, T, num_labels)
-        batch, seq = _shape_list(logits)[:2]
+        batch, seq = shape_list(logits)[:2]
         pad = self.config.pad_token_id
         ids = args.get("input_ids")
         if pad is None:
@@ -1049,7 +1053,7 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
                     "set pad_token_id or pass one sequence at a time")
             last = tf.fill([batch], seq - 1)
         elif ids is not None:
-            ids = tf.reshape(_to_tensor(ids), [batch, seq])
+            ids = tf.reshape(to_tensor(ids), [batch, seq])
             not_pad = tf.cast(tf.not_equal(ids, tf.cast(pad, ids.dtype)), tf.int32)
             last = tf.argmax(tf.range(seq)[None, :] * not_pad, axis=-1, output_type=tf.int32)
         else:
@@ -1057,31 +1061,10 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
         pooled = tf.gather(logits, last, axis=1, batch_dims=1)  # (B, num_labels)
         loss = None
         if args.get("labels") is not None:
-            loss = self._loss(pooled, _to_tensor(args["labels"]))
+            loss = _classification_loss(pooled, to_tensor(args["labels"]), self.num_labels, self.config.problem_type)
         return self._finish(args, TFSequenceClassifierOutputWithPast(
             loss=loss, logits=pooled, past_key_values=body.past_key_values,
             hidden_states=body.hidden_states, attentions=body.attentions))
-
-    def _loss(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        problem = self.config.problem_type
-        if problem is None:
-            if self.num_labels == 1:
-                problem = "regression"
-            elif labels.dtype.is_integer:
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
-        logits = tf.cast(logits, tf.float32)
-        if problem == "regression":
-            target = tf.cast(labels, tf.float32)
-            if self.num_labels == 1:  # HF: MSE(logits.squeeze(), labels.squeeze())
-                logits, target = tf.squeeze(logits), tf.squeeze(target)
-            return tf.reduce_mean(tf.square(logits - target))
-        if problem == "single_label_classification":
-            _check_labels(labels, self.num_labels)
-            return _masked_cross_entropy(logits, labels)
-        target = tf.cast(labels, tf.float32)
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits))
 
 
 @keras.saving.register_keras_serializable(package="gpt2_multi")
@@ -1111,15 +1094,15 @@ class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, head_mask=None, inputs_embeds=None, use_cache=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, labels=None, training=False):
-        args = self._unpack(input_ids, _call_arguments(locals()))
+        args = self._unpack(input_ids, call_arguments(locals()))
         args.setdefault("use_cache", False)  # HF's token-classification output has no cache
         body = self._body(args, training)
         logits = self.classifier(self.dropout(body.last_hidden_state, training=training))
         loss = None
         if args.get("labels") is not None:
-            labels = _to_tensor(args["labels"])
+            labels = to_tensor(args["labels"])
             _check_labels(labels, self.num_labels)
-            loss = _masked_cross_entropy(logits, labels)
+            loss = _cross_entropy(logits, labels)
         return self._finish(args, TFTokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=body.hidden_states, attentions=body.attentions))
 
@@ -1134,7 +1117,7 @@ class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
     """
 
     architecture = "GPT2ForQuestionAnswering"
-    call_order = _CALL_ORDER + ("start_positions", "end_positions")
+    call_order = CALL_ORDER + ("start_positions", "end_positions")
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -1148,22 +1131,15 @@ class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
              position_ids=None, head_mask=None, inputs_embeds=None, use_cache=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, start_positions=None, end_positions=None,
              training=False):
-        args = self._unpack(input_ids, _call_arguments(locals()))
+        args = self._unpack(input_ids, call_arguments(locals()))
         args.setdefault("use_cache", False)  # HF's QA model returns no cache
         body = self._body(args, training)
         logits = self.qa_outputs(body.last_hidden_state)
         start_logits, end_logits = tf.unstack(logits, num=2, axis=-1)
         loss = None
         if args.get("start_positions") is not None and args.get("end_positions") is not None:
-            seq = _shape_list(start_logits)[-1]
-
-            def positions(x):
-                x = tf.cast(tf.reshape(_to_tensor(x), [-1]), tf.int32)
-                return tf.clip_by_value(x, 0, seq)
-
-            start = _masked_cross_entropy(start_logits, positions(args["start_positions"]), ignore_index=seq)
-            end = _masked_cross_entropy(end_logits, positions(args["end_positions"]), ignore_index=seq)
-            loss = (start + end) / 2.0
+            loss = _question_answering_loss(start_logits, end_logits, to_tensor(args["start_positions"]),
+                                            to_tensor(args["end_positions"]))
         return self._finish(args, TFQuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=body.hidden_states, attentions=body.attentions))
@@ -1171,3 +1147,6 @@ class TFGPT2ForQuestionAnswering(TFGPT2PreTrainedModel):
     def _main_output_key(self) -> str:
         return "start_logits"
 
+
+# ---------------------------------------------------------------------------------- wrappers
+# None: the Keras models above are the public classes (no HF-style wrapper around a module, as Flax has).
