@@ -1,5 +1,6 @@
 """Flax ``generate()``: processors vs the numpy reference, greedy / beam vs HF transformers, left padding,
-eager vs jitted, eos padding, num_return_sequences, scores, seeds, errors.
+eager vs jitted, eos padding, num_return_sequences, scores, seeds (the shared stream vs its numpy reference),
+the in-graph beam search vs the shared ``BeamSearch``, streamers, errors.
 
 HF transformers (PyTorch) is the oracle where installed; the tiny fixture LM (vocab 1000, n_positions 64).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -17,10 +19,20 @@ pytest.importorskip("jax")
 pytest.importorskip("flax")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
+from gpt2_multi.config import GPT2Config  # noqa: E402
 from gpt2_multi.flax import FlaxGPT2DoubleHeadsModel, FlaxGPT2LMHeadModel  # noqa: E402
 from gpt2_multi.flax import generation as fgen  # noqa: E402
-from gpt2_multi.generation import GenerationConfig, reference_process_logits  # noqa: E402
+from gpt2_multi.generation import (  # noqa: E402
+    BeamSearch,
+    GenerationConfig,
+    position_ids_from_mask,
+    prepare,
+    reference_process_logits,
+    sampling,
+)
+from gpt2_multi.streamers import TextIteratorStreamer  # noqa: E402
 
 from fixture_cases import checkpoint_dir  # noqa: E402
 
@@ -82,10 +94,10 @@ def test_processors_equal_reference(settings):
     scores = rng.normal(size=(n, v)).astype(np.float32) * 3
     gen = GenerationConfig(**settings)
     min_new, _ = gen.new_tokens(prompt_len, 64)
-    s = fgen._Settings(max_new=length - prompt_len, min_new=min_new, do_sample=gen.do_sample, num_beams=1,
-                       num_return_sequences=1, temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p,
-                       repetition_penalty=gen.repetition_penalty, no_repeat_ngram_size=gen.no_repeat_ngram_size,
-                       eos=tuple(gen.eos_token_ids), pad=0, length_penalty=1.0, early_stopping=False, output_scores=False)
+    # the shared Settings of such a call (a vocabulary of v), as generate() gets them from prepare()
+    s = prepare(GPT2Config(vocab_size=v, n_positions=64), gen, {"max_new_tokens": length - prompt_len},
+                seqs[:, :prompt_len]).settings
+    assert s.min_new == min_new
     expected = reference_process_logits(scores, seqs[:, :cur], gen, cur - prompt_len, min_new)
     eager = np.asarray(fgen.process_logits(scores, seqs, cur, prompt_len, s))
     traced = np.asarray(jax.jit(lambda a, q, c: fgen.process_logits(a, q, c, prompt_len, s))(scores, seqs, cur))
@@ -322,3 +334,240 @@ def test_trace_is_hfs_name_for_jit(model, monkeypatch):
     python_loop = model.generate(IDS, attention_mask=MASK, max_new_tokens=4, trace=False, jit=True, **VARIED)
     assert len(calls) == 4  # the prompt, then one call per new token after the first
     np.testing.assert_array_equal(np.asarray(python_loop.sequences), np.asarray(traced.sequences))
+
+
+# ------------------------------------------------------------------------------------------ the seeded stream
+@pytest.mark.parametrize("seed", [0, 1234, 2**40 + 7, 2**64 - 1])
+def test_stream_uniforms_equal_the_shared_reference_exactly(seed):
+    """The uint32 stream in jnp ops is bit-identical to gpt2_multi.generation.sampling, eagerly and jitted."""
+    words = jnp.asarray(np.array(sampling.seed_words(seed), np.uint32))
+    jitted = jax.jit(fgen.stream_uniforms, static_argnums=(2, 3))
+    for step in (0, 1, 17, 40_000):
+        expected = sampling.uniforms(seed, step, 3, 1001)
+        np.testing.assert_array_equal(np.asarray(fgen.stream_uniforms(words, step, 3, 1001)), expected)
+        np.testing.assert_array_equal(np.asarray(jitted(words, jnp.int32(step), 3, 1001)), expected)
+
+
+SEED = 1234
+
+
+def test_seeded_sampling_follows_the_shared_stream(model):
+    """With seed=, each step's token is ``reference_sample`` (Gumbel-max on the shared stream) of the processed
+    scores: those the run reports, and those the numpy processors give on the model's full forward. Eager == jit."""
+    settings = dict(max_new_tokens=8, do_sample=True, top_k=50, top_p=0.9, temperature=0.8, repetition_penalty=1.3,
+                    num_return_sequences=2)
+    out = model.generate(IDS, attention_mask=MASK, seed=SEED, output_scores=True, **settings)
+    eager = model.generate(IDS, attention_mask=MASK, seed=SEED, output_scores=True, jit=False, **settings)
+    seqs = np.asarray(out.sequences)
+    np.testing.assert_array_equal(np.asarray(eager.sequences), seqs)
+    mask = np.repeat(MASK, 2, axis=0)
+    t = IDS.shape[1]
+    gen = GenerationConfig(pad_token_id=0, **settings)
+    assert len(out.scores) == 8
+    for step, scores in enumerate(out.scores):
+        token = seqs[:, t + step]
+        np.testing.assert_array_equal(sampling.reference_sample(np.asarray(scores), SEED, step), token)
+        so_far = seqs[:, :t + step]
+        ext = np.concatenate([mask, np.ones((mask.shape[0], step), np.int64)], axis=1)
+        logits = np.asarray(model(so_far, attention_mask=ext, position_ids=position_ids_from_mask(ext)).logits[:, -1])
+        expected = reference_process_logits(logits, so_far, gen, step, 0)
+        np.testing.assert_array_equal(np.isfinite(np.asarray(scores)), np.isfinite(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(np.asarray(scores)[finite], expected[finite], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(sampling.reference_sample(expected, SEED, step), token)
+    assert not np.array_equal(seqs[0, t:], seqs[1, t:])  # the two samples of one prompt differ
+
+
+def test_seeded_beam_sampling_follows_the_shared_stream_and_beam_search(model):
+    """Seeded beam sampling = Gumbel top-k on the shared stream (row = prompt, column = beam * V + token)
+    followed by the shared BeamSearch, replayed in numpy on the run's own per-step log-probabilities."""
+    free = np.asarray(model.generate(IDS, attention_mask=MASK, max_new_tokens=10, **VARIED).sequences)
+    kwargs = dict(max_new_tokens=8, do_sample=True, num_beams=3, num_return_sequences=2, top_k=30, temperature=0.9,
+                  eos_token_id=[int(free[0, 8]), int(free[1, 9])], pad_token_id=3, length_penalty=1.5)
+    out = model.generate(IDS, attention_mask=MASK, seed=SEED, output_scores=True, **kwargs)
+    eager = model.generate(IDS, attention_mask=MASK, seed=SEED, output_scores=True, jit=False, **kwargs)
+    np.testing.assert_array_equal(np.asarray(eager.sequences), np.asarray(out.sequences))
+    np.testing.assert_allclose(np.asarray(eager.sequences_scores), np.asarray(out.sequences_scores), rtol=1e-6)
+
+    plan = prepare(model.config, model.generation_config, kwargs, IDS, MASK, seed=SEED)
+    s, v = plan.settings, model.config.vocab_size
+    beams = BeamSearch(plan, v)
+    for step, log_probs in enumerate(out.scores):
+        total = (np.asarray(log_probs).reshape(plan.batch_size, s.num_beams, v) + beams.running_scores[..., None])
+        total = total.reshape(plan.batch_size, -1)
+        index = sampling.reference_sample_without_replacement(total, SEED, step, s.beam_candidates)
+        beams.step(np.take_along_axis(total, index, axis=1), index)
+    assert beams.done
+    sequences, scores, _ = beams.finalize()
+    ours = np.asarray(out.sequences)
+    np.testing.assert_array_equal(ours[:, :sequences.shape[1]], sequences)
+    assert (ours[:, sequences.shape[1]:] == s.pad).all()
+    np.testing.assert_allclose(np.asarray(out.sequences_scores), scores, rtol=1e-6)
+    unseeded = np.asarray(model.generate(IDS, attention_mask=MASK, prng_key=SEED, **kwargs).sequences)
+    assert not np.array_equal(unseeded, ours)  # prng_key= is jax.random's own stream, another draw
+
+
+# ------------------------------------------------------------------------------------------ in-graph beam search
+@pytest.mark.parametrize("early_stopping", [True, False, "never"])
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+def test_in_graph_beam_step_equals_shared_beam_search(early_stopping, length_penalty):
+    """The jitted beam bookkeeping against gpt2_multi.generation.BeamSearch on random log-probabilities: the same
+    candidates each step give the same running / finished sequences, flags, reorder rows and stop, the same
+    running scores and finished scores to the last bit but one."""
+    rng = np.random.default_rng(int(length_penalty * 10) + {True: 0, False: 1, "never": 2}[early_stopping])
+    b, k, v, t, max_new, eos = 3, 3, 11, 4, 7, [2, 5]
+    ids = rng.integers(6, v, size=(b, t))
+    plan = prepare(GPT2Config(vocab_size=v, n_positions=64), None,
+                   dict(num_beams=k, num_return_sequences=2, max_new_tokens=max_new, eos_token_id=eos, pad_token_id=1,
+                        early_stopping=early_stopping, length_penalty=length_penalty), ids)
+    s = plan.settings
+    beams = BeamSearch(plan, v)
+    _, _, st = fgen._beam_init(jnp.asarray(plan.input_ids), jnp.asarray(plan.attention_mask), jax.random.PRNGKey(0), v, s)
+    ended_early = False
+    for step in range(max_new):
+        logits = rng.normal(size=(b * k, v)) * 2
+        logits[:, eos] += rng.uniform(0, 3, size=(b * k, len(eos)))  # eos often among the best candidates
+        log_probs = (logits - np.log(np.exp(logits).sum(-1, keepdims=True))).astype(np.float32)
+        np.testing.assert_array_equal(np.asarray(st["running_scores"]), beams.running_scores)
+        total = (log_probs.reshape(b, k, v) + beams.running_scores[..., None]).reshape(b, k * v)
+        index = np.argsort(-total, axis=1, kind="stable")[:, :s.beam_candidates]
+        candidates = np.take_along_axis(total, index, axis=1)
+        rows = beams.step(candidates, index)
+        st, our_rows = fgen._jitted_beam_step(st, jnp.asarray(candidates), jnp.asarray(index, jnp.int32), v, t, s)
+        np.testing.assert_array_equal(np.asarray(our_rows), rows)
+        np.testing.assert_array_equal(np.asarray(st["running"]), beams.running)
+        np.testing.assert_array_equal(np.asarray(st["running_scores"]), beams.running_scores)
+        np.testing.assert_array_equal(np.asarray(st["finished_seqs"]), beams.finished)
+        # scores divided by the length penalty: XLA's float32 division on CPU is not correctly rounded (1 ulp)
+        np.testing.assert_allclose(np.asarray(st["beam_scores"]), beams.finished_scores, rtol=3e-7, atol=0)
+        np.testing.assert_array_equal(np.asarray(st["is_finished"]), beams.finished_flag)
+        assert bool(st["done"]) == beams.done
+        ended_early |= bool(beams.finished_flag.any()) and step + 1 < max_new
+        if beams.done:
+            break
+    assert ended_early  # hypotheses ended with an eos, not only at the last position
+    sequences, scores, _ = beams.finalize()
+    ours = fgen._make_output(st, s, t, b)
+    np.testing.assert_array_equal(np.asarray(ours.sequences)[:, :sequences.shape[1]], sequences)
+    assert (np.asarray(ours.sequences)[:, sequences.shape[1]:] == s.pad).all()
+    np.testing.assert_allclose(np.asarray(ours.sequences_scores), scores, rtol=3e-7, atol=0)
+
+
+# ------------------------------------------------------------------------------------------ prompt, mask, keywords
+def test_attention_mask_inferred_from_pad_token_as_hf(model, hf_lm):
+    """No attention_mask: the pad id (0 here) in the prompt marks the padding, HF's rule (via prepare)."""
+    torch = pytest.importorskip("torch")
+    inferred = np.asarray(model.generate(IDS, max_new_tokens=10, pad_token_id=0, **VARIED).sequences)
+    explicit = np.asarray(model.generate(IDS, attention_mask=MASK, max_new_tokens=10, pad_token_id=0, **VARIED).sequences)
+    np.testing.assert_array_equal(inferred, explicit)
+    with torch.no_grad():
+        ref = hf_lm.generate(torch.tensor(IDS), max_new_tokens=10, do_sample=False, pad_token_id=0, **VARIED).numpy()
+    assert_same_tokens(inferred, ref, 0)
+
+
+def test_prompt_as_inputs_and_seed_or_prng_key(model):
+    expected = np.asarray(model.generate(IDS, attention_mask=MASK, max_new_tokens=2).sequences)
+    np.testing.assert_array_equal(np.asarray(model.generate(inputs=IDS, attention_mask=MASK, max_new_tokens=2).sequences),
+                                  expected)
+    with pytest.raises(TypeError, match="input_ids or as inputs, not both"):
+        model.generate(IDS, inputs=IDS, max_new_tokens=2)
+    with pytest.raises(TypeError, match="not both"):
+        model.generate(IDS, max_new_tokens=2, do_sample=True, seed=1, prng_key=1)
+    with pytest.raises(ValueError, match="seed"):
+        model.generate(IDS, max_new_tokens=2, do_sample=True, seed=-1)
+
+
+# ------------------------------------------------------------------------------------------ streamers
+class Recorder:
+    """A streamer that keeps what generate hands it."""
+
+    def __init__(self):
+        self.puts, self.ended = [], 0
+
+    def put(self, value):
+        self.puts.append(np.array(value))
+
+    def end(self):
+        self.ended += 1
+
+
+class TorchRecorder(Recorder):
+    def put(self, value):
+        self.puts.append(value.numpy().copy())
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_streamer_gets_the_prompt_then_each_token_as_hf(model, hf_lm, jit):
+    """HF's order: the prompt (N, T), one (N,) array per step (a finished row gets the pad), then end()."""
+    torch = pytest.importorskip("torch")
+    free = np.asarray(model.generate(IDS, attention_mask=MASK, max_new_tokens=10, **VARIED).sequences)
+    kwargs = dict(max_new_tokens=10, eos_token_id=int(free[0, 9]), pad_token_id=7, **VARIED)  # row 0 ends early
+    ours, theirs = Recorder(), TorchRecorder()
+    out = model.generate(IDS, attention_mask=MASK, streamer=ours, jit=jit, **kwargs)
+    with torch.no_grad():
+        hf_lm.generate(torch.tensor(IDS), attention_mask=torch.tensor(MASK), streamer=theirs, do_sample=False, **kwargs)
+    assert ours.ended == theirs.ended == 1
+    steps = len(theirs.puts) - 1
+    assert 1 < steps < 10  # HF stopped once both rows had the eos: so must the stream
+    assert [p.shape for p in ours.puts] == [p.shape for p in theirs.puts] == [(2, 6)] + [(2,)] * steps
+    for a, b in zip(ours.puts, theirs.puts):
+        np.testing.assert_array_equal(a, b)
+    streamed = np.concatenate([ours.puts[0]] + [p[:, None] for p in ours.puts[1:]], axis=1)
+    np.testing.assert_array_equal(streamed, np.asarray(out.sequences)[:, :6 + steps])
+    assert (np.asarray(out.sequences)[:, 6 + steps:] == 7).all()
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_streamer_with_sampled_return_sequences(model, jit):
+    rec = Recorder()
+    out = model.generate(IDS, attention_mask=MASK, max_new_tokens=4, streamer=rec, jit=jit, do_sample=True, seed=3,
+                         num_return_sequences=2)
+    assert [p.shape for p in rec.puts] == [(4, 6)] + [(4,)] * 4 and rec.ended == 1
+    np.testing.assert_array_equal(np.concatenate([rec.puts[0]] + [p[:, None] for p in rec.puts[1:]], axis=1),
+                                  np.asarray(out.sequences))
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_streamer_ends_after_an_error(model, jit):
+    """The streamer's own exception comes out of generate (not XLA's wrapper of it), and end() is still called."""
+    class Failing(Recorder):
+        def put(self, value):
+            super().put(value)
+            if len(self.puts) == 3:
+                raise RuntimeError("stop")
+
+    streamer = Failing()
+    with pytest.raises(RuntimeError, match="stop"):
+        model.generate(IDS, attention_mask=MASK, max_new_tokens=5, streamer=streamer, jit=jit)
+    assert streamer.ended == 1 and len(streamer.puts) == 3
+    assert not fgen._STREAMS
+
+
+class _Words:
+    """A stand-in tokenizer: each id is a word."""
+
+    def decode(self, ids, **kwargs):
+        return "".join(f"{i} " for i in ids)
+
+
+def test_text_iterator_streamer_reads_the_compiled_loop_from_another_thread(model):
+    streamer = TextIteratorStreamer(_Words(), skip_prompt=True, timeout=120)
+    result = {}
+
+    def run():
+        result["out"] = model.generate(IDS[1:], max_new_tokens=6, streamer=streamer, **VARIED)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    pieces = list(streamer)
+    thread.join()
+    assert "".join(pieces) == _Words().decode(np.asarray(result["out"].sequences)[0, 6:].tolist())
+
+
+def test_streamer_callback_is_compiled_in_only_with_a_streamer(model):
+    """The program keyed by Settings alone has no host callback: decoding without a streamer is not slowed."""
+    plan = prepare(model.config, model.generation_config, dict(max_new_tokens=3), IDS, MASK)
+    args = (model.params, jnp.asarray(plan.input_ids), jnp.asarray(plan.attention_mask), jax.random.PRNGKey(0))
+    plain = fgen._compiled(model, plan.settings).lower(*args).as_text().lower()
+    streaming = fgen._compiled(model, plan.settings, True).lower(*args, jnp.int32(0)).as_text().lower()
+    assert "callback" not in plain and "callback" in streaming

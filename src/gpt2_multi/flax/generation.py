@@ -4,29 +4,38 @@
 (the double-heads model generates with its LM logits)::
 
     out = model.generate(input_ids, attention_mask=mask, max_new_tokens=20)   # -> out.sequences (B, T + 20)
-    out = model.generate(ids, do_sample=True, top_k=50, prng_key=jax.random.PRNGKey(0))
+    out = model.generate(ids, do_sample=True, top_k=50, seed=0)               # the shared seeded stream
+    out = model.generate(ids, do_sample=True, prng_key=jax.random.PRNGKey(0))  # jax.random
     out = model.generate(ids, num_beams=4, length_penalty=1.0, early_stopping=True)
 
-How it runs. The whole decode is one ``jax.jit``-ed function: a prefill of the (left-padded) prompt
-through the model into its static cache of ``max_length = T + max_new`` positions, then a
-``lax.while_loop`` of :func:`decode_step` (the model's layers on one token per row, with the cache
-re-laid out as one (n_layer, 2, N, H, L, D) array so attention needs no transpose of it) that stops
-when every row has produced an eos (or at ``max_length``); tokens are chosen on device. Positions come from the attention mask (``cumsum - 1``), and the mask is
-extended with ones over the new positions, so a left-padded row generates exactly what it generates
-alone. The compiled function is kept per static setting (shapes, do_sample, num_beams, processor
-settings, ...) in a module-level table: a second call with the same settings does not recompile.
+Everything framework-free (prompt checks, pad / eos / mask inference, lengths, the expansion for beams and
+``num_return_sequences``, the static :class:`~gpt2_multi.generation.Settings`) is
+:func:`gpt2_multi.generation.prepare`; this module holds what must be traced.
 
-``generate(..., jit=False)`` is the eager reference: a Python loop over the model's own public
-``__call__`` with ``past_key_values`` (what a user would write by hand). It gives the same tokens.
+The fast path (default, ``jit=True``) is one ``jax.jit``-ed program per :class:`Settings`: the prompt and then
+one token per row per ``lax.while_loop`` step go through :meth:`FlaxGPT2LMHeadModule.decode_step` (the model's
+own submodules, its attention core and cache write) on a cache laid out as one (n_layer, 2, N, H, L, D) array,
+which XLA updates in place; tokens are chosen on device and the loop stops when every row has produced an eos
+(or at ``max_length = T + max_new``). The compiled programs are kept in a module-level table: a second call
+with the same settings does not recompile. The reference path (``jit=False`` / ``trace=False``) is a Python
+loop over the model's own public ``__call__`` with HF's ``past_key_values`` cache collection; tests hold the
+two equal. Positions come from the attention mask (``cumsum - 1``) and the mask is extended with ones over
+the new positions, so a left-padded row generates exactly what it generates alone.
 
-Logits processors, in HF's order (the numpy reference is
-:func:`gpt2_multi.generation.reference_process_logits`): repetition penalty, no-repeat n-gram,
-min new tokens (eos -> -inf), and, when sampling, temperature, top-k, top-p.
+Sampling: with ``seed=N`` the draws come from the counter-based stream of
+:mod:`gpt2_multi.generation.sampling` (Gumbel-max over the processed scores; for beam sampling Gumbel top-k
+over each prompt's (num_beams * V) candidates), the same tokens in every backend; with ``prng_key=`` (or
+neither: ``PRNGKey(0)``) from ``jax.random``.
 
-Beam search is HF's (PyTorch, v4.57) vectorised algorithm: ``length_penalty``, ``early_stopping``
-True / False / "never", and its early-stop heuristic; ``do_sample=True`` with beams samples the candidates
-without replacement (Gumbel top-k). ``return_dict_in_generate`` is accepted and ignored: as in HF's Flax,
-the result is always an output object.
+Logits processors, in the order :attr:`Settings.processors` lists (the numpy reference is
+:func:`gpt2_multi.generation.reference_process_logits`). Beam search is HF's (PyTorch, v4.57) vectorised
+algorithm, kept in the graph (``_beam_step``); ``tests/test_flax_generation.py`` holds it equal to the shared
+:class:`gpt2_multi.generation.BeamSearch`. ``return_dict_in_generate`` is accepted and ignored: as in HF's
+Flax, the result is always an output object.
+
+``streamer=`` (HF's contract: ``put`` of the prompt (N, T), of each new token (N,), then ``end()``, also after
+an error; not with beam search) is fed from inside the compiled loop by ``jax.experimental.io_callback``,
+compiled in only when a streamer is given.
 
 Output (HF's Flax classes): ``FlaxGreedySearchOutput`` / ``FlaxSampleOutput`` / ``FlaxBeamSearchOutput``
 with ``sequences`` (B * num_return_sequences, T + max_new): every row has the full length, positions
@@ -37,7 +46,7 @@ after a row's eos hold ``pad_token_id`` (as in HF's Flax generate). With ``outpu
 
 from __future__ import annotations
 
-import logging
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,13 +54,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 
-from gpt2_multi import validation
-from gpt2_multi.generation import GenerationConfig
+from gpt2_multi.generation import GenerationConfig, Settings, prepare, resolve_prompt
+from gpt2_multi.generation.sampling import MIX_MUL_1, MIX_MUL_2, STEP_SALT
 from gpt2_multi.outputs import ModelOutput
 from gpt2_multi.validation import InputError
-
-logger = logging.getLogger(__name__)
 
 Array = jax.Array
 _NEG = -1.0e9  # HF's beam-search "impossible" score
@@ -84,98 +92,146 @@ class FlaxBeamSearchOutput(ModelOutput):
     sequences_scores: Any = None
 
 
-# ------------------------------------------------------------------------------------------ static settings
-@dataclass(frozen=True)
-class _Settings:
-    """Everything that shapes the compiled program (hashable: a key of the compiled-function table)."""
+# ------------------------------------------------------------------------------------------ the seeded stream
+def _mix32(x: Array) -> Array:
+    """lowbias32 on uint32 (multiplication wraps mod 2**32, as the stream's definition asks)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(MIX_MUL_1)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(MIX_MUL_2)
+    return x ^ (x >> 16)
 
-    max_new: int
-    min_new: int
-    do_sample: bool
-    num_beams: int
-    num_return_sequences: int
-    temperature: float
-    top_k: int
-    top_p: float
-    repetition_penalty: float
-    no_repeat_ngram_size: int
-    eos: tuple[int, ...]
-    pad: int
-    length_penalty: float
-    early_stopping: Any  # True / False / "never"
-    output_scores: bool
+
+def stream_uniforms(seed_words: Array, step: Array | int, rows: int, cols: int) -> Array:
+    """(rows, cols) float32 uniforms in (0, 1) of :mod:`gpt2_multi.generation.sampling`'s stream, bit for bit.
+
+    ``seed_words`` (2,) uint32: the seed's low and high words; ``step`` the generated-token counter (traced or
+    not). Integer ops only, up to the exact float conversion, so eager and jitted calls agree exactly.
+    """
+    words = jnp.asarray(seed_words, jnp.uint32)
+    salted = words[1] ^ (jnp.asarray(step).astype(jnp.uint32) + jnp.uint32(STEP_SALT))
+    key = _mix32(_mix32(words[0]) ^ _mix32(salted))
+    counter = jnp.arange(rows, dtype=jnp.uint32)[:, None] * jnp.uint32(cols) + jnp.arange(cols, dtype=jnp.uint32)[None, :]
+    bits = _mix32(_mix32(counter) ^ key)
+    return ((bits >> 8).astype(jnp.float32) + 0.5) * (2.0**-24)
+
+
+def _gumbel(seed_words: Array, step: Array | int, rows: int, cols: int) -> Array:
+    return -jnp.log(-jnp.log(stream_uniforms(seed_words, step, rows, cols)))
 
 
 # ------------------------------------------------------------------------------------------ logits processors
-def process_logits(scores: Array, sequences: Array, cur_len: Array | int, prompt_len: int, s: _Settings) -> Array:
-    """HF's processors on next-token ``scores`` (N, V) float32, in HF's order.
-
-    ``sequences`` (N, L) is a static buffer whose first ``cur_len`` positions are the tokens so far
-    (prompt, padding included, as HF sees them); the rest is ignored. Works traced and eagerly.
-    """
+# Each named step of gpt2_multi.generation.PROCESSORS as traceable array ops on scores (N, V) float32, with
+# ``sequences`` (N, L) a static buffer whose first ``cur_len`` positions are the tokens so far (prompt, padding
+# included, as HF sees them).
+def _repetition_penalty(scores, sequences, cur_len, prompt_len, s):
     n, v = scores.shape
-    length = sequences.shape[1]
-    valid = jnp.arange(length)[None, :] < cur_len  # (1, L): the filled part of the buffer
-    rows = jnp.arange(n)[:, None]
-    if s.repetition_penalty != 1.0:
-        seen = jnp.zeros((n, v), jnp.int32).at[rows, sequences].add(jnp.broadcast_to(valid, sequences.shape).astype(jnp.int32)) > 0
-        penalised = jnp.where(scores < 0, scores * s.repetition_penalty, scores / s.repetition_penalty)
-        scores = jnp.where(seen, penalised, scores)
-    ng = s.no_repeat_ngram_size
-    if ng > 0 and length >= ng:
-        # every n-gram start i whose first n-1 tokens equal the last n-1 tokens bans its n-th token
-        starts = length - ng + 1
-        match = jnp.arange(starts)[None, :] + ng - 1 < cur_len  # the whole n-gram is filled
-        for j in range(ng - 1):
-            last_j = jax.lax.dynamic_slice_in_dim(sequences, cur_len - ng + 1 + j, 1, axis=1)  # (N, 1)
-            match = match & (sequences[:, j:j + starts] == last_j)
-        banned_tokens = sequences[:, ng - 1:ng - 1 + starts]
-        banned = jnp.zeros((n, v), jnp.int32).at[rows, banned_tokens].add(match.astype(jnp.int32)) > 0
-        scores = jnp.where(banned, -jnp.inf, scores)
-    if s.eos and s.min_new > 0:
-        eos_cols = jnp.zeros((v,), bool).at[jnp.array(s.eos)].set(True, mode="drop")
-        too_short = (cur_len - prompt_len) < s.min_new
-        scores = jnp.where(too_short & eos_cols[None, :], -jnp.inf, scores)
-    if s.do_sample:
-        if s.temperature != 1.0:
-            scores = scores / s.temperature
-        k = min(s.top_k, v)
-        if 0 < k < v:
-            kth = jax.lax.top_k(scores, k)[0][:, -1:]
-            scores = jnp.where(scores < kth, -jnp.inf, scores)
-        if s.top_p < 1.0:
-            order = jnp.argsort(scores, axis=-1)  # ascending, as HF's top-p
-            sorted_scores = jnp.take_along_axis(scores, order, axis=-1)
-            cumulative = jnp.cumsum(jax.nn.softmax(sorted_scores, axis=-1), axis=-1)
-            remove = (cumulative <= 1 - s.top_p).at[:, -1].set(False)  # keep at least one token
-            sorted_scores = jnp.where(remove, -jnp.inf, sorted_scores)
-            scores = jnp.zeros_like(scores).at[rows, order].set(sorted_scores)
+    valid = jnp.broadcast_to(jnp.arange(sequences.shape[1])[None, :] < cur_len, sequences.shape)
+    seen = jnp.zeros((n, v), jnp.int32).at[jnp.arange(n)[:, None], sequences].add(valid.astype(jnp.int32)) > 0
+    penalised = jnp.where(scores < 0, scores * s.repetition_penalty, scores / s.repetition_penalty)
+    return jnp.where(seen, penalised, scores)
+
+
+def _no_repeat_ngram(scores, sequences, cur_len, prompt_len, s):
+    n, v = scores.shape
+    ng, length = s.no_repeat_ngram_size, sequences.shape[1]
+    if length < ng:
+        return scores
+    # every n-gram start i whose first n-1 tokens equal the last n-1 tokens bans its n-th token
+    starts = length - ng + 1
+    match = jnp.arange(starts)[None, :] + ng - 1 < cur_len  # the whole n-gram is filled
+    for j in range(ng - 1):
+        last_j = jax.lax.dynamic_slice_in_dim(sequences, cur_len - ng + 1 + j, 1, axis=1)  # (N, 1)
+        match = match & (sequences[:, j:j + starts] == last_j)
+    banned_tokens = sequences[:, ng - 1:ng - 1 + starts]
+    banned = jnp.zeros((n, v), jnp.int32).at[jnp.arange(n)[:, None], banned_tokens].add(match.astype(jnp.int32)) > 0
+    return jnp.where(banned, -jnp.inf, scores)
+
+
+def _min_new_tokens(scores, sequences, cur_len, prompt_len, s):
+    eos_cols = jnp.zeros((scores.shape[1],), bool).at[jnp.array(s.eos)].set(True, mode="drop")
+    too_short = (cur_len - prompt_len) < s.min_new
+    return jnp.where(too_short & eos_cols[None, :], -jnp.inf, scores)
+
+
+def _temperature(scores, sequences, cur_len, prompt_len, s):
+    return scores / s.temperature
+
+
+def _top_k(scores, sequences, cur_len, prompt_len, s):
+    k = min(s.top_k, scores.shape[1])
+    kth = jax.lax.top_k(scores, k)[0][:, -1:]
+    return jnp.where(scores < kth, -jnp.inf, scores)
+
+
+def _top_p(scores, sequences, cur_len, prompt_len, s):
+    order = jnp.argsort(scores, axis=-1)  # ascending, as HF's top-p
+    sorted_scores = jnp.take_along_axis(scores, order, axis=-1)
+    cumulative = jnp.cumsum(jax.nn.softmax(sorted_scores, axis=-1), axis=-1)
+    remove = (cumulative <= 1 - s.top_p).at[:, -1].set(False)  # keep at least one token
+    sorted_scores = jnp.where(remove, -jnp.inf, sorted_scores)
+    return jnp.zeros_like(scores).at[jnp.arange(scores.shape[0])[:, None], order].set(sorted_scores)
+
+
+_PROCESSOR_FNS: dict[str, Callable] = {
+    "repetition_penalty": _repetition_penalty, "no_repeat_ngram": _no_repeat_ngram, "min_new_tokens": _min_new_tokens,
+    "temperature": _temperature, "top_k": _top_k, "top_p": _top_p,
+}
+
+
+def process_logits(scores: Array, sequences: Array, cur_len: Array | int, prompt_len: int, s: Settings) -> Array:
+    """The active processors of ``s`` (:attr:`Settings.processors`, in that order) on next-token ``scores``
+    (N, V) float32; ``sequences`` (N, L) holds the tokens so far in its first ``cur_len`` positions.
+    Works traced and eagerly."""
+    for name in s.processors:
+        scores = _PROCESSOR_FNS[name](scores, sequences, cur_len, prompt_len, s)
     return scores
 
 
+# ------------------------------------------------------------------------------------------ streaming
+_STREAMS: dict[int, list] = {}  # id -> [streamer, the exception its put raised]; ids are traced, streamers not
+_stream_ids = itertools.count()
+
+
+def _stream_put(stream_id: np.ndarray, tokens: np.ndarray) -> None:
+    """The host side of the compiled loop's ``io_callback``: one (N,) token array to the call's streamer."""
+    entry = _STREAMS[int(stream_id)]
+    try:
+        entry[0].put(np.asarray(tokens))
+    except BaseException as err:  # re-raised as itself by generate (XLA wraps it)
+        entry[1] = err
+        raise
+
+
 # ------------------------------------------------------------------------------------------ greedy / sampling
-def _choose_next(st: dict, logits: Array, prompt_len: int, s: _Settings) -> dict:
-    """Pick the token at position ``cur`` from ``logits`` (N, V), mark finished rows, advance ``cur``."""
+def _choose_next(st: dict, logits: Array, prompt_len: int, s: Settings, stream: tuple = ()) -> dict:
+    """Pick the token at position ``cur`` from ``logits`` (N, V), mark finished rows, advance ``cur``.
+
+    ``stream``: ``(stream_id,)`` to hand the token to the call's streamer from inside the compiled loop."""
     cur = st["cur"]
     scores = process_logits(logits.astype(jnp.float32), st["seqs"], cur, prompt_len, s)
     st = dict(st)
-    if s.do_sample:
+    if not s.do_sample:
+        token = jnp.argmax(scores, axis=-1)
+    elif s.seeded:  # Gumbel-max on the shared stream: row r of the expanded batch, column = token id
+        token = jnp.argmax(scores + _gumbel(st["key"], cur - prompt_len, *scores.shape), axis=-1)
+    else:
         key, sub = jax.random.split(st["key"])
         token = jax.random.categorical(sub, scores, axis=-1)
         st["key"] = key
-    else:
-        token = jnp.argmax(scores, axis=-1)
     token = jnp.where(st["finished"], s.pad, token).astype(jnp.int32)  # finished rows get padding
     if s.eos:
         st["finished"] = st["finished"] | jnp.isin(token, jnp.array(s.eos, jnp.int32))
     st["seqs"] = jax.lax.dynamic_update_slice(st["seqs"], token[:, None], (0, cur))
     if s.output_scores:
         st["scores"] = jax.lax.dynamic_update_slice(st["scores"], scores[None], (cur - prompt_len, 0, 0))
+    if stream:
+        io_callback(_stream_put, None, stream[0], token, ordered=True)
     st["cur"] = cur + 1
     return st
 
 
-def _initial_state(input_ids: Array, attention_mask: Array, key: Array, vocab: int, s: _Settings) -> tuple:
+def _initial_state(input_ids: Array, attention_mask: Array, key: Array, vocab: int, s: Settings) -> tuple:
     """The extended mask (N, T + max_new), prompt positions (N, T) and the decode state at ``cur = T``."""
     n, t = input_ids.shape
     length = t + s.max_new
@@ -189,26 +245,25 @@ def _initial_state(input_ids: Array, attention_mask: Array, key: Array, vocab: i
     return ext_mask, positions, st
 
 
-def _decode(prefill: Callable, step: Callable, input_ids: Array, attention_mask: Array, key: Array, vocab: int,
-            s: _Settings) -> dict:
+def _decode(step: Callable, kv: Array, input_ids: Array, attention_mask: Array, key: Array, vocab: int,
+            s: Settings, stream: tuple) -> dict:
     """Prefill + ``lax.while_loop`` of single-token steps (traced inside ``jax.jit``)."""
-    n, t = input_ids.shape
+    t = input_ids.shape[1]
     length = t + s.max_new
     ext_mask, positions, st = _initial_state(input_ids, attention_mask, key, vocab, s)
-    logits, kv = prefill(input_ids, ext_mask, positions)
-    st = _choose_next(st, logits, t, s)
+    logits, kv = step(kv, input_ids, positions, ext_mask, 0)
+    st = _choose_next(st, logits, t, s, stream)
     st["kv"] = kv
-    valid = ext_mask == 1  # (N, L) keys that are not padding; causality is added per step
 
     def cond(st):
         return (st["cur"] < length) & ~jnp.all(st["finished"])
 
     def body(st):
         index = st["cur"] - 1  # the last token's position in the cache
-        last = jax.lax.dynamic_index_in_dim(st["seqs"], index, axis=1, keepdims=False)  # (N,)
-        logits, kv = step(st["kv"], last, st["next_pos"], valid, index)
+        last = jax.lax.dynamic_slice_in_dim(st["seqs"], index, 1, axis=1)  # (N, 1)
+        logits, kv = step(st["kv"], last, st["next_pos"][:, None], ext_mask, index)
         st = dict(st, kv=kv, next_pos=st["next_pos"] + 1)
-        return _choose_next(st, logits, t, s)
+        return _choose_next(st, logits, t, s, stream)
 
     st = jax.lax.while_loop(cond, body, st)
     del st["kv"]
@@ -216,7 +271,7 @@ def _decode(prefill: Callable, step: Callable, input_ids: Array, attention_mask:
 
 
 # ------------------------------------------------------------------------------------------ beam search
-def _beam_init(input_ids: Array, attention_mask: Array, key: Array, vocab: int, s: _Settings) -> tuple:
+def _beam_init(input_ids: Array, attention_mask: Array, key: Array, vocab: int, s: Settings) -> tuple:
     """Inputs already expanded to (B * num_beams, T). Returns the extended mask, positions and the beam state."""
     nb = s.num_beams
     ext_mask, positions, st = _initial_state(input_ids, attention_mask, key, vocab, s)
@@ -235,12 +290,10 @@ def _beam_init(input_ids: Array, attention_mask: Array, key: Array, vocab: int, 
     return ext_mask, positions, st
 
 
-def _beam_update(st: dict, logits: Array, prompt_len: int, s: _Settings) -> tuple[dict, Array]:
-    """One beam-search step from the running beams' ``logits`` (B * nb, V), HF's vectorised algorithm.
-
-    Returns the new state and the flat indices (B * nb,) of the source row of each new running beam
-    (to reorder the cache).
-    """
+def _beam_update(st: dict, logits: Array, prompt_len: int, s: Settings) -> tuple[dict, Array]:
+    """One beam-search step from the running beams' ``logits`` (B * nb, V): log-softmax, the processors, the
+    running scores added, and ``s.beam_candidates`` candidates per prompt (top-k, or Gumbel top-k when
+    sampling); then :func:`_beam_step`. Returns the new state and the (B * nb,) source rows (cache reorder)."""
     nb = s.num_beams
     cur = st["cur"]
     b, _, length = st["running"].shape
@@ -252,20 +305,43 @@ def _beam_update(st: dict, logits: Array, prompt_len: int, s: _Settings) -> tupl
         st["scores"] = jax.lax.dynamic_update_slice(st["scores"], log_probs[None], (cur - prompt_len, 0, 0))
     acc = (log_probs.reshape(b, nb, v) + st["running_scores"][:, :, None]).reshape(b, nb * v)
 
-    keep = max(2, 1 + len(s.eos)) * nb
-    if s.do_sample:  # sampling without replacement from softmax(acc): top-k of acc + Gumbel noise
-        key, sub = jax.random.split(st["key"])
-        st["key"] = key
-        _, top_idx = jax.lax.top_k(acc + jax.random.gumbel(sub, acc.shape), keep)
+    keep = s.beam_candidates
+    if s.do_sample:  # sampling without replacement from softmax(acc): the top of acc + Gumbel noise
+        if s.seeded:  # the shared stream: row = prompt, column = flat candidate beam * V + token
+            noise = _gumbel(st["key"], cur - prompt_len, b, nb * v)
+        else:
+            key, sub = jax.random.split(st["key"])
+            st["key"] = key
+            noise = jax.random.gumbel(sub, acc.shape)
+        _, top_idx = jax.lax.top_k(acc + noise, keep)
         top_logp = jnp.take_along_axis(acc, top_idx, axis=1)
     else:
         top_logp, top_idx = jax.lax.top_k(acc, keep)
-    src_beam = top_idx // v
-    tokens = (top_idx % v).astype(jnp.int32)
+    return _beam_step(st, top_logp, top_idx, v, prompt_len, s)
+
+
+def _length_penalties(s: Settings) -> np.ndarray:
+    """float32 ``n ** length_penalty`` for n = 1 .. max_new, computed as the shared BeamSearch does (in float64)."""
+    return np.array([n ** s.length_penalty for n in range(1, s.max_new + 1)], dtype=np.float32)
+
+
+def _beam_step(st: dict, top_logp: Array, top_idx: Array, vocab: int, prompt_len: int, s: Settings) -> tuple[dict, Array]:
+    """HF's beam bookkeeping in the graph (the same semantics as :meth:`gpt2_multi.generation.BeamSearch.step`).
+
+    ``top_logp`` / ``top_idx`` (B, keep): the candidates' summed log-probabilities and flat ids
+    ``beam * vocab + token``, in candidate order. Ties go to the lower index (``lax.top_k`` is stable).
+    """
+    nb = s.num_beams
+    cur = st["cur"]
+    b, _, length = st["running"].shape
+    keep = top_idx.shape[1]
+    penalties = jnp.asarray(_length_penalties(s))
+    st = dict(st)
+    src_beam = top_idx // vocab
+    tokens = (top_idx % vocab).astype(jnp.int32)
     top_seqs = jnp.take_along_axis(st["running"], src_beam[:, :, None], axis=1)
     top_seqs = jax.lax.dynamic_update_slice(top_seqs, tokens[:, :, None], (0, 0, cur))
-    hits = cur + 1 >= length  # max length, then eos
-    hits = jnp.broadcast_to(hits, tokens.shape)
+    hits = jnp.broadcast_to(cur + 1 >= length, tokens.shape)  # the last position, or an eos
     if s.eos:
         hits = hits | jnp.isin(tokens, jnp.array(s.eos, jnp.int32))
 
@@ -278,7 +354,7 @@ def _beam_update(st: dict, logits: Array, prompt_len: int, s: _Settings) -> tupl
 
     # continuations in the top num_beams that stopped compete with the finished hypotheses
     just_finished = hits & (jnp.arange(keep) < nb)[None, :]
-    final_logp = top_logp / (jnp.asarray(cur + 1 - prompt_len, jnp.float32) ** s.length_penalty)
+    final_logp = top_logp / penalties[cur - prompt_len]  # (cur + 1 - prompt_len) ** length_penalty
     if s.early_stopping is True:
         final_logp = final_logp + jnp.all(st["is_finished"], axis=-1, keepdims=True).astype(jnp.float32) * _NEG
     final_logp = final_logp + (~st["heuristic"]).astype(jnp.float32) * _NEG
@@ -293,10 +369,10 @@ def _beam_update(st: dict, logits: Array, prompt_len: int, s: _Settings) -> tupl
     st["cur"] = cur
     # HF's early-stop heuristic: can the best running beam still beat the worst finished one?
     if s.early_stopping == "never" and s.length_penalty > 0.0:
-        best_len = jnp.asarray(length - prompt_len, jnp.float32)
+        best_len_penalty = penalties[s.max_new - 1]  # judged at the maximum length
     else:
-        best_len = jnp.asarray(cur - prompt_len, jnp.float32)
-    best_running = st["running_scores"][:, :1] / best_len ** s.length_penalty
+        best_len_penalty = penalties[cur - prompt_len - 1]
+    best_running = st["running_scores"][:, :1] / best_len_penalty
     worst_finished = jnp.where(st["is_finished"], jnp.min(st["beam_scores"], axis=1, keepdims=True), _NEG)
     st["heuristic"] = st["heuristic"] & jnp.any(best_running > worst_finished, axis=-1, keepdims=True)
     unfinished = jnp.any(st["heuristic"]) & ~(jnp.all(st["is_finished"]) & (s.early_stopping is True)) & ~jnp.all(hits)
@@ -305,6 +381,7 @@ def _beam_update(st: dict, logits: Array, prompt_len: int, s: _Settings) -> tupl
 
 
 _jitted_beam_update = jax.jit(_beam_update, static_argnums=(2, 3))
+_jitted_beam_step = jax.jit(_beam_step, static_argnums=(3, 4, 5))
 _jitted_choose_next = jax.jit(_choose_next, static_argnums=(2, 3))
 
 
@@ -318,15 +395,14 @@ def _reorder(kv: Array, rows: Array) -> Array:
     return kv[:, :, rows]
 
 
-def _beam_decode(prefill: Callable, step: Callable, input_ids: Array, attention_mask: Array, key: Array, vocab: int,
-                 s: _Settings) -> dict:
+def _beam_decode(step: Callable, kv: Array, input_ids: Array, attention_mask: Array, key: Array, vocab: int,
+                 s: Settings, stream: tuple) -> dict:
     t = input_ids.shape[1]
     ext_mask, positions, st = _beam_init(input_ids, attention_mask, key, vocab, s)
-    logits, kv = prefill(input_ids, ext_mask, positions)
+    logits, kv = step(kv, input_ids, positions, ext_mask, 0)
     st, rows = _beam_update(st, logits, t, s)
     st["kv"] = _reorder(kv, rows)
     st["next_pos"] = st["next_pos"][rows]  # positions are per row: reordered with the beams
-    valid = ext_mask == 1
 
     def cond(st):
         return ~st["done"]
@@ -334,8 +410,8 @@ def _beam_decode(prefill: Callable, step: Callable, input_ids: Array, attention_
     def body(st):
         b, nb, _ = st["running"].shape
         index = st["cur"] - 1
-        last = jax.lax.dynamic_index_in_dim(st["running"].reshape(b * nb, -1), index, axis=1, keepdims=False)
-        logits, kv = step(st["kv"], last, st["next_pos"], valid, index)
+        last = jax.lax.dynamic_slice_in_dim(st["running"].reshape(b * nb, -1), index, 1, axis=1)  # (N, 1)
+        logits, kv = step(st["kv"], last, st["next_pos"][:, None], ext_mask, index)
         st = dict(st, next_pos=st["next_pos"] + 1)
         st, rows = _beam_update(st, logits, t, s)
         st["kv"] = _reorder(kv, rows)
@@ -348,101 +424,47 @@ def _beam_decode(prefill: Callable, step: Callable, input_ids: Array, attention_
 
 
 # ------------------------------------------------------------------------------------------ the decode step
-def decode_step(cfg: Any, dtype: Any, param_dtype: Any, params: dict, kv: Array, tokens: Array, positions: Array,
-                valid: Array, index: Array) -> tuple[Array, Array]:
-    """One token per row through the LM: ``tokens`` (N,) at ``positions`` (N,), written at cache ``index``.
+def decode_step(module: Any, params: dict, kv: Array, tokens: Array, positions: Array, attention_mask: Array,
+                index: Array | int) -> tuple[Array, Array]:
+    """One call of the fast path: ``module`` (a :class:`FlaxGPT2LMHeadModule`)'s own ``decode_step`` on ``params``.
 
-    The same computation as the model's cached ``__call__`` (its layer modules are applied to the same
-    params; the attention is FlaxGPT2Attention's, with every config flag), laid out for decoding:
-    the cache ``kv`` is one array (n_layer, 2, N, H, L, D) so that the score and value products need no
-    transpose of the cache, and the mask ``valid`` (N, L) (1 = not padding) is combined with causality
-    once per step, not per layer. Returns the next-token logits (N, V) and the updated cache.
+    ``tokens`` / ``positions`` (N, T) go to cache positions ``index .. index + T - 1`` of ``kv``
+    (n_layer, 2, N, H, L, D) (the prompt with ``index = 0``, then one token per step); ``attention_mask``
+    (N, L) 1 = token. Returns the next-token logits (N, V) and the updated cache.
     """
-    import flax.linen as nn
-
-    from gpt2_multi.flax.modeling import FlaxConv1D, FlaxGPT2MLP, attention_scores
-
-    h, d, e = cfg.n_head, cfg.head_dim, cfg.n_embd
-    n = tokens.shape[0]
-    body = params["transformer"]
-    ln = nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=dtype, param_dtype=param_dtype)
-    c_attn = FlaxConv1D(3 * e, cfg, "c_attn", dtype, param_dtype)
-    c_proj = FlaxConv1D(e, cfg, "attn.c_proj", dtype, param_dtype)
-    mlp = FlaxGPT2MLP(cfg, dtype, param_dtype)
-    wte = body["wte"]["embedding"]
-    x = (jnp.take(wte, tokens, axis=0).astype(dtype) + jnp.take(body["wpe"]["embedding"], positions, axis=0).astype(dtype))
-    min_value = jnp.finfo(jnp.float32 if cfg.reorder_and_upcast_attn else x.dtype).min  # the scores' dtype
-    visible = valid & (jnp.arange(valid.shape[1])[None, :] <= index)  # (N, L): filled, causal, not padding
-    visible = visible[:, None, :]
-    for i in range(cfg.n_layer):
-        p = body["h"][str(i)]
-        qkv = c_attn.apply({"params": p["attn"]["c_attn"]}, ln.apply({"params": p["ln_1"]}, x))
-        q, k, v = (a.reshape(n, h, d) for a in jnp.split(qkv, 3, axis=-1))
-        new = jnp.stack([k, v])[None, :, :, :, None, :].astype(kv.dtype)  # (1, 2, N, H, 1, D)
-        kv = jax.lax.dynamic_update_slice(kv, new, (i, 0, 0, 0, index, 0))
-        keys, values = kv[i, 0], kv[i, 1]  # (N, H, L, D)
-        scores = attention_scores("nhd,nhkd->nhk", q, keys, cfg, i)
-        scores = jnp.where(visible, scores, min_value)
-        probs = jax.nn.softmax(scores, axis=-1).astype(values.dtype)
-        attn = jnp.einsum("nhk,nhkd->nhd", probs, values).reshape(n, e)
-        x = x + c_proj.apply({"params": p["attn"]["c_proj"]}, attn)
-        x = x + mlp.apply({"params": p["mlp"]}, ln.apply({"params": p["ln_2"]}, x))
-    x = ln.apply({"params": body["ln_f"]}, x)
-    if cfg.tie_word_embeddings:
-        x, table = nn.dtypes.promote_dtype(x, wte, dtype=dtype)
-        logits = jnp.dot(x, table.T)
-    else:
-        logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dtype, param_dtype=param_dtype).apply(
-            {"params": params["lm_head"]}, x)
-    return logits, kv
+    return module.apply({"params": params}, tokens, positions, attention_mask, kv, index, method=type(module).decode_step)
 
 
 # ------------------------------------------------------------------------------------------ the compiled programs
 _COMPILED: dict[tuple, Callable] = {}
 
 
-def _compiled(model: Any, s: _Settings) -> Callable:
-    """The jitted ``(params, input_ids, attention_mask, key) -> final state`` for ``s``, built once per setting."""
-    key = (model.config.to_json_string(use_diff=False), jnp.dtype(model.dtype).name, jnp.dtype(model.param_dtype).name, s)
+def _compiled(model: Any, s: Settings, streaming: bool = False) -> Callable:
+    """The jitted ``(params, input_ids, attention_mask, key[, stream_id]) -> final state`` for ``s``, built once
+    per setting; ``streaming`` compiles the streamer callback in (and takes the stream id)."""
+    key = (model.config.to_json_string(use_diff=False), jnp.dtype(model.dtype).name, jnp.dtype(model.param_dtype).name,
+           streaming, s)
     fn = _COMPILED.get(key)
     if fn is None:
         from gpt2_multi.flax.modeling import FlaxGPT2LMHeadModule
 
-        cfg, dtype, param_dtype = model.config, model.dtype, model.param_dtype
-        module = FlaxGPT2LMHeadModule(cfg, dtype, param_dtype)
+        cfg, dtype = model.config, jnp.dtype(model.dtype)
+        module = FlaxGPT2LMHeadModule(cfg, dtype, model.param_dtype)
 
-        def run(params, input_ids, attention_mask, prng_key):
+        def run(params, input_ids, attention_mask, prng_key, *stream):
             params = {k: params[k] for k in ("transformer", "lm_head") if k in params}  # double heads: LM part
             n, t = input_ids.shape
+            kv = jnp.zeros((cfg.n_layer, 2, n, cfg.n_head, t + s.max_new, cfg.head_dim), dtype)
 
-            def prefill(ids, mask, positions):
-                """The prompt through the model itself, into its cache; returned in the decode layout."""
-                cache = _zero_cache(cfg, dtype, param_dtype, n, t + s.max_new)
-                out, variables = module.apply({"params": params, "cache": cache}, ids, attention_mask=mask,
-                                              position_ids=positions, mutable=["cache"])
-                layers = variables["cache"]["transformer"]["h"]
-                kv = jnp.stack([jnp.stack([layers[str(i)]["attn"]["cached_key"], layers[str(i)]["attn"]["cached_value"]])
-                                for i in range(cfg.n_layer)])  # (n_layer, 2, N, L, H, D)
-                return out.logits[:, -1], kv.transpose(0, 1, 2, 4, 3, 5)  # -> (n_layer, 2, N, H, L, D)
-
-            def step(kv, tokens, positions, valid, index):
-                return decode_step(cfg, dtype, param_dtype, params, kv, tokens, positions, valid, index)
+            def step(kv, tokens, positions, mask, index):
+                return decode_step(module, params, kv, tokens, positions, mask, index)
 
             decode = _beam_decode if s.num_beams > 1 else _decode
-            return decode(prefill, step, input_ids, attention_mask, prng_key, cfg.vocab_size, s)
+            return decode(step, kv, input_ids, attention_mask, prng_key, cfg.vocab_size, s, stream)
 
         fn = jax.jit(run)
         _COMPILED[key] = fn
     return fn
-
-
-def _zero_cache(cfg: Any, dtype: Any, param_dtype: Any, batch: int, length: int) -> dict:
-    from gpt2_multi.flax.modeling import FlaxGPT2Module
-
-    body = FlaxGPT2Module(cfg, dtype, param_dtype)
-    ids = jnp.zeros((batch, length), jnp.int32)
-    abstract = jax.eval_shape(lambda: body.init(jax.random.PRNGKey(0), ids, init_cache=True))
-    return {"transformer": jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), abstract["cache"])}
 
 
 # ------------------------------------------------------------------------------------------ the mixin
@@ -464,7 +486,7 @@ class FlaxGenerationMixin:
 
     def generate(
         self,
-        input_ids: Any,
+        input_ids: Any = None,
         attention_mask: Any = None,
         generation_config: GenerationConfig | None = None,
         prng_key: Any = None,
@@ -472,98 +494,94 @@ class FlaxGenerationMixin:
         *,
         jit: bool = True,
         trace: bool | None = None,
+        seed: int | None = None,
+        streamer: Any = None,
+        inputs: Any = None,
         **kwargs: Any,
     ):
         """Generate continuations of ``input_ids`` (B, T) (left-padded, with ``attention_mask`` (B, T) of 1/0).
 
         Args:
-            input_ids: int (B, T) prompts; pad on the left and mark the padding in ``attention_mask``.
-            attention_mask: (B, T) 1 for tokens, 0 for (left) padding; default all ones.
+            input_ids: int (B, T) prompts (``inputs=`` is HF's other name); pad on the left and mark the
+                padding in ``attention_mask``.
+            attention_mask: (B, T) 1 for tokens, 0 for (left) padding; default: inferred from ``pad_token_id``
+                when it occurs in the prompt and is not an eos id (HF's rule), else all ones.
             generation_config: base settings (default ``self.generation_config``); ``kwargs`` override them
                 (HF's names: max_new_tokens, max_length, min_new_tokens, min_length, do_sample, temperature,
                 top_k, top_p, num_beams, length_penalty, early_stopping, repetition_penalty,
                 no_repeat_ngram_size, eos_token_id (int or list), pad_token_id, num_return_sequences,
                 output_scores, return_dict_in_generate). An unknown keyword raises ``TypeError``.
-            prng_key: ``jax.random.PRNGKey`` (or an int seed) for sampling; default ``PRNGKey(0)``.
+            prng_key: ``jax.random.PRNGKey`` (or an int seed) for sampling with ``jax.random``; default ``PRNGKey(0)``.
             params: parameters to use instead of ``self.params``.
             jit: ``True`` (default) runs the compiled while-loop; ``False`` steps the model eagerly in Python.
             trace: HF's name for ``jit`` (``trace=False`` debugs the loop in Python); it wins when given.
+            seed: an int in [0, 2**64): sample from the shared counter-based stream, the same tokens as the
+                other backends (not together with ``prng_key``).
+            streamer: gets ``put(prompt (N, T))``, ``put(tokens (N,))`` per step and ``end()`` (HF's contract;
+                a :class:`gpt2_multi.streamers.TextStreamer` ...). Not with beam search.
 
         Returns:
             ``FlaxGreedySearchOutput`` / ``FlaxSampleOutput`` / ``FlaxBeamSearchOutput`` with ``sequences``
             (B * num_return_sequences, T + max_new) (padding after eos), and ``scores`` with output_scores.
         """
-        base = generation_config if generation_config is not None else self.generation_config
-        if not isinstance(base, GenerationConfig):
-            raise TypeError(f"generation_config must be a GenerationConfig, got {type(base).__name__}")
-        gen = base.copy(**kwargs)  # TypeError naming unknown keywords; ValueError on bad values
         if trace is not None:
             jit = bool(trace)
+        input_ids = resolve_prompt(input_ids, inputs)
+        for name, value in (("input_ids", input_ids), ("attention_mask", attention_mask)):
+            if isinstance(value, jax.core.Tracer):
+                raise InputError(f"generate() needs a concrete {name} (it compiles its own loop); call it outside jax.jit")
+        if seed is not None and prng_key is not None:
+            raise TypeError("pass seed= (the shared stream) or prng_key= (jax.random), not both")
+        base = generation_config if generation_config is not None else self.generation_config
+        plan = prepare(self.config, base, kwargs, input_ids, attention_mask, seed=seed)
+        s = plan.settings
+        if streamer is not None and s.num_beams > 1:
+            raise ValueError("a streamer cannot be used with beam search (the beams change their past): set num_beams=1")
         params = self.params if params is None else params
         if params is None:
             raise ValueError("this model has no params: pass params=... or load it with from_pretrained")
-        ids, mask = self._generation_inputs(input_ids, attention_mask)
-        b, t = ids.shape
-        min_new, max_new = gen.new_tokens(t, self.config.n_positions)
+        key = jnp.asarray(np.array(plan.seed, np.uint32)) if s.seeded else _as_key(prng_key)
 
-        eos = tuple(gen.eos_token_ids)
-        pad = gen.pad_token_id
-        if pad is None:
-            if eos:
-                logger.warning("Setting pad_token_id to eos_token_id:%s for open-end generation.", eos[0])
-                pad = eos[0]
-            else:
-                pad = 0
-        if gen.num_beams > 1 and gen.num_return_sequences > gen.num_beams:
-            raise ValueError(f"num_return_sequences ({gen.num_return_sequences}) must be <= num_beams ({gen.num_beams})")
-        if gen.early_stopping not in (True, False, "never"):
-            raise ValueError(f"early_stopping must be True, False or 'never', got {gen.early_stopping!r}")
-        s = _Settings(
-            max_new=int(max_new), min_new=int(min_new), do_sample=bool(gen.do_sample), num_beams=int(gen.num_beams),
-            num_return_sequences=int(gen.num_return_sequences), temperature=float(gen.temperature), top_k=int(gen.top_k),
-            top_p=float(gen.top_p), repetition_penalty=float(gen.repetition_penalty),
-            no_repeat_ngram_size=int(gen.no_repeat_ngram_size), eos=eos, pad=int(pad),
-            length_penalty=float(gen.length_penalty), early_stopping=gen.early_stopping,
-            output_scores=bool(gen.output_scores),
-        )
-        key = _as_key(prng_key)
-        # one row per returned sequence (sampling) or per beam, each prompt repeated in place (repeat_interleave)
-        expand = s.num_beams if s.num_beams > 1 else s.num_return_sequences
-        ids, mask = np.repeat(ids, expand, axis=0), np.repeat(mask, expand, axis=0)
-
-        if jit:
-            st = _compiled(self, s)(params, jnp.asarray(ids), jnp.asarray(mask), key)
+        if streamer is None:
+            st = self._run(plan, params, key, jit, None)
         else:
-            st = self._eager_decode(params, ids, mask, key, s)
-        return _make_output(st, s, t, b)
+            stream_id = next(_stream_ids) % 2**31
+            _STREAMS[stream_id] = [streamer, None]
+            try:
+                streamer.put(plan.input_ids.astype(np.int64))
+                st = self._run(plan, params, key, jit, stream_id)
+            except Exception:
+                error = _STREAMS[stream_id][1]
+                if error is not None:  # the streamer's own exception, not XLA's wrapper of it
+                    raise error from None
+                raise
+            finally:
+                _STREAMS.pop(stream_id, None)
+                streamer.end()
+        return _make_output(st, s, plan.prompt_length, plan.batch_size)
 
     # ------------------------------------------------------------------ helpers
-    def _generation_inputs(self, input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(input_ids, jax.core.Tracer):
-            raise InputError("generate() needs concrete input_ids (it compiles its own loop); call it outside jax.jit")
-        ids = np.asarray(input_ids)
-        if ids.ndim != 2:
-            raise InputError(f"input_ids has shape {tuple(ids.shape)} but generate() needs (batch, sequence)")
-        if ids.size == 0 or ids.shape[1] == 0:
-            raise InputError("generate() needs a non-empty prompt (input_ids of shape (batch, >=1))")
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise InputError(f"input_ids must hold integers, got dtype {ids.dtype}")
-        validation.check_input_ids(ids, self.config.vocab_size)
-        if attention_mask is None:
-            mask = np.ones(ids.shape, np.int32)
-        else:
-            mask = np.asarray(attention_mask)
-            validation.check_same_shape("attention_mask", mask.shape, ids.shape, "input_ids' (batch, sequence) shape")
-            if not np.isin(mask, (0, 1)).all():
-                raise InputError("attention_mask must hold only 0 (padding) and 1 (token)")
-            if (mask.sum(axis=1) == 0).any():
-                raise InputError("attention_mask has a row with no token: every prompt needs at least one")
-        return ids.astype(np.int32), mask.astype(np.int32)
+    def _run(self, plan: Any, params: dict, key: Array, jit: bool, stream_id: int | None) -> dict:
+        """The fast (compiled) or the reference (eager) path on ``plan``; the final state, computed."""
+        s = plan.settings
+        if not jit:
+            return self._eager_decode(params, plan, key, stream_id)
+        streaming = stream_id is not None
+        extra = (jnp.int32(stream_id),) if streaming else ()
+        st = _compiled(self, s, streaming)(params, jnp.asarray(plan.input_ids), jnp.asarray(plan.attention_mask), key,
+                                           *extra)
+        if streaming:  # every put has run before end()
+            jax.block_until_ready(st)
+            jax.effects_barrier()
+        return st
 
-    def _eager_decode(self, params: dict, ids: np.ndarray, mask: np.ndarray, key: Array, s: _Settings) -> dict:
+    def _eager_decode(self, params: dict, plan: Any, key: Array, stream_id: int | None) -> dict:
         """The reference path: a Python loop over the model's public ``__call__`` with its cache."""
+        s = plan.settings
+        ids, mask = plan.input_ids, plan.attention_mask
         n, t = ids.shape
         length = t + s.max_new
+        vocab = self.config.vocab_size
         double = self.architecture == "GPT2DoubleHeadsModel"
 
         def call(tokens, ext_mask, positions, cache):
@@ -576,28 +594,35 @@ class FlaxGenerationMixin:
 
         # the per-step bookkeeping is compiled (op-by-op dispatch would dominate); the loop and the model
         # calls are plain Python over the public API
-        beam_update, choose_next = _jitted_beam_update, _jitted_choose_next
         cache = self.init_cache(n, length)
         if s.num_beams > 1:
-            ext_mask, positions, st = _beam_init(jnp.asarray(ids), jnp.asarray(mask), key, self.config.vocab_size, s)
+            ext_mask, positions, st = _beam_init(jnp.asarray(ids), jnp.asarray(mask), key, vocab, s)
             logits, cache = call(ids, ext_mask, positions, cache)
-            st, rows = beam_update(st, logits, t, s)
+            st, rows = _jitted_beam_update(st, logits, t, s)
             cache, st["next_pos"] = _reorder_tree(cache, rows), st["next_pos"][rows]
             while not bool(st["done"]):
                 last = st["running"].reshape(n, -1)[:, int(st["cur"]) - 1:int(st["cur"])]
                 logits, cache = call(last, ext_mask, st["next_pos"][:, None], cache)
                 st["next_pos"] = st["next_pos"] + 1
-                st, rows = beam_update(st, logits, t, s)
+                st, rows = _jitted_beam_update(st, logits, t, s)
                 cache, st["next_pos"] = _reorder_tree(cache, rows), st["next_pos"][rows]
             return st
-        ext_mask, positions, st = _initial_state(jnp.asarray(ids), jnp.asarray(mask), key, self.config.vocab_size, s)
+
+        def choose(st, logits):
+            st = _jitted_choose_next(st, logits, t, s)
+            if stream_id is not None:
+                cur = int(st["cur"]) - 1
+                _stream_put(np.int32(stream_id), np.asarray(st["seqs"][:, cur]))
+            return st
+
+        ext_mask, positions, st = _initial_state(jnp.asarray(ids), jnp.asarray(mask), key, vocab, s)
         logits, cache = call(ids, ext_mask, positions, cache)
-        st = choose_next(st, logits, t, s)
+        st = choose(st, logits)
         while int(st["cur"]) < length and not bool(jnp.all(st["finished"])):
             cur = int(st["cur"])
             logits, cache = call(st["seqs"][:, cur - 1:cur], ext_mask, st["next_pos"][:, None], cache)
             st["next_pos"] = st["next_pos"] + 1
-            st = choose_next(st, logits, t, s)
+            st = choose(st, logits)
         return st
 
 
@@ -614,7 +639,7 @@ def _as_key(prng_key: Any) -> Array:
     return key
 
 
-def _make_output(st: dict, s: _Settings, prompt_len: int, batch: int):
+def _make_output(st: dict, s: Settings, prompt_len: int, batch: int):
     steps = int(st["cur"]) - prompt_len
     scores = None
     if s.output_scores:
@@ -628,7 +653,5 @@ def _make_output(st: dict, s: _Settings, prompt_len: int, batch: int):
     return cls(sequences=st["seqs"], scores=scores)
 
 
-
-
 __all__ = ["FlaxBeamSearchOutput", "FlaxGenerationMixin", "FlaxGreedySearchOutput", "FlaxSampleOutput", "decode_step",
-           "process_logits"]
+           "process_logits", "stream_uniforms"]

@@ -1,9 +1,17 @@
-"""GPT-2 in Flax Linen: activations, attention, MLP, block, body, the six heads, and HF-style wrappers.
+"""GPT-2 in Flax Linen: activations, Conv1D, attention, MLP, block, body, losses, the six heads, and HF-style wrappers.
 
-Read top to bottom: the activation table, ``FlaxConv1D`` (HF's transposed dense), ``FlaxGPT2Attention``,
-``FlaxGPT2MLP``, ``FlaxGPT2Block``, the body ``FlaxGPT2Module``, then each head module (its projection
-and its loss), and last the wrapper classes users call (``FlaxGPT2LMHeadModel`` ...), which hold
-``params`` (a plain pytree), validate concrete inputs, and run one jitted function per static flag set.
+Read top to bottom: the activation table (:mod:`gpt2_multi.flax.activations`), ``FlaxConv1D`` (HF's transposed
+dense), the attention section (:func:`attention_core`, :func:`write_cache`, ``FlaxGPT2Attention``), ``FlaxGPT2MLP``,
+``FlaxGPT2Block``, the body (``FlaxGPT2PreTrainedModel``, the base of the wrappers users call, then the Linen body
+``FlaxGPT2Module``), the losses, each head module (its projection and its loss), and last the wrapper classes
+(``FlaxGPT2LMHeadModel`` ...), which hold ``params`` (a plain pytree), validate concrete inputs, and run one
+jitted function per static flag set.
+
+Two paths attend, and both call the one :func:`attention_core` and the one :func:`write_cache`: the modules'
+``__call__`` (the reference, HF's Flax contract: a ``cache`` collection ``cached_key`` / ``cached_value``
+(B, max_length, H, D) and ``cache_index``), and the modules' ``decode_step`` methods, the fast path of the
+compiled ``generate`` loop, which run the same submodules on a cache laid out as one (n_layer, 2, N, H, L, D)
+array (no transpose of the cache per step; XLA updates it in place). Tests hold them equal to the full forward.
 
 Shapes: B batch, T new tokens, S key length (T, or the cache's max_length with a cache), E n_embd,
 H n_head, D head_dim, V vocab_size, C choices (double heads).
@@ -27,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpt2_multi import validation
-from gpt2_multi.activations import ACTIVATIONS
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.flax import loading
 from gpt2_multi.flax.generation import FlaxGenerationMixin
@@ -45,42 +52,12 @@ from gpt2_multi.validation import InputError
 Dtype = Any
 Array = jax.Array
 
-# ------------------------------------------------------------------------------------------ activations
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+# ---------------------------------------------------------------------------------- activations
+from gpt2_multi.flax.activations import ACT2FN as ACT2FN  # noqa: E402  (re-exported; the table is its own module)
+from gpt2_multi.flax.activations import get_activation  # noqa: E402
 
 
-def _gelu_tanh(x: Array) -> Array:
-    return 0.5 * x * (1.0 + jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-
-
-ACT2FN: dict[str, Callable[[Array], Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_python": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
-    "gelu_fast": lambda x: 0.5 * x * (1.0 + jnp.tanh(0.7978845608 * x * (1.0 + 0.044715 * x * x))),
-    "gelu_accurate": _gelu_tanh,
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-    "relu": jax.nn.relu,
-    "relu6": jax.nn.relu6,
-    "leaky_relu": lambda x: jax.nn.leaky_relu(x, negative_slope=0.01),
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-    "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "linear": lambda x: x,
-}
-assert tuple(ACT2FN) == ACTIVATIONS, "the Flax activation table must list exactly gpt2_multi.activations.ACTIVATIONS"
-
-
-def get_activation(name: str) -> Callable[[Array], Array]:
-    try:
-        return ACT2FN[name]
-    except KeyError:
-        raise ValueError(f"activation {name!r} is not supported; choose one of {', '.join(ACT2FN)}") from None
-
-
+# ---------------------------------------------------------------------------------- Conv1D
 def _init(config: GPT2Config, parent: str, leaf: str) -> Callable:
     """The initialiser of one parameter, with its logical axes attached."""
     if leaf in ("kernel", "embedding"):
@@ -92,7 +69,6 @@ def _init(config: GPT2Config, parent: str, leaf: str) -> Callable:
     return nn.with_logical_partitioning(base, axes_for(parent, leaf))
 
 
-# ------------------------------------------------------------------------------------------ layers
 class FlaxConv1D(nn.Module):
     """HF's Conv1D: a dense layer whose kernel is stored (features, in_features); ``y = x @ kernel.T + bias``."""
 
@@ -120,11 +96,46 @@ def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype)
                         scale_init=_init(config, name, "scale"), bias_init=_init(config, name, "bias"))
 
 
-def attention_scores(equation: str, query: Array, key: Array, config: GPT2Config, layer_idx: int) -> Array:
-    """``einsum(equation, query, key)`` scaled as GPT-2's config asks: by ``1 / sqrt(head_dim)``
-    (``scale_attn_weights``) and ``1 / (layer_idx + 1)`` (``scale_attn_by_inverse_layer_idx``). With
-    ``reorder_and_upcast_attn`` the product is float32 and the scale is folded into the query first (HF's
-    order); otherwise the scores keep the query's dtype and are divided afterwards."""
+# ---------------------------------------------------------------------------------- attention
+def attention_bias(offset: Array | int, length: int, key_length: int, attention_mask: Array | None = None) -> Array:
+    """The additive mask of ``length`` queries at cache positions ``offset + arange(length)`` over ``key_length`` keys.
+
+    0 where a query may attend (the key is not after it, and ``attention_mask`` (B, key_length), 1 = token,
+    0 = padding, marks it a token), float32's minimum elsewhere. Returns (B or 1, 1, length, key_length) float32;
+    :func:`attention_core` adds it in the scores' dtype.
+    """
+    min_value = jnp.finfo(jnp.float32).min
+    queries = offset + jnp.arange(length)
+    bias = jnp.where(queries[:, None] >= jnp.arange(key_length)[None, :], 0.0, min_value)[None, None]
+    if attention_mask is not None:
+        padding = (1.0 - attention_mask.astype(jnp.float32))[:, None, None, :] * min_value
+        bias = jnp.maximum(bias + padding, min_value)  # min + min would be -inf
+    return bias
+
+
+def attention_core(
+    query: Array,
+    key: Array,
+    value: Array,
+    bias: Array | None,
+    config: GPT2Config,
+    layer_idx: int,
+    *,
+    dropout: Callable[[Array], Array] | None = None,
+    head_mask: Array | None = None,
+    output_probs: bool = False,
+) -> tuple[Array, Array | None]:
+    """GPT-2's attention on split heads, the one copy every path calls: ``softmax(scale * q k^T + bias) v``.
+
+    ``query`` (B, H, T, D); ``key`` / ``value`` (B, H, S, D); ``bias`` additive, broadcastable to (B, H, T, S)
+    (:func:`attention_bias`), or None. The scale is ``1 / sqrt(D)`` with ``scale_attn_weights`` times
+    ``1 / (layer_idx + 1)`` with ``scale_attn_by_inverse_layer_idx``. With ``reorder_and_upcast_attn`` the
+    product, the mask and the softmax are float32 and the scale is folded into the query first (HF's order);
+    otherwise the scores keep the query's dtype and are divided afterwards. Masked scores are the scores
+    dtype's minimum. ``dropout`` (a function) and then ``head_mask`` (H,) act on the probabilities.
+
+    Returns ``(out (B, H, T, D), probs (B, H, T, S) if output_probs else None)``.
+    """
     d = query.shape[-1]
     if config.reorder_and_upcast_attn:
         scale = 1.0
@@ -132,26 +143,55 @@ def attention_scores(equation: str, query: Array, key: Array, config: GPT2Config
             scale /= math.sqrt(d)
         if config.scale_attn_by_inverse_layer_idx:
             scale /= float(layer_idx + 1)
-        return jnp.einsum(equation, query.astype(jnp.float32) * scale, key.astype(jnp.float32))
-    scores = jnp.einsum(equation, query, key)
-    if config.scale_attn_weights:
-        scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
-    if config.scale_attn_by_inverse_layer_idx:
-        scores = scores / jnp.asarray(layer_idx + 1, scores.dtype)
-    return scores
+        scores = jnp.einsum("bhqd,bhkd->bhqk", query.astype(jnp.float32) * scale, key.astype(jnp.float32))
+    else:
+        scores = jnp.einsum("bhqd,bhkd->bhqk", query, key)
+        if config.scale_attn_weights:
+            scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
+        if config.scale_attn_by_inverse_layer_idx:
+            scores = scores / jnp.asarray(layer_idx + 1, scores.dtype)
+    if bias is not None:
+        scores = jnp.maximum(scores + bias.astype(scores.dtype), jnp.finfo(scores.dtype).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+    if dropout is not None:
+        probs = dropout(probs)
+    if head_mask is not None:
+        probs = probs * head_mask.astype(probs.dtype)[None, :, None, None]
+    out = jnp.einsum("bhqk,bhkd->bhqd", probs, value)
+    return out, (probs if output_probs else None)
+
+
+def write_cache(cache: Any, key: Array, value: Array, index: Array | int, layer: int | None = None) -> tuple:
+    """Write this step's ``key`` / ``value`` (B, H, T, D) at cache positions ``index .. index + T - 1``: the one
+    cache write of the stack, an explicit slice update (``dynamic_update_slice``, in place under XLA).
+
+    * ``layer`` None, the module's ``cache`` collection (HF's format): ``cache`` is the pair
+      ``(cached_key, cached_value)``, each (B, max_length, H, D).
+    * ``layer`` an int, the fast path's layout: ``cache`` is every layer's keys and values in one array
+      (n_layer, 2, B, H, L, D); layer ``layer``'s entries are written.
+
+    Returns ``(cache, keys, values)``: the updated cache and the (B, H, S, D) keys and values to attend to
+    (all S = max_length positions; :func:`attention_bias` hides the ones not written yet).
+    """
+    if layer is None:
+        cached_key, cached_value = cache
+        start = (0, index, 0, 0)
+        cached_key = jax.lax.dynamic_update_slice(cached_key, key.transpose(0, 2, 1, 3).astype(cached_key.dtype), start)
+        cached_value = jax.lax.dynamic_update_slice(cached_value, value.transpose(0, 2, 1, 3).astype(cached_value.dtype), start)
+        return (cached_key, cached_value), cached_key.transpose(0, 2, 1, 3), cached_value.transpose(0, 2, 1, 3)
+    cache = jax.lax.dynamic_update_slice(cache, jnp.stack([key, value])[None].astype(cache.dtype), (layer, 0, 0, 0, index, 0))
+    return cache, cache[layer, 0], cache[layer, 1]
 
 
 class FlaxGPT2Attention(nn.Module):
-    """Causal self-attention of block ``layer_idx``.
+    """Causal self-attention of block ``layer_idx``: ``c_attn``, :func:`attention_core`, ``c_proj``.
 
     Input (B, T, E); output (B, T, E) and, with ``output_attentions``, the probabilities (B, H, T, S).
-    Scores are divided by sqrt(D) when ``scale_attn_weights`` and also by ``layer_idx + 1`` when
-    ``scale_attn_by_inverse_layer_idx``; with ``reorder_and_upcast_attn`` scores and softmax run in
-    float32. Masked scores are the dtype's minimum. ``layer_head_mask`` (H,) multiplies the probabilities.
+    ``layer_head_mask`` (H,) multiplies the probabilities.
 
     With a ``cache`` collection (from ``init_cache``), the new keys/values are written at ``cache_index``
     into ``cached_key`` / ``cached_value`` (B, max_length, H, D) and the queries attend to the whole
-    cache (S = max_length), causally by absolute position.
+    cache (S = max_length), causally by cache position. :meth:`decode_step` is the fast path's variant.
     """
 
     config: GPT2Config
@@ -166,21 +206,32 @@ class FlaxGPT2Attention(nn.Module):
         self.attn_dropout = nn.Dropout(rate=self.config.attn_pdrop)
         self.resid_dropout = nn.Dropout(rate=self.config.resid_pdrop)
 
+    def _split_heads(self, hidden_states: Array) -> tuple[Array, Array, Array]:
+        """(B, T, E) -> ``c_attn`` -> query, key, value, each (B, H, T, D)."""
+        b, t, _ = hidden_states.shape
+        qkv = self.c_attn(hidden_states).reshape(b, t, 3, self.config.n_head, self.config.head_dim)
+        return tuple(qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+    def _merge_heads(self, out: Array, deterministic: bool) -> Array:
+        """(B, H, T, D) -> (B, T, E) -> ``c_proj`` -> residual dropout."""
+        b, h, t, d = out.shape
+        out = self.c_proj(out.transpose(0, 2, 1, 3).reshape(b, t, h * d))
+        return self.resid_dropout(out, deterministic=deterministic)
+
     @nn.compact
     def _concatenate_to_cache(self, key: Array, value: Array) -> tuple[Array, Array, Array]:
-        """Write key/value (B, T, H, D) into the cache at cache_index; return the full cache and the query offset."""
+        """Write key/value (B, H, T, D) into the cache collection at cache_index; return the whole cache as
+        (B, H, max_length, D) and the new queries' offset. At ``init_cache`` time, create it (HF's format)."""
         is_initialized = self.has_variable("cache", "cached_key")
-        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
-        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        b, h, t, d = key.shape
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, (b, t, h, d), key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, (b, t, h, d), value.dtype)
         cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
         offset = cache_index.value
         if is_initialized:
-            num_new = key.shape[1]
-            start = (0, offset, 0, 0)
-            key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype), start)
-            value = jax.lax.dynamic_update_slice(cached_value.value, value.astype(cached_value.value.dtype), start)
-            cached_key.value, cached_value.value = key, value
-            cache_index.value = offset + num_new
+            (cached_key.value, cached_value.value), key, value = write_cache(
+                (cached_key.value, cached_value.value), key, value, offset)
+            cache_index.value = offset + t
         return key, value, offset
 
     def __call__(
@@ -192,41 +243,28 @@ class FlaxGPT2Attention(nn.Module):
         init_cache: bool = False,
         output_attentions: bool = False,
     ) -> tuple[Array, ...]:
-        cfg = self.config
-        b, t, _ = hidden_states.shape
-        h, d = cfg.n_head, cfg.head_dim
-        qkv = self.c_attn(hidden_states)
-        query, key, value = jnp.split(qkv, 3, axis=-1)
-        query, key, value = (x.reshape(b, t, h, d) for x in (query, key, value))
-
+        query, key, value = self._split_heads(hidden_states)
         offset = 0
         if self.has_variable("cache", "cached_key") or init_cache:
             key, value, offset = self._concatenate_to_cache(key, value)
-        s = key.shape[1]
-
-        # Which keys each query may see: causal by absolute position, and the 2-D padding mask.
-        q_pos = offset + jnp.arange(t)
-        allowed = (q_pos[:, None] >= jnp.arange(s)[None, :])[None, None]  # (1, 1, T, S)
-
-        scores = attention_scores("bqhd,bkhd->bhqk", query, key, cfg, self.layer_idx)
-        score_dtype = scores.dtype
-        min_value = jnp.finfo(score_dtype).min
-        scores = jnp.where(allowed, scores, min_value)
-        if attention_mask is not None:
-            # (B, S) of 1 (attend) / 0 (padding) -> additive (B, 1, 1, S); clamp so that min + min stays finite.
-            additive = (1.0 - attention_mask.astype(score_dtype))[:, None, None, :] * min_value
-            scores = jnp.maximum(scores + additive, min_value)
-        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
-        probs = self.attn_dropout(probs, deterministic=deterministic)
-        if layer_head_mask is not None:
-            probs = probs * layer_head_mask.astype(probs.dtype)[None, :, None, None]
-
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, value).reshape(b, t, h * d)
-        out = self.c_proj(out)
-        out = self.resid_dropout(out, deterministic=deterministic)
+        bias = attention_bias(offset, query.shape[2], key.shape[2], attention_mask)
+        out, probs = attention_core(query, key, value, bias, self.config, self.layer_idx,
+                                    dropout=lambda p: self.attn_dropout(p, deterministic=deterministic),
+                                    head_mask=layer_head_mask, output_probs=output_attentions)
+        out = self._merge_heads(out, deterministic)
         return (out, probs) if output_attentions else (out,)
 
+    def decode_step(self, hidden_states: Array, kv: Array, bias: Array, index: Array) -> tuple[Array, Array]:
+        """The fast path: (N, T, E) whose keys/values go to cache positions ``index ..`` of ``kv``
+        (n_layer, 2, N, H, L, D); ``bias`` (N or 1, 1, T, L) from :func:`attention_bias`. No dropout.
+        Returns (N, T, E) and the updated ``kv``."""
+        query, key, value = self._split_heads(hidden_states)
+        kv, key, value = write_cache(kv, key, value, index, layer=self.layer_idx)
+        out, _ = attention_core(query, key, value, bias, self.config, self.layer_idx)
+        return self._merge_heads(out, True), kv
 
+
+# ---------------------------------------------------------------------------------- MLP
 class FlaxGPT2MLP(nn.Module):
     """(B, T, E) -> c_fc (n_inner) -> activation -> c_proj (E) -> dropout."""
 
@@ -244,6 +282,7 @@ class FlaxGPT2MLP(nn.Module):
         return self.dropout(self.c_proj(self.act(self.c_fc(hidden_states))), deterministic=deterministic)
 
 
+# ---------------------------------------------------------------------------------- block
 class FlaxGPT2Block(nn.Module):
     """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``. (B, T, E) -> (B, T, E)."""
 
@@ -264,6 +303,12 @@ class FlaxGPT2Block(nn.Module):
         hidden_states = hidden_states + attn[0]
         hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states), deterministic=deterministic)
         return (hidden_states, *attn[1:])
+
+    def decode_step(self, hidden_states: Array, kv: Array, bias: Array, index: Array) -> tuple[Array, Array]:
+        """:meth:`__call__` on the fast path's cache (see :meth:`FlaxGPT2Attention.decode_step`), same sublayers."""
+        attn, kv = self.attn.decode_step(self.ln_1(hidden_states), kv, bias, index)
+        hidden_states = hidden_states + attn
+        return hidden_states + self.mlp(self.ln_2(hidden_states)), kv
 
 
 class FlaxGPT2BlockCollection(nn.Module):
@@ -293,345 +338,13 @@ class FlaxGPT2BlockCollection(nn.Module):
                 all_attn += (out[1],)
         return hidden_states, all_hidden, all_attn
 
-
-# ------------------------------------------------------------------------------------------ body
-class FlaxGPT2Module(nn.Module):
-    """The GPT-2 body (HF's ``GPT2Model``): embeddings, blocks, final layer norm.
-
-    Inputs: ``input_ids`` (..., T) int or ``inputs_embeds`` (..., T, E); leading dims are flattened
-    (the double-heads model passes (B, C, T)) and restored on the outputs. ``attention_mask`` (..., S)
-    of 1/0 where S is T, or max_length with a cache. ``position_ids`` (..., T) default to
-    ``cache_index + arange(T)``. ``token_type_ids`` (..., T) are embedded with ``wte``. ``head_mask``
-    (H,) or (n_layer, H).
-    """
-
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: bool = False
-
-    def setup(self) -> None:
-        cfg = self.config
-        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=_init(cfg, "wte", "embedding"),
-                            dtype=self.dtype, param_dtype=self.param_dtype)
-        self.wpe = nn.Embed(cfg.n_positions, cfg.n_embd, embedding_init=_init(cfg, "wpe", "embedding"),
-                            dtype=self.dtype, param_dtype=self.param_dtype)
-        self.dropout = nn.Dropout(rate=cfg.embd_pdrop)
-        self.h = FlaxGPT2BlockCollection(cfg, self.dtype, self.param_dtype, self.remat)
-        self.ln_f = _layer_norm(cfg, "ln_f", self.dtype, self.param_dtype)
-
-    def attend(self, hidden_states: Array) -> Array:
-        """Tied LM logits: ``hidden_states @ wte.T``, (..., E) -> (..., V)."""
-        return self.wte.attend(hidden_states)
-
-    def _cache_index(self) -> Array | None:
-        cache = self.variables.get("cache")
-        if not cache:
-            return None
-        return cache["h"]["0"]["attn"]["cache_index"]
-
-    def __call__(
-        self,
-        input_ids: Array | None = None,
-        attention_mask: Array | None = None,
-        position_ids: Array | None = None,
-        token_type_ids: Array | None = None,
-        head_mask: Array | None = None,
-        inputs_embeds: Array | None = None,
-        deterministic: bool = True,
-        init_cache: bool = False,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-    ):
-        cfg = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise InputError("pass exactly one of input_ids and inputs_embeds")
-        input_shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
-        t = input_shape[-1]
-        if inputs_embeds is None:
-            inputs_embeds = self.wte(input_ids.reshape(-1, t).astype("i4"))
-        else:
-            inputs_embeds = inputs_embeds.reshape(-1, t, cfg.n_embd).astype(self.dtype)
-        b = inputs_embeds.shape[0]
-
-        if position_ids is None:
-            start = self._cache_index() if not init_cache else None
-            start = 0 if start is None else start
-            position_ids = start + jnp.arange(t, dtype=jnp.int32)[None, :]
-        position_ids = position_ids.reshape(-1, t)
-        hidden_states = inputs_embeds + self.wpe(position_ids.astype("i4"))
-        if token_type_ids is not None:
-            hidden_states = hidden_states + self.wte(token_type_ids.reshape(-1, t).astype("i4"))
-        hidden_states = self.dropout(hidden_states, deterministic=deterministic)
-
-        if attention_mask is not None:
-            attention_mask = attention_mask.reshape(b, -1)
-        if head_mask is not None:
-            head_mask = jnp.broadcast_to(jnp.asarray(head_mask), (cfg.n_layer, cfg.n_head))
-
-        hidden_states, all_hidden, all_attn = self.h(
-            hidden_states, attention_mask, head_mask, deterministic, init_cache, output_attentions, output_hidden_states
-        )
-        hidden_states = self.ln_f(hidden_states)
-        output_shape = (*input_shape, cfg.n_embd)
-        hidden_states = hidden_states.reshape(output_shape)
-        if output_hidden_states:
-            all_hidden = tuple(x.reshape(output_shape) for x in (*all_hidden, hidden_states))
-
-        out = FlaxBaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states,
-            hidden_states=all_hidden if output_hidden_states else None,
-            attentions=all_attn if output_attentions else None,
-        )
-        return out if return_dict else out.to_tuple()
+    def decode_step(self, hidden_states: Array, kv: Array, bias: Array, index: Array) -> tuple[Array, Array]:
+        for block in self.blocks:
+            hidden_states, kv = block.decode_step(hidden_states, kv, bias, index)
+        return hidden_states, kv
 
 
-# ------------------------------------------------------------------------------------------ losses
-def cross_entropy(logits: Array, labels: Array, ignore_index: int | None = -100) -> Array:
-    """Mean cross-entropy over the entries whose label is not ``ignore_index`` (PyTorch's semantics), in float32.
-
-    ``logits`` (N, K), ``labels`` (N,). With every entry ignored the mean is NaN, as in PyTorch.
-    """
-    logits = logits.astype(jnp.float32)
-    labels = labels.astype(jnp.int32)
-    valid = jnp.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
-    safe = jnp.where(valid, labels, 0)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
-    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.sum(valid)
-
-
-def causal_lm_loss(logits: Array, labels: Array) -> Array:
-    """Next-token loss: logits (..., T, V) predict labels (..., T) shifted by one; -100 is ignored."""
-    v = logits.shape[-1]
-    shift_logits = logits[..., :-1, :].reshape(-1, v)
-    shift_labels = labels[..., 1:].reshape(-1)
-    return cross_entropy(shift_logits, shift_labels)
-
-
-def _lm_logits(module: nn.Module, hidden_states: Array) -> Array:
-    if module.config.tie_word_embeddings:
-        return module.transformer.attend(hidden_states)
-    return module.lm_head(hidden_states)
-
-
-# ------------------------------------------------------------------------------------------ heads
-class FlaxGPT2HeadModule(nn.Module):
-    """What every head module shares: the four fields and the body, ``transformer``; a head adds its own
-    layers in :meth:`setup_head`."""
-
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    remat: bool = False
-
-    def setup(self) -> None:
-        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
-        self.setup_head()
-
-    def setup_head(self) -> None:
-        pass
-
-
-class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
-    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T)."""
-
-    def setup_head(self) -> None:
-        if not self.config.tie_word_embeddings:
-            self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
-
-    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
-                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
-                 output_hidden_states=False, return_dict=True):
-        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
-                                deterministic, init_cache, output_attentions, output_hidden_states, True)
-        logits = _lm_logits(self, body.last_hidden_state)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        out = FlaxCausalLMOutputWithCrossAttentions(loss=loss, logits=logits, hidden_states=body.hidden_states,
-                                                    attentions=body.attentions)
-        return out if return_dict else out.to_tuple()
-
-
-class FlaxGPT2SequenceSummary(nn.Module):
-    """HF's SequenceSummary: pool (..., T, E) to (..., E) by ``summary_type``, then dropout, projection, activation."""
-
-    config: GPT2Config
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    def setup(self) -> None:
-        cfg = self.config
-        if cfg.summary_type == "attn":
-            raise NotImplementedError("summary_type='attn' is not implemented (nor is it in HF transformers)")
-        if cfg.summary_use_proj:
-            n = 1 if cfg.summary_proj_to_labels else cfg.n_embd  # HF forces num_labels = 1 for the double heads
-            self.summary = _dense(cfg, n, "summary", self.dtype, self.param_dtype)
-        act = cfg.summary_activation
-        self.activation = (lambda x: x) if act is None else (jnp.tanh if act == "tanh" else get_activation(act))
-        self.first_dropout = nn.Dropout(rate=cfg.summary_first_dropout)
-        self.last_dropout = nn.Dropout(rate=float(getattr(cfg, "summary_last_dropout", 0.0) or 0.0))
-
-    def __call__(self, hidden_states: Array, cls_index: Array | None = None, deterministic: bool = True) -> Array:
-        kind = self.config.summary_type
-        if kind == "last":
-            pooled = hidden_states[..., -1, :]
-        elif kind == "first":
-            pooled = hidden_states[..., 0, :]
-        elif kind == "mean":
-            pooled = hidden_states.mean(axis=-2)
-        else:  # cls_index
-            if cls_index is None:
-                cls_index = jnp.full(hidden_states.shape[:-2], hidden_states.shape[-2] - 1, dtype=jnp.int32)
-            idx = cls_index.astype(jnp.int32)[..., None, None]
-            pooled = jnp.take_along_axis(hidden_states, idx, axis=-2)[..., 0, :]
-        pooled = self.first_dropout(pooled, deterministic=deterministic)
-        if self.config.summary_use_proj:
-            pooled = self.summary(pooled)
-        pooled = self.activation(pooled)
-        return self.last_dropout(pooled, deterministic=deterministic)
-
-
-class FlaxGPT2DoubleHeadsModule(FlaxGPT2HeadModule):
-    """Body + LM head + multiple-choice head. Inputs (B, C, T); logits (B, C, T, V), mc_logits (B, C).
-
-    ``mc_token_ids`` (B, C) picks the token each choice is classified from (default the last);
-    ``labels`` (B, C, T) give the LM loss (``loss``), ``mc_labels`` (B,) the choice loss (``mc_loss``).
-    """
-
-    def setup_head(self) -> None:
-        if not self.config.tie_word_embeddings:
-            self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
-        self.multiple_choice_head = FlaxGPT2SequenceSummary(self.config, self.dtype, self.param_dtype)
-
-    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
-                 inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None, deterministic=True,
-                 init_cache=False, output_attentions=False, output_hidden_states=False, return_dict=True):
-        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
-                                deterministic, init_cache, output_attentions, output_hidden_states, True)
-        hidden = body.last_hidden_state
-        logits = _lm_logits(self, hidden)
-        mc_logits = self.multiple_choice_head(hidden, mc_token_ids, deterministic)
-        if mc_logits.shape[-1] == 1:
-            mc_logits = mc_logits[..., 0]
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        mc_loss = None
-        if mc_labels is not None:
-            mc_loss = cross_entropy(mc_logits.reshape(-1, mc_logits.shape[-1]), mc_labels.reshape(-1))
-        out = FlaxGPT2DoubleHeadsModelOutput(loss=loss, mc_loss=mc_loss, logits=logits, mc_logits=mc_logits,
-                                             hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict else out.to_tuple()
-
-
-def sequence_classification_problem(config: GPT2Config, labels_dtype: Any) -> str:
-    """HF's rule: the config's problem_type, else regression for one label, integer labels single-label, else multi-label."""
-    if config.problem_type is not None:
-        return config.problem_type
-    if config.num_labels == 1:
-        return "regression"
-    if jnp.issubdtype(labels_dtype, jnp.integer):
-        return "single_label_classification"
-    return "multi_label_classification"
-
-
-class FlaxGPT2ForSequenceClassificationModule(FlaxGPT2HeadModule):
-    """Body + ``score`` (no bias), pooled at each row's last non-pad token. logits (B, num_labels); loss with labels (B,)."""
-
-    def setup_head(self) -> None:
-        self.score = _dense(self.config, self.config.num_labels, "score", self.dtype, self.param_dtype, use_bias=False)
-
-    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
-                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
-                 output_hidden_states=False, return_dict=True):
-        cfg = self.config
-        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
-                                deterministic, init_cache, output_attentions, output_hidden_states, True)
-        logits = self.score(body.last_hidden_state)  # (B, T, num_labels)
-        b, t = logits.shape[:2]
-        if cfg.pad_token_id is None and b != 1:
-            raise InputError("cannot classify a batch of more than one sequence without config.pad_token_id "
-                             "(it marks where each sequence ends)")
-        if cfg.pad_token_id is None or input_ids is None:
-            last = jnp.full((b,), t - 1, dtype=jnp.int32)  # HF: the last position when padding cannot be detected
-        else:
-            # the rightmost token that is not padding (works for left and right padding)
-            not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
-            last = jnp.argmax(jnp.arange(t, dtype=jnp.int32)[None, :] * not_pad, axis=-1)
-        pooled = logits[jnp.arange(b), last]
-        loss = None
-        if labels is not None:
-            problem = sequence_classification_problem(cfg, labels.dtype)
-            if problem == "regression":
-                p, y = pooled.astype(jnp.float32), labels.astype(jnp.float32)
-                if cfg.num_labels == 1:
-                    p, y = p.reshape(-1), y.reshape(-1)
-                loss = jnp.mean((p - y) ** 2)
-            elif problem == "single_label_classification":
-                loss = cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
-            else:
-                p, y = pooled.astype(jnp.float32), labels.astype(jnp.float32)
-                loss = jnp.mean(jnp.maximum(p, 0) - p * y + jnp.log1p(jnp.exp(-jnp.abs(p))))
-        out = FlaxSequenceClassifierOutputWithPast(loss=loss, logits=pooled, hidden_states=body.hidden_states,
-                                                   attentions=body.attentions)
-        return out if return_dict else out.to_tuple()
-
-
-def _classifier_dropout(config: GPT2Config) -> float:
-    for name in ("classifier_dropout", "hidden_dropout"):
-        value = getattr(config, name, None)
-        if value is not None:
-            return float(value)
-    return 0.1
-
-
-class FlaxGPT2ForTokenClassificationModule(FlaxGPT2HeadModule):
-    """Body + dropout + ``classifier``. logits (B, T, num_labels); loss with labels (B, T) (-100 ignored)."""
-
-    def setup_head(self) -> None:
-        self.dropout = nn.Dropout(rate=_classifier_dropout(self.config))
-        self.classifier = _dense(self.config, self.config.num_labels, "classifier", self.dtype, self.param_dtype)
-
-    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
-                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
-                 output_hidden_states=False, return_dict=True):
-        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
-                                deterministic, init_cache, output_attentions, output_hidden_states, True)
-        logits = self.classifier(self.dropout(body.last_hidden_state, deterministic=deterministic))
-        loss = None
-        if labels is not None:
-            loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        out = FlaxTokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict else out.to_tuple()
-
-
-class FlaxGPT2ForQuestionAnsweringModule(FlaxGPT2HeadModule):
-    """Body + ``qa_outputs`` (E -> 2). start_logits / end_logits (B, T); loss with start/end_positions (B,).
-
-    As in HF, positions are clamped to [0, T] and T is ignored; the loss is the mean of the two.
-    """
-
-    def setup_head(self) -> None:
-        self.qa_outputs = _dense(self.config, 2, "qa_outputs", self.dtype, self.param_dtype)
-
-    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
-                 inputs_embeds=None, start_positions=None, end_positions=None, deterministic=True, init_cache=False,
-                 output_attentions=False, output_hidden_states=False, return_dict=True):
-        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
-                                deterministic, init_cache, output_attentions, output_hidden_states, True)
-        logits = self.qa_outputs(body.last_hidden_state)
-        start_logits, end_logits = logits[..., 0], logits[..., 1]
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            t = start_logits.shape[-1]
-            start = jnp.clip(start_positions.reshape(-1), 0, t)
-            end = jnp.clip(end_positions.reshape(-1), 0, t)
-            loss = (cross_entropy(start_logits, start, ignore_index=t) + cross_entropy(end_logits, end, ignore_index=t)) / 2
-        out = FlaxQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                               hidden_states=body.hidden_states, attentions=body.attentions)
-        return out if return_dict else out.to_tuple()
-
-
-# ------------------------------------------------------------------------------------------ wrappers
+# ---------------------------------------------------------------------------------- body
 _INT_INPUTS = ("input_ids", "position_ids", "token_type_ids", "mc_token_ids", "mc_labels", "start_positions", "end_positions")
 
 
@@ -971,6 +684,363 @@ def _cache_batch(cache: dict) -> int:
     return int(_cache_leaf(cache).shape[0])
 
 
+class FlaxGPT2Module(nn.Module):
+    """The GPT-2 body (HF's ``GPT2Model``): embeddings, blocks, final layer norm.
+
+    Inputs: ``input_ids`` (..., T) int or ``inputs_embeds`` (..., T, E); leading dims are flattened
+    (the double-heads model passes (B, C, T)) and restored on the outputs. ``attention_mask`` (..., S)
+    of 1/0 where S is T, or max_length with a cache. ``position_ids`` (..., T) default to
+    ``cache_index + arange(T)``. ``token_type_ids`` (..., T) are embedded with ``wte``. ``head_mask``
+    (H,) or (n_layer, H).
+    """
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=_init(cfg, "wte", "embedding"),
+                            dtype=self.dtype, param_dtype=self.param_dtype)
+        self.wpe = nn.Embed(cfg.n_positions, cfg.n_embd, embedding_init=_init(cfg, "wpe", "embedding"),
+                            dtype=self.dtype, param_dtype=self.param_dtype)
+        self.dropout = nn.Dropout(rate=cfg.embd_pdrop)
+        self.h = FlaxGPT2BlockCollection(cfg, self.dtype, self.param_dtype, self.remat)
+        self.ln_f = _layer_norm(cfg, "ln_f", self.dtype, self.param_dtype)
+
+    def attend(self, hidden_states: Array) -> Array:
+        """Tied LM logits: ``hidden_states @ wte.T``, (..., E) -> (..., V)."""
+        return self.wte.attend(hidden_states)
+
+    def _cache_index(self) -> Array | None:
+        cache = self.variables.get("cache")
+        if not cache:
+            return None
+        return cache["h"]["0"]["attn"]["cache_index"]
+
+    def __call__(
+        self,
+        input_ids: Array | None = None,
+        attention_mask: Array | None = None,
+        position_ids: Array | None = None,
+        token_type_ids: Array | None = None,
+        head_mask: Array | None = None,
+        inputs_embeds: Array | None = None,
+        deterministic: bool = True,
+        init_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+    ):
+        cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise InputError("pass exactly one of input_ids and inputs_embeds")
+        input_shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
+        t = input_shape[-1]
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids.reshape(-1, t).astype("i4"))
+        else:
+            inputs_embeds = inputs_embeds.reshape(-1, t, cfg.n_embd).astype(self.dtype)
+        b = inputs_embeds.shape[0]
+
+        if position_ids is None:
+            start = self._cache_index() if not init_cache else None
+            start = 0 if start is None else start
+            position_ids = start + jnp.arange(t, dtype=jnp.int32)[None, :]
+        position_ids = position_ids.reshape(-1, t)
+        hidden_states = inputs_embeds + self.wpe(position_ids.astype("i4"))
+        if token_type_ids is not None:
+            hidden_states = hidden_states + self.wte(token_type_ids.reshape(-1, t).astype("i4"))
+        hidden_states = self.dropout(hidden_states, deterministic=deterministic)
+
+        if attention_mask is not None:
+            attention_mask = attention_mask.reshape(b, -1)
+        if head_mask is not None:
+            head_mask = jnp.broadcast_to(jnp.asarray(head_mask), (cfg.n_layer, cfg.n_head))
+
+        hidden_states, all_hidden, all_attn = self.h(
+            hidden_states, attention_mask, head_mask, deterministic, init_cache, output_attentions, output_hidden_states
+        )
+        hidden_states = self.ln_f(hidden_states)
+        output_shape = (*input_shape, cfg.n_embd)
+        hidden_states = hidden_states.reshape(output_shape)
+        if output_hidden_states:
+            all_hidden = tuple(x.reshape(output_shape) for x in (*all_hidden, hidden_states))
+
+        out = FlaxBaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            hidden_states=all_hidden if output_hidden_states else None,
+            attentions=all_attn if output_attentions else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+    def decode_step(self, input_ids: Array, position_ids: Array, attention_mask: Array, kv: Array,
+                    index: Array) -> tuple[Array, Array]:
+        """The fast path of :meth:`__call__` with a cache (the compiled ``generate`` loop), on the same submodules.
+
+        ``input_ids`` / ``position_ids`` (N, T): tokens whose keys/values go to positions ``index .. index + T - 1``
+        of ``kv`` (n_layer, 2, N, H, L, D); ``attention_mask`` (N, L) of 1 (token) / 0 (padding) over the whole
+        cache. The mask is built once for all layers. No dropout. Returns the final hidden states (N, T, E)
+        (after ``ln_f``) and the updated ``kv``.
+        """
+        hidden_states = self.wte(input_ids.astype("i4")) + self.wpe(position_ids.astype("i4"))
+        bias = attention_bias(index, input_ids.shape[1], kv.shape[4], attention_mask)
+        hidden_states, kv = self.h.decode_step(hidden_states, kv, bias, index)
+        return self.ln_f(hidden_states), kv
+
+
+# ---------------------------------------------------------------------------------- losses
+def _cross_entropy(logits: Array, labels: Array, ignore_index: int | None = -100) -> Array:
+    """Mean cross-entropy of logits (..., C) against class ids (...) over the entries whose label is not
+    ``ignore_index`` (PyTorch's semantics), in float32. With every entry ignored the mean is NaN, as in PyTorch."""
+    logits = logits.reshape(-1, logits.shape[-1]).astype(jnp.float32)
+    labels = labels.reshape(-1).astype(jnp.int32)
+    valid = jnp.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
+    safe = jnp.where(valid, labels, 0)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
+    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.sum(valid)
+
+
+def _causal_lm_loss(logits: Array, labels: Array) -> Array:
+    """Next-token loss: logits (..., T, V) predict labels (..., T) shifted by one; -100 is ignored."""
+    return _cross_entropy(logits[..., :-1, :], labels[..., 1:])
+
+
+def _problem_type(config: GPT2Config, labels_dtype: Any) -> str:
+    """HF's rule: the config's problem_type, else regression for one label, integer labels single-label, else multi-label."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    if jnp.issubdtype(labels_dtype, jnp.integer):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+def _classification_loss(logits: Array, labels: Array, num_labels: int, problem_type: str) -> Array:
+    """Sequence classification, pooled logits (B, num_labels), by HF's three problem types: mean squared error
+    (regression), cross-entropy (single-label), binary cross-entropy with logits (multi-label, the stable form)."""
+    if problem_type == "single_label_classification":
+        return _cross_entropy(logits, labels)
+    p, y = logits.astype(jnp.float32), labels.astype(jnp.float32)
+    if problem_type == "regression":
+        if num_labels == 1:
+            p, y = p.reshape(-1), y.reshape(-1)
+        return jnp.mean((p - y) ** 2)
+    return jnp.mean(jnp.maximum(p, 0) - p * y + jnp.log1p(jnp.exp(-jnp.abs(p))))
+
+
+def _question_answering_loss(start_logits: Array, end_logits: Array, start_positions: Array, end_positions: Array) -> Array:
+    """Span loss over (B, T) logits: positions clamped to [0, T], T ignored (HF's rule); the mean of start and end."""
+    t = start_logits.shape[-1]
+    start = jnp.clip(start_positions.reshape(-1), 0, t)
+    end = jnp.clip(end_positions.reshape(-1), 0, t)
+    return (_cross_entropy(start_logits, start, ignore_index=t) + _cross_entropy(end_logits, end, ignore_index=t)) / 2
+
+
+# ---------------------------------------------------------------------------------- heads
+def _lm_logits(module: nn.Module, hidden_states: Array) -> Array:
+    if module.config.tie_word_embeddings:
+        return module.transformer.attend(hidden_states)
+    return module.lm_head(hidden_states)
+
+
+class FlaxGPT2HeadModule(nn.Module):
+    """What every head module shares: the four fields and the body, ``transformer``; a head adds its own
+    layers in :meth:`setup_head`."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        self.transformer = FlaxGPT2Module(self.config, self.dtype, self.param_dtype, self.remat)
+        self.setup_head()
+
+    def setup_head(self) -> None:
+        pass
+
+
+class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
+    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T)."""
+
+    def setup_head(self) -> None:
+        if not self.config.tie_word_embeddings:
+            self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
+                 output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = _lm_logits(self, body.last_hidden_state)
+        loss = _causal_lm_loss(logits, labels) if labels is not None else None
+        out = FlaxCausalLMOutputWithCrossAttentions(loss=loss, logits=logits, hidden_states=body.hidden_states,
+                                                    attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+    def decode_step(self, input_ids: Array, position_ids: Array, attention_mask: Array, kv: Array,
+                    index: Array) -> tuple[Array, Array]:
+        """The fast path (:meth:`FlaxGPT2Module.decode_step`) and the LM head on the last position: returns the
+        next-token logits (N, V) and the updated ``kv`` (n_layer, 2, N, H, L, D)."""
+        hidden_states, kv = self.transformer.decode_step(input_ids, position_ids, attention_mask, kv, index)
+        return _lm_logits(self, hidden_states[:, -1]), kv
+
+
+class FlaxGPT2SequenceSummary(nn.Module):
+    """HF's SequenceSummary: pool (..., T, E) to (..., E) by ``summary_type``, then dropout, projection, activation."""
+
+    config: GPT2Config
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        cfg = self.config
+        if cfg.summary_type == "attn":
+            raise NotImplementedError("summary_type='attn' is not implemented (nor is it in HF transformers)")
+        if cfg.summary_use_proj:
+            n = 1 if cfg.summary_proj_to_labels else cfg.n_embd  # HF forces num_labels = 1 for the double heads
+            self.summary = _dense(cfg, n, "summary", self.dtype, self.param_dtype)
+        act = cfg.summary_activation
+        self.activation = (lambda x: x) if act is None else (jnp.tanh if act == "tanh" else get_activation(act))
+        self.first_dropout = nn.Dropout(rate=cfg.summary_first_dropout)
+        self.last_dropout = nn.Dropout(rate=float(getattr(cfg, "summary_last_dropout", 0.0) or 0.0))
+
+    def __call__(self, hidden_states: Array, cls_index: Array | None = None, deterministic: bool = True) -> Array:
+        kind = self.config.summary_type
+        if kind == "last":
+            pooled = hidden_states[..., -1, :]
+        elif kind == "first":
+            pooled = hidden_states[..., 0, :]
+        elif kind == "mean":
+            pooled = hidden_states.mean(axis=-2)
+        else:  # cls_index
+            if cls_index is None:
+                cls_index = jnp.full(hidden_states.shape[:-2], hidden_states.shape[-2] - 1, dtype=jnp.int32)
+            idx = cls_index.astype(jnp.int32)[..., None, None]
+            pooled = jnp.take_along_axis(hidden_states, idx, axis=-2)[..., 0, :]
+        pooled = self.first_dropout(pooled, deterministic=deterministic)
+        if self.config.summary_use_proj:
+            pooled = self.summary(pooled)
+        pooled = self.activation(pooled)
+        return self.last_dropout(pooled, deterministic=deterministic)
+
+
+class FlaxGPT2DoubleHeadsModule(FlaxGPT2HeadModule):
+    """Body + LM head + multiple-choice head. Inputs (B, C, T); logits (B, C, T, V), mc_logits (B, C).
+
+    ``mc_token_ids`` (B, C) picks the token each choice is classified from (default the last);
+    ``labels`` (B, C, T) give the LM loss (``loss``), ``mc_labels`` (B,) the choice loss (``mc_loss``).
+    """
+
+    def setup_head(self) -> None:
+        if not self.config.tie_word_embeddings:
+            self.lm_head = _dense(self.config, self.config.vocab_size, "lm_head", self.dtype, self.param_dtype, use_bias=False)
+        self.multiple_choice_head = FlaxGPT2SequenceSummary(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, mc_token_ids=None, labels=None, mc_labels=None, deterministic=True,
+                 init_cache=False, output_attentions=False, output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        hidden = body.last_hidden_state
+        logits = _lm_logits(self, hidden)
+        mc_logits = self.multiple_choice_head(hidden, mc_token_ids, deterministic)
+        if mc_logits.shape[-1] == 1:
+            mc_logits = mc_logits[..., 0]
+        loss = _causal_lm_loss(logits, labels) if labels is not None else None
+        mc_loss = _cross_entropy(mc_logits, mc_labels) if mc_labels is not None else None
+        out = FlaxGPT2DoubleHeadsModelOutput(loss=loss, mc_loss=mc_loss, logits=logits, mc_logits=mc_logits,
+                                             hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+class FlaxGPT2ForSequenceClassificationModule(FlaxGPT2HeadModule):
+    """Body + ``score`` (no bias), pooled at each row's last non-pad token. logits (B, num_labels); loss with labels (B,)."""
+
+    def setup_head(self) -> None:
+        self.score = _dense(self.config, self.config.num_labels, "score", self.dtype, self.param_dtype, use_bias=False)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
+                 output_hidden_states=False, return_dict=True):
+        cfg = self.config
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = self.score(body.last_hidden_state)  # (B, T, num_labels)
+        b, t = logits.shape[:2]
+        if cfg.pad_token_id is None and b != 1:
+            raise InputError("cannot classify a batch of more than one sequence without config.pad_token_id "
+                             "(it marks where each sequence ends)")
+        if cfg.pad_token_id is None or input_ids is None:
+            last = jnp.full((b,), t - 1, dtype=jnp.int32)  # HF: the last position when padding cannot be detected
+        else:
+            # the rightmost token that is not padding (works for left and right padding)
+            not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
+            last = jnp.argmax(jnp.arange(t, dtype=jnp.int32)[None, :] * not_pad, axis=-1)
+        pooled = logits[jnp.arange(b), last]
+        loss = None
+        if labels is not None:
+            loss = _classification_loss(pooled, labels, cfg.num_labels, _problem_type(cfg, labels.dtype))
+        out = FlaxSequenceClassifierOutputWithPast(loss=loss, logits=pooled, hidden_states=body.hidden_states,
+                                                   attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+def _classifier_dropout(config: GPT2Config) -> float:
+    for name in ("classifier_dropout", "hidden_dropout"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return float(value)
+    return 0.1
+
+
+class FlaxGPT2ForTokenClassificationModule(FlaxGPT2HeadModule):
+    """Body + dropout + ``classifier``. logits (B, T, num_labels); loss with labels (B, T) (-100 ignored)."""
+
+    def setup_head(self) -> None:
+        self.dropout = nn.Dropout(rate=_classifier_dropout(self.config))
+        self.classifier = _dense(self.config, self.config.num_labels, "classifier", self.dtype, self.param_dtype)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
+                 output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = self.classifier(self.dropout(body.last_hidden_state, deterministic=deterministic))
+        loss = _cross_entropy(logits, labels) if labels is not None else None
+        out = FlaxTokenClassifierOutput(loss=loss, logits=logits, hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+class FlaxGPT2ForQuestionAnsweringModule(FlaxGPT2HeadModule):
+    """Body + ``qa_outputs`` (E -> 2). start_logits / end_logits (B, T); loss with start/end_positions (B,).
+
+    As in HF, positions are clamped to [0, T] and T is ignored; the loss is the mean of the two.
+    """
+
+    def setup_head(self) -> None:
+        self.qa_outputs = _dense(self.config, 2, "qa_outputs", self.dtype, self.param_dtype)
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
+                 inputs_embeds=None, start_positions=None, end_positions=None, deterministic=True, init_cache=False,
+                 output_attentions=False, output_hidden_states=False, return_dict=True):
+        body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
+                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+        logits = self.qa_outputs(body.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = _question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+        out = FlaxQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                               hidden_states=body.hidden_states, attentions=body.attentions)
+        return out if return_dict else out.to_tuple()
+
+
+# ---------------------------------------------------------------------------------- wrappers
 def _check_labels_shape(out: dict[str, Any], name: str, expected: tuple[int, ...], what: str) -> None:
     value = out.get(name)
     if value is not None:
@@ -1034,7 +1104,7 @@ class FlaxGPT2ForSequenceClassification(FlaxGPT2PreTrainedModel):
                              "(it marks where each sequence ends)")
         if labels is None:
             return
-        problem = sequence_classification_problem(self.config, labels.dtype)
+        problem = _problem_type(self.config, labels.dtype)
         if problem == "single_label_classification":
             _check_labels_shape(out, "labels", input_shape[:1], "one class per sequence")
             if _is_concrete(raw.get("labels")):
