@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=sorted(runner.TOLERANCES))
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--verbose", action="store_true", help="list passing cases too")
+    parser.add_argument("--no-generation", action="store_true",
+                        help="skip the generate() cases (greedy, beam, seeded sampling compared token for token)")
 
 
 def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) -> list[case_lib.Case]:
@@ -71,8 +73,35 @@ def run(args: argparse.Namespace) -> int:
         result = runner.run(cases, backends, dtype=args.dtype, workdir=Path(tmp), progress=progress)
         if not args.json:
             print(file=sys.stderr)
+        if not args.no_generation:
+            _run_generation(args, backends, Path(tmp), result)
     print(report.to_json(result) if args.json else report.to_text(result, verbose=args.verbose))
     return 0 if result.passed else 1
+
+
+def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path, result: runner.Result) -> None:
+    """generate() in every backend: HF's golden sequences (with --golden) and pairwise, on an LM checkpoint."""
+    from conformance import generation
+    from conformance.runner import CaseError
+    from gpt2_multi.backends import Driver
+    from gpt2_multi.config import GPT2Config
+
+    runs = []  # (checkpoint, cases)
+    if args.golden and (Path(args.golden) / "generation").is_dir():
+        runs.append((Path(args.golden) / "generation" / "model", generation.golden_generation_cases(args.golden)))
+    if len(backends) >= 2:
+        if args.checkpoint:
+            path = Path(args.checkpoint)
+        else:
+            path = generation.make_generation_checkpoint(workdir / "generation-model")
+        config = GPT2Config.from_pretrained(path)
+        if (config.architectures or ["GPT2LMHeadModel"])[0] in ("GPT2LMHeadModel", "GPT2DoubleHeadsModel"):
+            runs.append((path, generation.generation_cases(config)))
+    for path, cases in runs:
+        drivers = {b: Driver(b, path) for b in backends}
+        comparisons, errors = generation.run_generation(cases, drivers)
+        result.generation += comparisons
+        result.errors += [CaseError(case, backend, error) for case, backend, error in errors]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

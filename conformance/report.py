@@ -28,7 +28,8 @@ def to_text(result: Result, verbose: bool = False) -> str:
              f"(pass: |a - b| <= {atol:g} + {rtol:g} |b|; bfloat16 runs use {TOLERANCES['bfloat16'][0]:g})"]
     width = max([len(c) for c in result.cases] + [4])
     lines.append(f"{'case':<{width}}  " + "  ".join(f"{p:>14}" for p in pairs))
-    failed_cases = {c for (c, _), (_, ok, _) in rows.items() if not ok} | {e.case for e in result.errors}
+    failed_cases = {c for (c, _), (_, ok, _) in rows.items() if not ok} | {e.case for e in result.errors
+                                                                             if e.case in result.cases}
     for case in result.cases:
         if not verbose and case not in failed_cases and len(result.cases) > 40:
             continue
@@ -51,15 +52,40 @@ def to_text(result: Result, verbose: bool = False) -> str:
             lines.append(f"FAIL {case} {pair}: {worst} differs by {diff:.3e}")
     for e in result.errors:
         lines.append(f"ERROR {e.case} [{e.backend}]: {e.error.strip().splitlines()[-1]}")
+    if result.generation:
+        lines.append(_generation_text(result))
     lines.append("time per backend: " + ", ".join(f"{b} {s:.1f} s" for b, s in result.seconds.items()))
     if not result.comparisons:
         lines.append("nothing was compared (one backend and no golden data?)")
     n_fail = len(failed_cases)
+    if result.generation:
+        gen_cases = sorted({g.case for g in result.generation})
+        gen_failed = {g.case for g in result.generation if not g.passed}
+        lines.append(f"generation: {len(gen_cases) - len(gen_failed)} of {len(gen_cases)} cases token-identical")
     uncompared = [c for c in result.cases if c not in {case for case, _ in rows} and c not in failed_cases]
     if uncompared:
         lines.append(f"{len(uncompared)} case(s) had nothing to compare against")
     compared = len(result.cases) - len(uncompared)
     lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {compared - n_fail} of {compared} compared cases")
+    return "\n".join(lines)
+
+
+def _generation_text(result: Result) -> str:
+    """One line per generation case: each pair's verdict; a failure names its first differing position."""
+    by_case: dict[str, list] = defaultdict(list)
+    for g in result.generation:
+        by_case[g.case].append(g)
+    width = max(len(c) for c in by_case)
+    lines = ["generation (token-exact sequences; beam scores within 1e-4):"]
+    for case, rows in by_case.items():
+        verdicts = {}
+        for g in rows:
+            verdicts[g.pair] = verdicts.get(g.pair, True) and g.passed
+        cells = "  ".join(f"{pair} {'ok' if ok else 'FAIL'}" for pair, ok in verdicts.items())
+        lines.append(f"  {case:<{width}}  {cells}")
+    for g in result.generation:
+        if not g.passed:
+            lines.append(f"FAIL {g.case} {g.pair}: {g.key} {g.detail or f'differs by {g.max_abs_diff:.3e}'}")
     return "\n".join(lines)
 
 
@@ -72,5 +98,6 @@ def to_json(result: Result) -> str:
         "cases": result.cases,
         "comparisons": [c.__dict__ for c in result.comparisons],
         "errors": [e.__dict__ for e in result.errors],
+        "generation": [g.__dict__ for g in result.generation],
         "seconds": result.seconds,
     }, indent=2, default=float)

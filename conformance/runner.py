@@ -50,10 +50,13 @@ class Result:
     errors: list[CaseError] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     cases: list[str] = field(default_factory=list)
+    generation: list = field(default_factory=list)  # conformance.generation.GenerationComparison
 
     @property
     def passed(self) -> bool:
-        return not self.errors and all(c.passed for c in self.comparisons) and bool(self.comparisons)
+        compared = bool(self.comparisons) or bool(self.generation)
+        return (not self.errors and all(c.passed for c in self.comparisons) and all(g.passed for g in self.generation)
+                and compared)
 
 
 def _valid(case: Case, key: str, array: np.ndarray) -> np.ndarray:

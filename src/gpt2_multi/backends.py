@@ -65,6 +65,12 @@ def _lm_class(backend: str):
 
 
 @dataclass
+class Generated:
+    sequences: np.ndarray
+    sequences_scores: np.ndarray | None = None
+
+
+@dataclass
 class Step:
     logits: np.ndarray
     kv: KV
@@ -117,17 +123,25 @@ class Driver:
         kv = cache_to_bhsd(out.past_key_values, new_filled)
         return Step(np.asarray(out.logits, dtype=np.float32), kv), (out.past_key_values, new_filled, max_length)
 
-    def greedy(self, prompt: np.ndarray, new_tokens: int) -> np.ndarray:
-        """Greedy continuation of ``prompt`` (B, T) by ``new_tokens`` using the KV cache; returns (B, new_tokens)."""
-        max_length = prompt.shape[1] + new_tokens
-        step, state = self.forward(prompt, None, max_length=max_length)
-        out = []
-        for i in range(new_tokens):
-            token = step.logits[:, -1].argmax(-1).astype(np.int64)[:, None]
-            out.append(token)
-            if i + 1 < new_tokens:
-                step, state = self.forward(token, state)
-        return np.concatenate(out, axis=1)
+    def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None, **kwargs) -> Generated:
+        """The backend's own ``model.generate`` on numpy prompts (B, T); numpy results.
+
+        ``kwargs`` go to ``generate`` unchanged (``max_new_tokens``, ``do_sample``, ``seed``, ``num_beams``,
+        ``streamer`` ...). ``sequences`` is (rows, T + new) int64 as the backend returned it (Flax pads every
+        row to the full length; PyTorch and TensorFlow stop at the longest row).
+        """
+        ids = np.asarray(input_ids, dtype=np.int64)
+        mask = None if attention_mask is None else np.asarray(attention_mask, dtype=np.int64)
+        if self.backend == "pt":
+            import torch
+
+            out = self.model.generate(torch.from_numpy(ids), attention_mask=None if mask is None else torch.from_numpy(mask),
+                                      return_dict_in_generate=True, **kwargs)
+        else:
+            out = self.model.generate(ids, attention_mask=mask, return_dict_in_generate=True, **kwargs)
+        scores = getattr(out, "sequences_scores", None)
+        return Generated(np.asarray(out.sequences).astype(np.int64),
+                         None if scores is None else np.asarray(scores, dtype=np.float32))
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -237,7 +237,11 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
         t1 = time.perf_counter()
         step, _ = driver.forward(ids)
         t2 = time.perf_counter()
-        tokens = driver.greedy(ids, new_tokens) if new_tokens else np.zeros((1, 0), np.int64)
+        if new_tokens:  # the backend's own generate(): greedy, no eos stop, every row the full length
+            out = driver.generate(ids, max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+            tokens = out.sequences[:, ids.shape[1]:ids.shape[1] + new_tokens]
+        else:
+            tokens = np.zeros((1, 0), np.int64)
         t3 = time.perf_counter()
         results[b] = {"step": step, "tokens": tokens, "load": t1 - t0, "forward": t2 - t1, "generate": t3 - t2}
 
@@ -278,14 +282,14 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
 
 # ---------------------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Stream tokens as they come: one cached forward step per token through the backend's model.
+    """Stream a continuation: the backend's own ``model.generate(..., streamer=TextStreamer(tokenizer))``.
 
-    Each step's logits go through the same processors as ``generate()`` (the numpy reference in
-    :mod:`gpt2_multi.generation`), so greedy output equals ``model.generate`` and sampling is
-    reproducible from ``--seed`` whatever the backend.
+    The same arguments and ``--seed`` give the same text in every backend: sampling draws from the
+    shared seeded stream (:mod:`gpt2_multi.generation.sampling`), and each backend runs its fast path
+    (PyTorch's preallocated cache, TensorFlow's XLA loop, Flax's jitted loop; a streamer is fed from it).
     """
     from gpt2_multi import backends
-    from gpt2_multi.generation import GenerationConfig, reference_process_logits
+    from gpt2_multi.streamers import TextStreamer
     from gpt2_multi.tokenization import GPT2TokenizerFast
 
     if not backends.stack_available(args.backend):
@@ -298,40 +302,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
         tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
         start = time.perf_counter()
         driver = backends.Driver(args.backend, model_path)
-        config = driver.config
-        settings = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                    repetition_penalty=args.repetition_penalty, eos_token_id=config.eos_token_id)
-        ids = np.array([tokenizer.encode(args.prompt)], dtype=np.int64)
-        if ids.size == 0 or ids.max() >= config.vocab_size:
-            raise ValueError(f"the prompt must be non-empty GPT-2 text whose ids fit vocab_size={config.vocab_size}")
-        _, max_new = settings.new_tokens(ids.shape[1], config.n_positions)
         load_s = time.perf_counter() - start
-        rng = np.random.default_rng(args.seed)
-        print(args.prompt, end="", flush=True)
-        step, state = driver.forward(ids, None, max_length=ids.shape[1] + max_new)
-        generated: list[int] = []
-        shown = ""
+        ids = np.array([tokenizer.encode(args.prompt)], dtype=np.int64)
+        if ids.size == 0:
+            raise ValueError("the prompt is empty; pass --prompt with some text")
+        settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample)
+        if args.do_sample:
+            settings.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+        if args.repetition_penalty != 1.0:
+            settings["repetition_penalty"] = args.repetition_penalty
         t0 = time.perf_counter()
-        for i in range(max_new):
-            scores = reference_process_logits(step.logits[:, -1], np.concatenate([ids, [generated]], axis=1).astype(np.int64)
-                                              if generated else ids, settings, i, 0)
-            if settings.do_sample:
-                probs = np.exp(scores[0] - scores[0].max())
-                token = int(rng.choice(probs.size, p=probs / probs.sum()))
-            else:
-                token = int(scores[0].argmax())
-            generated.append(token)
-            text = tokenizer.decode(generated)
-            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-                print(text[len(shown):], end="", flush=True)
-                shown = text
-            if token in settings.eos_token_ids or i + 1 == max_new:
-                break
-            step, state = driver.forward(np.array([[token]], dtype=np.int64), state)
+        out = driver.generate(ids, streamer=TextStreamer(tokenizer), **settings)
         elapsed = time.perf_counter() - t0
-    print(f"\n\n[{backends.LABELS[args.backend]}: {len(generated)} tokens in {elapsed:.2f} s, "
-          f"{len(generated) / elapsed:.1f} tokens/s; load {load_s:.2f} s]", file=sys.stderr)
+    new = out.sequences[0, ids.shape[1]:]
+    eos = driver.config.eos_token_id
+    n_new = int(np.argmax(new == eos)) + 1 if eos is not None and (new == eos).any() else new.size
+    print(f"\n\n[{backends.LABELS[args.backend]}: {n_new} tokens in {elapsed:.2f} s (compilation included), "
+          f"{n_new / elapsed:.1f} tokens/s; load {load_s:.2f} s]", file=sys.stderr)
     return 0
 
 

@@ -24,7 +24,7 @@ is among the top K of its step; ``early_stopping`` True stops a prompt once K hy
 False / "never" go on while a running beam can still beat the worst finished one (with "never" and a
 positive penalty, judged at the maximum length). Ties are broken by the lower index (stable sort).
 
-The Flax stack keeps an in-graph copy (inside ``jax.jit``); ``tests/test_generation_core.py`` holds it
+The Flax stack keeps an in-graph copy (inside ``jax.jit``); ``tests/test_flax_generation.py`` holds it
 equal to this one on random inputs.
 """
 
