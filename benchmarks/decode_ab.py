@@ -6,7 +6,9 @@
 For each backend and batch size it runs ``model.generate`` (greedy, fp32, GPT-2 small shapes with random
 weights, prompt 32, 128 new tokens, no eos) in fresh subprocesses whose ``PYTHONPATH`` points at one tree's
 ``src/``, alternating before / after ``--rounds`` times so that the machine's drift hits both alike, and
-prints the best decode tokens/s of each and the ratio after / before (>= 1 is no slowdown). Decode only:
+prints the best decode tokens/s of each and the ratio after / before (>= 1 is no slowdown). With
+``--stream`` the "after" runs pass a do-nothing streamer: ``--before . --after . --stream`` measures what
+streaming costs. Decode only:
 ``B * (new - 1) / (t(new) - t(1))``, the prefill and first token cancel out. Compile time (first call
 minus steady call) is printed for the backends that compile.
 """
@@ -25,6 +27,10 @@ CHILD = r"""
 import json, os, sys, time
 import numpy as np
 backend, path, batch, prompt, new = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+class Null:  # a streamer that takes every token and does nothing with it: the cost of streaming alone
+    def put(self, value): pass
+    def end(self): pass
+extra = {"streamer": Null()} if sys.argv[6] == "1" else {}
 rng = np.random.default_rng(0)
 ids = rng.integers(0, 50257, size=(batch, prompt))
 if backend == "pt":
@@ -33,18 +39,18 @@ if backend == "pt":
     model = GPT2LMHeadModel.from_pretrained(path).eval()
     prompt_ids = torch.from_numpy(ids)
     def run(n):
-        return model.generate(prompt_ids, max_new_tokens=n, min_new_tokens=n, eos_token_id=None, pad_token_id=0)
+        return model.generate(prompt_ids, max_new_tokens=n, min_new_tokens=n, eos_token_id=None, pad_token_id=0, **extra)
 elif backend == "tf":
     from gpt2_multi.tf import TFGPT2LMHeadModel
     model = TFGPT2LMHeadModel.from_pretrained(path)
     def run(n):
-        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, eos_token_id=None, pad_token_id=0)
+        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, eos_token_id=None, pad_token_id=0, **extra)
         return np.asarray(out)
 else:
     from gpt2_multi.flax import FlaxGPT2LMHeadModel
     model = FlaxGPT2LMHeadModel.from_pretrained(path)
     def run(n):
-        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, eos_token_id=None, pad_token_id=0)
+        out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, eos_token_id=None, pad_token_id=0, **extra)
         return np.asarray(out.sequences)
 def timed(n):
     start = time.perf_counter(); run(n); return time.perf_counter() - start
@@ -55,9 +61,10 @@ print(json.dumps(dict(rate=batch * (new - 1) / (full - one), compile=first - ful
 """
 
 
-def measure(tree: Path, backend: str, checkpoint: Path, batch: int, prompt: int, new: int) -> dict:
+def measure(tree: Path, backend: str, checkpoint: Path, batch: int, prompt: int, new: int, stream: bool = False) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree / "src"), TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", CHILD, backend, str(checkpoint), str(batch), str(prompt), str(new)],
+    out = subprocess.run([sys.executable, "-c", CHILD, backend, str(checkpoint), str(batch), str(prompt), str(new),
+                          "1" if stream else "0"],
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"{backend} in {tree} failed:\n{out.stderr[-3000:]}")
@@ -73,6 +80,8 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stream", action="store_true",
+                        help="the 'after' runs pass a streamer that does nothing (with --before . : the cost of streaming)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from generate import SMALL, write_checkpoint
@@ -89,7 +98,8 @@ def main() -> None:
                 runs = {"before": [], "after": []}
                 for _ in range(args.rounds):
                     for label, tree in (("before", args.before), ("after", args.after)):
-                        runs[label].append(measure(tree.resolve(), backend, checkpoint, batch, args.prompt, args.new))
+                        stream = args.stream and label == "after"
+                        runs[label].append(measure(tree.resolve(), backend, checkpoint, batch, args.prompt, args.new, stream))
                 best = {k: max(r["rate"] for r in v) for k, v in runs.items()}
                 compile_s = {k: min(r["compile"] for r in v) for k, v in runs.items()}
                 compiled = backend != "pt"

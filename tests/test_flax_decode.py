@@ -112,15 +112,7 @@ def test_both_paths_call_the_one_attention_core_and_cache_write(monkeypatch):
     model = _model()
     layers = model.config.n_layer
     cache = model.init_cache(2, 8)
-    calls = {"attention_core": 0, "write_cache": 0}
-    for name in calls:
-        original = getattr(modeling, name)
-
-        def counting(*args, _original=original, _name=name, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(modeling, name, counting)
+    calls = tiny.count_calls(monkeypatch, modeling, "attention_core", "write_cache")
     model.module.apply({"params": model.params}, IDS)
     assert calls == {"attention_core": layers, "write_cache": 0}
     model.module.apply({"params": model.params, "cache": cache}, IDS[:, :3],

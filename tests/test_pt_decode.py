@@ -20,7 +20,7 @@ from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
 from gpt2_multi.generation import BeamSearch, prepare, sampling  # noqa: E402
 from gpt2_multi.pt import GPT2LMHeadModel, modeling  # noqa: E402
 from gpt2_multi.pt.generation import DynamicCache, StaticCache, position_ids_from_mask, uniforms  # noqa: E402
-from tiny import tiny_config  # noqa: E402
+from tiny import count_calls, tiny_config  # noqa: E402
 
 from fixture_cases import checkpoint_dir  # noqa: E402
 
@@ -120,15 +120,7 @@ def test_compiled_decode_step_equals_full_forward_for_every_flag_combination(fla
 
 def test_every_path_attends_through_attention_core_and_write_cache(monkeypatch):
     """Forward, prefill and decode step all run modeling.attention_core / write_cache, once per layer per call."""
-    calls = {"attention_core": 0, "write_cache": 0}
-    for name in calls:
-        real = getattr(modeling, name)
-
-        def counting(*args, _real=real, _name=name, **kwargs):
-            calls[_name] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(modeling, name, counting)
+    calls = count_calls(monkeypatch, modeling, "attention_core", "write_cache")
     model = make_model()
     layers = model.config.n_layer
     ids, mask = sequence()

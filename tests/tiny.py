@@ -10,3 +10,17 @@ TINY = dict(vocab_size=1000, n_positions=64, n_embd=32, n_layer=2, n_head=4,
 def tiny_config(**overrides) -> GPT2Config:
     """:data:`TINY` with ``overrides`` applied."""
     return GPT2Config(**{**TINY, **overrides})
+
+
+def count_calls(monkeypatch, module, *names: str) -> dict[str, int]:
+    """Wrap ``module.<name>`` for each name so that each call is counted; returns the live counts."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        real = getattr(module, name)
+
+        def counting(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+    return calls

@@ -1,8 +1,9 @@
 """The activation table: every ``activation_function`` a GPT-2 config may name.
 
-This module is the one place that lists the names. Each backend implements every
-name here (``gpt2_multi.pt.activations``-style tables live next to each stack's
-modeling code) and a test checks that no backend misses or adds one.
+This module is the one place that lists the names. Each stack implements every name
+here in its own table, ``ACT2FN`` in ``gpt2_multi.pt.activations``,
+``gpt2_multi.tf.activations`` and ``gpt2_multi.flax.activations``, and a test checks
+that no backend misses or adds one.
 
 The formulas, for reference (x is the pre-activation):
 
