@@ -20,7 +20,7 @@ from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
 from gpt2_multi.generation import BeamSearch, prepare, sampling  # noqa: E402
 from gpt2_multi.pt import GPT2LMHeadModel, modeling  # noqa: E402
 from gpt2_multi.pt.generation import DynamicCache, StaticCache, position_ids_from_mask, uniforms  # noqa: E402
-from tiny import count_calls, tiny_config  # noqa: E402
+from tiny import count_calls, one_torch_thread, tiny_config  # noqa: E402, F401 (one_torch_thread: an autouse fixture)
 
 from fixture_cases import checkpoint_dir  # noqa: E402
 
@@ -31,13 +31,6 @@ COMBOS = [dict(zip(FLAGS, values)) for values in itertools.product((True, False)
 PROMPTS = torch.tensor([[0, 0, 5, 6, 7, 8], [11, 12, 13, 14, 15, 16], [0, 0, 0, 0, 400, 3]])
 MASK = (PROMPTS != 0).long()
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_model(**overrides) -> GPT2LMHeadModel:

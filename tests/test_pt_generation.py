@@ -29,7 +29,7 @@ from gpt2_multi.pt.generation import (  # noqa: E402
     LogitsProcessor,
 )
 from gpt2_multi.validation import InputError  # noqa: E402
-from tiny import tiny_config  # noqa: E402
+from tiny import one_torch_thread, tiny_config  # noqa: E402, F401 (one_torch_thread: an autouse fixture)
 
 from fixture_cases import checkpoint_dir  # noqa: E402
 
@@ -42,14 +42,6 @@ PROMPTS = torch.tensor([[0, 0, 5, 6, 7, 8], [11, 12, 13, 14, 15, 16], [0, 0, 0, 
 MASK = (PROMPTS != 0).long()
 VARIED = dict(repetition_penalty=1.3)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """The tiny GPT-2 configuration the unit tests build their models from (seconds, not minutes, on 2 cores)."""
 
+import pytest
+
 from gpt2_multi import GPT2Config
 
 #: 2 layers, 4 heads, 32 wide, a 1000-token vocabulary, and no dropout anywhere
@@ -24,3 +26,15 @@ def count_calls(monkeypatch, module, *names: str) -> dict[str, int]:
 
         monkeypatch.setattr(module, name, counting)
     return calls
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, loaded machine. A PyTorch test
+    module turns it on with ``from tiny import one_torch_thread``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
