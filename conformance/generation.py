@@ -54,7 +54,8 @@ class GenerationComparison:
     detail: str = ""
 
 
-def _left_padded(rng: np.random.Generator, vocab: int, lengths: list[int], pad: int) -> tuple[np.ndarray, np.ndarray]:
+def left_padded(rng: np.random.Generator, vocab: int, lengths: list[int], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random prompts of ``lengths`` (ids in [1, vocab)), left-padded with ``pad``: (ids, attention_mask) (B, T)."""
     t = max(lengths)
     ids = np.full((len(lengths), t), pad, np.int64)
     mask = np.zeros((len(lengths), t), np.int64)
@@ -96,7 +97,7 @@ def generation_cases(config: GPT2Config, seed: int = 0) -> list[GenerationCase]:
     pad = 0
     room = config.n_positions - 7
     new = max(1, min(10, room))
-    ids, mask = _left_padded(rng, vocab, [5, 3, 7], pad)
+    ids, mask = left_padded(rng, vocab, [5, 3, 7], pad)
     base = dict(max_new_tokens=new, pad_token_id=pad)
     cases = [
         GenerationCase("greedy_left_pad", ids, mask, dict(base, eos_token_id=None)),
@@ -136,7 +137,7 @@ def random_sampling_case(rng: np.random.Generator, vocab: tuple[int, int] = (50,
                   top_p=float(rng.choice([1.0, 0.8])), repetition_penalty=float(rng.choice([1.0, 1.4])),
                   num_return_sequences=int(rng.choice([1, 2])))
     lengths = [int(n) for n in rng.integers(1, 8, size=int(rng.integers(1, 4)))]
-    ids, mask = _left_padded(rng, config.vocab_size, lengths, 0)
+    ids, mask = left_padded(rng, config.vocab_size, lengths, 0)
     return config, GenerationCase("random_sampling", ids, mask, kwargs)
 
 
@@ -242,5 +243,5 @@ def run_generation(cases: list[GenerationCase], drivers: dict[str, Any]) -> tupl
 
 
 __all__ = ["GENERATION_CONFIG", "GenerationCase", "GenerationComparison", "compare_scores", "compare_sequences",
-           "count_differences", "generation_cases", "golden_generation_cases", "make_generation_checkpoint",
+           "count_differences", "left_padded", "generation_cases", "golden_generation_cases", "make_generation_checkpoint",
            "random_sampling_case", "run_generation"]

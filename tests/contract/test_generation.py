@@ -86,7 +86,7 @@ def test_a_mismatch_names_the_first_differing_position():
 ], ids=["filters", "ngram", "beam-sample"])
 def test_seeded_sampling_is_the_same_eager_and_compiled(backend, settings, peaked):
     driver = peaked[backend]
-    ids, mask = generation._left_padded(np.random.default_rng(3), driver.config.vocab_size, [4, 6], 0)
+    ids, mask = generation.left_padded(np.random.default_rng(3), driver.config.vocab_size, [4, 6], 0)
     kwargs = dict(settings, do_sample=True, seed=2024, max_new_tokens=8, pad_token_id=3, eos_token_id=5)
     reference, *fast_paths = (driver.generate(ids, mask, **kwargs, **path).sequences for path in PATHS[backend])
     assert len({tuple(row) for row in reference[:, ids.shape[1]:].tolist()}) > 1  # not a degenerate sample
@@ -134,7 +134,7 @@ def _path_id(path: dict) -> str:
                          ids=[f"{b}-{_path_id(p)}" for b in INSTALLED for p in PATHS[b]])
 def test_a_streamer_gets_the_prompt_then_each_token_then_end(backend, path, peaked):
     driver = peaked[backend]
-    ids, mask = generation._left_padded(np.random.default_rng(5), driver.config.vocab_size, [4, 6], 0)
+    ids, mask = generation.left_padded(np.random.default_rng(5), driver.config.vocab_size, [4, 6], 0)
     kwargs = dict(path, max_new_tokens=6, do_sample=True, seed=11, num_return_sequences=2, pad_token_id=3)
     expected = driver.generate(ids, mask, **kwargs).sequences
     recorder = Recorder()
