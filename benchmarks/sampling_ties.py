@@ -33,8 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run_chunk(backends: list[str], vocab: tuple[int, int], seed: int, runs: range) -> dict:
-    from conformance.generation import count_differences, make_generation_checkpoint, random_sampling_case
     from gpt2_multi.backends import Driver
+    from gpt2_multi.conformance.generation import (
+        count_differences,
+        make_generation_checkpoint,
+        random_sampling_case,
+    )
 
     totals = dict(tokens=0, differing=0, runs_with_difference=0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ Used by the tests (``tests/test_conformance.py``), by nox (``nox -s conformance`
     roundtrip.py  load in A, save, load in B
 """
 
-from conformance.cases import Case, generated_cases, golden_cases
-from conformance.runner import Result, run
+from gpt2_multi.conformance.cases import Case, generated_cases, golden_cases
+from gpt2_multi.conformance.runner import Result, run
 
 __all__ = ["Case", "Result", "generated_cases", "golden_cases", "run"]

@@ -1,7 +1,7 @@
-"""``python -m conformance`` is ``gpt2-multi conform``."""
+"""``python -m gpt2_multi.conformance`` is ``gpt2-multi conform``."""
 
 import sys
 
-from conformance.cli import main
+from gpt2_multi.conformance.cli import main
 
 sys.exit(main())

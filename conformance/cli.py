@@ -8,9 +8,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import cases as case_lib
-from conformance import report, runner
-from conformance.executors import available_backends
+from gpt2_multi.conformance import cases as case_lib
+from gpt2_multi.conformance import report, runner
+from gpt2_multi.conformance.executors import available_backends
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path, result: runner.Result) -> None:
     """generate() in every backend: HF's golden sequences (with --golden) and pairwise, on an LM checkpoint."""
-    from conformance import generation
-    from conformance.runner import CaseError
     from gpt2_multi.backends import Driver
     from gpt2_multi.config import GPT2Config
+    from gpt2_multi.conformance import generation
+    from gpt2_multi.conformance.runner import CaseError
 
     runs = []  # (checkpoint, cases)
     if args.golden and (Path(args.golden) / "generation").is_dir():

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.cases import Case
 from gpt2_multi import backends as _backends
+from gpt2_multi.conformance.cases import Case
 
 OUTPUT_KEYS = ("loss", "mc_loss", "logits", "mc_logits", "last_hidden_state", "start_logits", "end_logits")
 FLAG_NAMES = ("output_attentions", "output_hidden_states")

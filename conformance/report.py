@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from conformance.runner import TOLERANCES, Result
+from gpt2_multi.conformance.runner import TOLERANCES, Result
 
 
 def summarize(result: Result) -> dict[tuple[str, str], tuple[float, bool, str]]:

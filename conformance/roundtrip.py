@@ -9,9 +9,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from conformance.cases import Case
-from conformance.executors import EXECUTORS
-from conformance.runner import Comparison, compare
+from gpt2_multi.conformance.cases import Case
+from gpt2_multi.conformance.executors import EXECUTORS
+from gpt2_multi.conformance.runner import Comparison, compare
 
 
 def save(backend: str, model, directory: Path) -> None:

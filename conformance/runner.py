@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.cases import Case, make_checkpoint
-from conformance.executors import EXECUTORS, available_backends
+from gpt2_multi.conformance.cases import Case, make_checkpoint
+from gpt2_multi.conformance.executors import EXECUTORS, available_backends
 
 TOLERANCES = {"float32": (1e-4, 1e-4), "bfloat16": (5e-2, 5e-2)}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.cases import HEADS, read_case_file
+from gpt2_multi.conformance.cases import HEADS, read_case_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HF_TINY = FIXTURES / "hf-tiny"

@@ -11,10 +11,10 @@ import json
 import numpy as np
 import pytest
 
-from conformance import cases as case_lib
-from conformance import executors, report, runner
-from conformance.roundtrip import round_trips
 from gpt2_multi.cli import main
+from gpt2_multi.conformance import cases as case_lib
+from gpt2_multi.conformance import executors, report, runner
+from gpt2_multi.conformance.roundtrip import round_trips
 
 from fixture_cases import HF_TINY
 

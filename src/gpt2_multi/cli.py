@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_conform_arguments(parser: argparse.ArgumentParser) -> None:
     try:
-        from conformance.cli import add_arguments
+        from gpt2_multi.conformance.cli import add_arguments
     except ImportError:  # the conformance package ships with the repository and the sdist/wheel
         parser.add_argument("rest", nargs="*")
         return
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "generate":
             return cmd_generate(args)
         if args.command == "conform":
-            from conformance.cli import run as run_conformance
+            from gpt2_multi.conformance.cli import run as run_conformance
 
             return run_conformance(args)
     except (CheckpointError, OSError, ValueError) as err:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import generation
 from gpt2_multi.backends import BACKENDS, Driver, stack_available
+from gpt2_multi.conformance import generation
 
 from fixture_cases import HF_TINY
 
