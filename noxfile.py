@@ -8,35 +8,43 @@ cross-backend parity run with every backend installed, and lint.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["lint", "tests-pt", "tests-tf", "tests-flax", "conformance"]
+
+def _registry() -> dict:
+    """The backend registry (``src/gpt2_multi/backends.py``), loaded from its file: the registry needs nothing
+    installed, and nox's own environment has neither the package nor its dependencies."""
+    spec = importlib.util.spec_from_file_location("_gpt2_multi_backends", Path(__file__).parent / "src/gpt2_multi/backends.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.REGISTRY
+
+
+REGISTRY = _registry()
+
+nox.options.sessions = ["lint", *(f"tests-{name}" for name in REGISTRY), "conformance"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
-EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}
 
 
-@nox.session(name="tests-pt", python=PYTHON)
-def tests_pt(session: nox.Session) -> None:
-    """The suite in a venv with PyTorch only: TF and Flax tests skip (visibly), the rest must pass."""
-    _backend_suite(session, "pt")
+def _backend_suite(extra: str):
+    def suite(session: nox.Session) -> None:
+        """The suite in a venv with one framework only: the other backends' tests skip (visibly), the rest must pass."""
+        session.install(*CONSTRAINTS, "-e", f".[{extra},test]")
+        session.run("python", "-m", "pytest", "-rs", *session.posargs)
+
+    return suite
 
 
-@nox.session(name="tests-tf", python=PYTHON)
-def tests_tf(session: nox.Session) -> None:
-    _backend_suite(session, "tf")
-
-
-@nox.session(name="tests-flax", python=PYTHON)
-def tests_flax(session: nox.Session) -> None:
-    _backend_suite(session, "flax")
-
-
-def _backend_suite(session: nox.Session, backend: str) -> None:
-    session.install(*CONSTRAINTS, "-e", f".[{EXTRAS[backend]},test]")
-    session.run("python", "-m", "pytest", "-rs", *session.posargs)
+for _name, _backend in REGISTRY.items():  # tests-pt, tests-tf, tests-flax: one session per registered backend
+    nox.session(name=f"tests-{_name}", python=PYTHON)(_backend_suite(_backend.extra))
 
 
 @nox.session(python=PYTHON)

@@ -8,15 +8,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from gpt2_multi.backends import BACKENDS
 from gpt2_multi.conformance import cases as case_lib
 from gpt2_multi.conformance import report, runner
-from gpt2_multi.conformance.executors import available_backends
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="a checkpoint directory (default: the embedded demo model + the grid)")
     parser.add_argument("--golden", type=Path, help="a golden fixtures directory (hf-tiny layout) to check against too")
-    parser.add_argument("--backends", help="comma-separated subset of pt,tf,flax (default: every installed stack)")
+    parser.add_argument("--backends", help=f"comma-separated subset of {','.join(BACKENDS)} (default: every installed stack)")
     parser.add_argument("--full", action="store_true", help="every input kind for every config of the grid (slow)")
     parser.add_argument("--dtype", default="float32", choices=sorted(runner.TOLERANCES))
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -32,7 +32,7 @@ def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) 
     if args.checkpoint:
         cases = case_lib.checkpoint_cases(Path(args.checkpoint))
     else:
-        from gpt2_multi.cli import make_demo_checkpoint
+        from gpt2_multi.demo import make_demo_checkpoint
 
         demo = make_demo_checkpoint(workdir / "demo")
         cases = case_lib.checkpoint_cases(demo) + case_lib.generated_cases(full=args.full)
@@ -42,17 +42,17 @@ def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpt2_multi.backends import BACKENDS, stack_available
+    from gpt2_multi import backends as registry
 
     if args.backends:  # only the requested stacks are imported
-        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-        unknown = [b for b in backends if b not in BACKENDS]
-        if unknown:
-            print(f"gpt2-multi conform: unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}", file=sys.stderr)
+        try:
+            backends = registry.parse_backends(args.backends)
+        except ValueError as err:
+            print(f"gpt2-multi conform: {err}", file=sys.stderr)
             return 2
-        missing = [b for b in backends if not stack_available(b)]
+        missing = [b for b in backends if not registry.stack_available(b)]
     else:
-        backends, missing = available_backends(), []
+        backends, missing = registry.available(), []
     if missing:
         print(f"gpt2-multi conform: backend(s) not available here: {', '.join(missing)}", file=sys.stderr)
         return 2

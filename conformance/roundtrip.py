@@ -9,8 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from gpt2_multi import backends as registry
 from gpt2_multi.conformance.cases import Case
-from gpt2_multi.conformance.executors import EXECUTORS
 from gpt2_multi.conformance.runner import Comparison, compare
 
 
@@ -21,13 +21,17 @@ def save(backend: str, model, directory: Path) -> None:
 
 def round_trips(checkpoint: Path, case: Case, backends: list[str]) -> list[Comparison]:
     rows: list[Comparison] = []
-    originals = {b: EXECUTORS[b].run(EXECUTORS[b].load(checkpoint, case.architecture), case) for b in backends}
+    def run(backend: str, path: Path) -> dict:
+        ops = registry.get(backend).ops
+        return ops.forward(ops.load(path, case.architecture), case.inputs, case.flags, case.past_chunks)
+
+    originals = {b: run(b, checkpoint) for b in backends}
     with tempfile.TemporaryDirectory(prefix="gpt2-multi-roundtrip-") as tmp:
         for a in backends:
-            model = EXECUTORS[a].load(checkpoint, case.architecture)
+            model = registry.get(a).ops.load(checkpoint, case.architecture)
             saved = Path(tmp) / a
             save(a, model, saved)
             for b in backends:
-                got = EXECUTORS[b].run(EXECUTORS[b].load(saved, case.architecture), case)
+                got = run(b, saved)
                 rows += compare(case, f"{a}->{b}", got, a, originals[a], "float32")
     return rows

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt2_multi import backends as registry
 from gpt2_multi.conformance.cases import Case, make_checkpoint
-from gpt2_multi.conformance.executors import EXECUTORS, available_backends
 
 TOLERANCES = {"float32": (1e-4, 1e-4), "bfloat16": (5e-2, 5e-2)}
 
@@ -97,7 +97,7 @@ def compare(case: Case, name_a: str, out_a: dict, name_b: str, out_b: dict, dtyp
 def run(cases: list[Case], backends: list[str] | None = None, dtype: str = "float32", workdir: Path | None = None,
         progress=None) -> Result:
     """Run ``cases`` in ``backends`` (default: every installed one) and compare everything."""
-    backends = backends or available_backends()
+    backends = backends or registry.available()
     result = Result(backends=list(backends), dtype=dtype, cases=[c.name for c in cases])
     groups: dict[str, list[Case]] = {}
     for case in cases:
@@ -109,17 +109,17 @@ def run(cases: list[Case], backends: list[str] | None = None, dtype: str = "floa
             first = group[0]
             ckpt = first.checkpoint or make_checkpoint(first, root / f"model-{i}")
             for backend in backends:
-                executor = EXECUTORS[backend]
+                ops = registry.get(backend).ops
                 start = time.perf_counter()
                 try:
-                    model = executor.load(ckpt, first.architecture, dtype)
+                    model = ops.load(ckpt, first.architecture, dtype)
                 except Exception:  # noqa: BLE001 - recorded per case, the run goes on
                     for case in group:
                         result.errors.append(CaseError(case.name, backend, traceback.format_exc(limit=3)))
                     continue
                 for case in group:
                     try:
-                        outputs[case.name][backend] = executor.run(model, case)
+                        outputs[case.name][backend] = ops.forward(model, case.inputs, case.flags, case.past_chunks)
                     except Exception:  # noqa: BLE001
                         result.errors.append(CaseError(case.name, backend, traceback.format_exc(limit=3)))
                 result.seconds[backend] = result.seconds.get(backend, 0.0) + time.perf_counter() - start

@@ -74,7 +74,7 @@ def test_demo_runs_every_installed_backend_with_parity(capsys):
     out = capsys.readouterr().out
     ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
     for b in ran:
-        assert backends.LABELS[b] in out
+        assert backends.get(b).label in out
     pairs = [line.split() for line in out.splitlines() if " vs " in line]
     assert len(pairs) == len(ran) * (len(ran) - 1) // 2
     for row in pairs:
@@ -106,7 +106,7 @@ def _greedy_by_hand(driver, prompt: np.ndarray, new_tokens: int) -> list[int]:
 
 def test_generate_streams_the_greedy_continuation(capsys, tmp_path):
     from gpt2_multi import backends
-    from gpt2_multi.cli import DEMO_PROMPT, make_demo_checkpoint
+    from gpt2_multi.demo import DEMO_PROMPT, make_demo_checkpoint
     from gpt2_multi.tokenization import GPT2TokenizerFast
 
     ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
@@ -144,7 +144,7 @@ def test_generate_errors(capsys):
     missing = [b for b in backends.BACKENDS if not backends.framework_installed(b)]
     if missing:
         assert main(["generate", "--backend", missing[0]]) == 2
-        assert f"pip install 'gpt2-multi[{backends.EXTRAS[missing[0]]}]'" in capsys.readouterr().err
+        assert f"pip install 'gpt2-multi[{backends.get(missing[0]).extra}]'" in capsys.readouterr().err
     ran = [b for b in backends.BACKENDS if backends.stack_available(b)]
     if not ran:
         pytest.skip("no backend installed")

@@ -54,3 +54,13 @@ def test_installed_wheel_has_no_top_level_conformance(wheel, tmp_path):
                          capture_output=True, text=True).stdout.split()
     assert out[0] == "None"
     assert out[1].startswith(str(target))
+
+
+def test_registry_extras_are_the_packages_extras():
+    from gpt2_multi.backends import REGISTRY
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (everything,) = extras["all"]  # gpt2-multi[torch,tf,flax]
+    assert everything.split("[")[1].rstrip("]").split(",") == [b.extra for b in REGISTRY.values()]
+    for backend in REGISTRY.values():
+        assert backend.extra in extras, backend

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_multi.cli import make_demo_checkpoint
+from gpt2_multi.demo import make_demo_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)

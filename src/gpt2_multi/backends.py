@@ -1,69 +1,200 @@
-"""A small, uniform driver over the three stacks, for the CLI demo and parity checks.
+"""The backend registry: the one list of model stacks, and a uniform numpy driver over them.
 
-Each backend is loaded lazily: asking whether it is installed imports nothing, and
-running one imports only its framework. Every driver returns numpy: logits
-``(B, T, V)`` and the KV cache as a list over layers of ``(key, value)``, each
-``(B, H, S, D)`` (the layout the conformance suite compares).
+Every place that lists backends reads :data:`REGISTRY`: the CLI's ``--backend`` choices, the conformance
+suite, nox's per-backend sessions and the tokenizers' ``return_tensors`` types. A :class:`Backend` record
+is data about a stack (its name, label, pip extra, framework modules, class-name prefix, tensor type); its
+array code lives in the stack's own ``backend`` module (``gpt2_multi/<name>/backend.py``), imported only
+when it is first used. Asking whether a backend is installed imports nothing.
 
-The adapters from each framework's native cache layout to ``(B, H, S, D)``:
+The ``backend`` module of a stack defines (numpy in, numpy out):
+
+======================  ==============================================================================
+``load``                ``(path, architecture, dtype="float32") -> model`` (``architecture``: HF's PT class name)
+``forward``             ``(model, inputs, flags, past_chunks) -> {output key: array}``: one call after the
+                        cached ``past_chunks``; keys as :data:`OUTPUT_KEYS`, caches as ``past.{i}.key`` (B, H, S, D)
+``step``                ``(model, input_ids, state, max_length) -> (Step, state)``: one cached LM call
+``generate``            ``(model, input_ids, attention_mask, **kwargs) -> Generated``: the stack's ``generate``
+``cache_to_bhsd``       ``(past, length) -> [(key, value)]``: the stack's native cache as (B, H, S, D) arrays
+``to_numpy``            ``(tensor) -> np.ndarray`` (float32 for floating point)
+``loss_and_grads``      ``(model, inputs, checkpointing=False) -> (losses, grads)``: grads keyed by HF PT names
+``adamw_step``          ``(model, inputs, hyper) -> {HF PT name: new weight}`` after one AdamW step
+======================  ==============================================================================
+
+The cache adapters (each stack's layout -> ``(B, H, S, D)``):
 
 * PyTorch: ``past_key_values`` is already a tuple of ``(k, v)`` per layer, ``(B, H, S, D)``.
 * TensorFlow: one tensor ``(2, B, H, S, D)`` per layer; index 0 is the key, 1 the value.
 * Flax: the ``cache`` collection holds ``cached_key``/``cached_value`` ``(B, max_length, H, D)``
   and ``cache_index``; the filled part ``[:, :S]`` is transposed to ``(B, H, S, D)``.
+
+Adding a backend: write the stack package (``gpt2_multi/<name>/`` with the HF class names under a prefix,
+and its ``backend.py`` with the functions above) and add one :func:`register` call below.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+# This module imports nothing beyond the standard library at import time (numpy only where arrays are
+# handled), so that tools without the package's dependencies (nox) can read the registry.
+if TYPE_CHECKING:
+    import numpy as np
 
-BACKENDS = ("pt", "tf", "flax")
-FRAMEWORK_MODULES = {"pt": ("torch",), "tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}
-EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}
-LABELS = {"pt": "PyTorch", "tf": "TensorFlow/Keras", "flax": "JAX/Flax"}
-
-KV = list[tuple[np.ndarray, np.ndarray]]
-
-
-def framework_installed(backend: str) -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in FRAMEWORK_MODULES[backend])
+    KV = list[tuple[np.ndarray, np.ndarray]]  # per layer (key, value), each (B, H, S, D)
 
 
-def installed_backends() -> list[str]:
-    return [b for b in BACKENDS if framework_installed(b)]
+@dataclass(frozen=True)
+class Backend:
+    """One model stack, as data. ``ops`` is its array code (``gpt2_multi/<name>/backend.py``)."""
+
+    name: str  # "pt": the CLI's --backend value, the conformance pair names
+    label: str  # "PyTorch": what reports print
+    extra: str  # pip extra that installs the framework: gpt2-multi[<extra>]
+    modules: tuple[str, ...]  # the framework's top-level modules; all importable = installed
+    package: str  # the stack's package
+    class_prefix: str  # "" / "TF" / "Flax": the stack's class for HF's "GPT2LMHeadModel" is prefix + that name
+    tensor_type: str  # the tokenizers' return_tensors value for this framework
+    tensor_module: str  # the module that makes those tensors
+    int_tensor: tuple[str, str]  # (factory, dtype attribute) in tensor_module: HF's integer tensors
+
+    def installed(self) -> bool:
+        """The framework is importable (nothing is imported to find out)."""
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
+    def available(self) -> bool:
+        """The framework is installed and the stack imports."""
+        if not self.installed():
+            return False
+        try:
+            self.model_class("GPT2LMHeadModel")
+        except (ImportError, AttributeError):
+            return False
+        return True
+
+    @property
+    def ops(self) -> ModuleType:
+        """The stack's ``backend`` module (imports the framework)."""
+        return importlib.import_module(f"{self.package}.backend")
+
+    def model_class(self, architecture: str) -> type:
+        """The stack's class for HF's PyTorch class name ``architecture`` (``GPT2LMHeadModel``, ...)."""
+        return getattr(importlib.import_module(self.package), self.class_prefix + architecture)
+
+    def install_hint(self) -> str:
+        return f"pip install 'gpt2-multi[{self.extra}]'"
+
+    def make_int_tensor(self, value: Any) -> Any:
+        """``value`` (nested lists of ints) as this framework's integer tensor (int64 in PyTorch, int32 else)."""
+        module = importlib.import_module(self.tensor_module)
+        factory, dtype = self.int_tensor
+        return getattr(module, factory)(value, dtype=getattr(module, dtype))
 
 
-def stack_available(backend: str) -> bool:
-    """True when the framework is installed and the stack's LM model can be imported."""
-    if not framework_installed(backend):
-        return False
+REGISTRY: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    if backend.name in REGISTRY:
+        raise ValueError(f"a backend named {backend.name!r} is already registered")
+    REGISTRY[backend.name] = backend
+    return backend
+
+
+register(Backend("pt", "PyTorch", "torch", ("torch",), "gpt2_multi.pt", "", "pt", "torch", ("tensor", "long")))
+register(Backend("tf", "TensorFlow/Keras", "tf", ("tensorflow", "keras"), "gpt2_multi.tf", "TF", "tf", "tensorflow",
+                 ("constant", "int32")))
+register(Backend("flax", "JAX/Flax", "flax", ("jax", "flax"), "gpt2_multi.flax", "Flax", "jax", "jax.numpy",
+                 ("array", "int32")))
+
+#: the registered backend names, in registration order
+BACKENDS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def get(name: str) -> Backend:
+    """The registered backend ``name``; a ValueError naming the choices otherwise."""
     try:
-        _lm_class(backend)
-    except (ImportError, AttributeError):
-        return False
-    return True
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(REGISTRY)}") from None
 
 
-def _lm_class(backend: str):
-    if backend == "pt":
-        from gpt2_multi.pt import GPT2LMHeadModel
-
-        return GPT2LMHeadModel
-    if backend == "tf":
-        from gpt2_multi.tf import TFGPT2LMHeadModel
-
-        return TFGPT2LMHeadModel
-    if backend == "flax":
-        from gpt2_multi.flax import FlaxGPT2LMHeadModel
-
-        return FlaxGPT2LMHeadModel
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+def available() -> list[str]:
+    """The names of the backends whose stacks can run here."""
+    return [name for name, backend in REGISTRY.items() if backend.available()]
 
 
+def framework_installed(name: str) -> bool:
+    return get(name).installed()
+
+
+def stack_available(name: str) -> bool:
+    """True when the framework is installed and the stack's LM model can be imported."""
+    return get(name).available()
+
+
+def parse_backends(text: str) -> list[str]:
+    """A comma-separated list of backend names, each checked against the registry."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = [b for b in names if b not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}")
+    return names
+
+
+# --------------------------------------------------------------------------------- shared output code
+#: single-array outputs, keyed like the golden fixtures
+OUTPUT_KEYS = ("loss", "mc_loss", "logits", "mc_logits", "last_hidden_state", "start_logits", "end_logits")
+FLAG_NAMES = ("output_attentions", "output_hidden_states")
+
+
+def collect_outputs(out: Any, kv: KV | None, to_numpy) -> dict[str, np.ndarray]:
+    """A model output as numpy arrays under the fixture keys: :data:`OUTPUT_KEYS`, ``hidden_states.{i}``,
+    ``attentions.{i}``, ``cross_attentions.{i}`` and ``past.{layer}.key`` / ``.value`` (B, H, S, D).
+
+    Multiple-choice inputs (B, C, T): frameworks differ in whether per-layer hidden states and attentions
+    keep the choice axis (HF's TF model reshapes them to (B, C, ...), HF's PyTorch model keeps
+    (B * C, ...) except for the last hidden state). They are returned flattened to (B * C, ...).
+    """
+    import numpy as np
+
+    result = {}
+    for key in OUTPUT_KEYS:
+        value = getattr(out, key, None)
+        if value is not None:
+            result[key] = to_numpy(value)
+    for key, core in (("hidden_states", 2), ("attentions", 3), ("cross_attentions", 3)):  # (T, E) or (H, T, S)
+        values = getattr(out, key, None)
+        if values is not None:
+            for i, v in enumerate(values):
+                array = to_numpy(v)
+                result[f"{key}.{i}"] = array.reshape(-1, *array.shape[-core:])
+    for layer, (k, v) in enumerate(kv or []):
+        result[f"past.{layer}.key"] = np.asarray(k)
+        result[f"past.{layer}.value"] = np.asarray(v)
+    return result
+
+
+def call_flags(flags: dict[str, bool]) -> dict[str, bool]:
+    """The output flags of a call, each False unless set."""
+    return {k: bool(flags.get(k, False)) for k in FLAG_NAMES}
+
+
+def call_kwargs(flags: dict[str, bool], past: Any) -> dict:
+    """Flags and cache arguments for a call: only what is set (HF's QA head takes no ``use_cache``)."""
+    kwargs: dict = call_flags(flags)
+    if "use_cache" in flags or past is not None:
+        kwargs["use_cache"] = bool(flags.get("use_cache", False)) or past is not None
+    if past is not None:
+        kwargs["past_key_values"] = past
+    return kwargs
+
+
+# ------------------------------------------------------------------------------------------ driver
 @dataclass
 class Generated:
     sequences: np.ndarray
@@ -77,51 +208,19 @@ class Step:
 
 
 class Driver:
-    """Load an LM checkpoint in one backend and run cached forward steps on numpy ids."""
+    """Load an LM checkpoint in one backend and run cached forward steps and ``generate`` on numpy ids."""
 
     def __init__(self, backend: str, path: str | Path):
         self.backend = backend
-        self.model = _lm_class(backend).from_pretrained(str(path))
+        self.ops = get(backend).ops
+        self.model = self.ops.load(Path(path), "GPT2LMHeadModel")
         self.config = self.model.config
 
     def forward(self, input_ids: np.ndarray, state=None, max_length: int | None = None) -> tuple[Step, object]:
         """Run ``input_ids`` (B, T) after ``state`` (None for the first call); return the step and the new state."""
-        input_ids = np.asarray(input_ids, dtype=np.int64)
-        if self.backend == "pt":
-            return self._forward_pt(input_ids, state)
-        if self.backend == "tf":
-            return self._forward_tf(input_ids, state)
-        return self._forward_flax(input_ids, state, max_length)
+        import numpy as np
 
-    def _forward_pt(self, ids, state):
-        import torch
-
-        with torch.no_grad():
-            out = self.model(input_ids=torch.from_numpy(ids), past_key_values=state, use_cache=True)
-        kv = [(k.numpy(), v.numpy()) for k, v in out.past_key_values]
-        return Step(out.logits.float().numpy(), kv), out.past_key_values
-
-    def _forward_tf(self, ids, state):
-        out = self.model(input_ids=ids, past_key_values=state, use_cache=True, training=False)
-        kv = [(np.asarray(layer[0]), np.asarray(layer[1])) for layer in out.past_key_values]
-        return Step(np.asarray(out.logits, dtype=np.float32), kv), out.past_key_values
-
-    def _forward_flax(self, ids, state, max_length):
-        from gpt2_multi.flax import cache_to_bhsd
-
-        batch, length = ids.shape
-        if state is None:
-            max_length = max_length or self.config.n_positions
-            cache, filled = self.model.init_cache(batch, max_length), 0
-        else:
-            cache, filled, max_length = state
-        mask = np.zeros((batch, max_length), dtype=np.int32)
-        mask[:, : filled + length] = 1
-        positions = np.broadcast_to(np.arange(filled, filled + length), (batch, length))
-        out = self.model(ids, attention_mask=mask, position_ids=positions, past_key_values=cache)
-        new_filled = filled + length
-        kv = cache_to_bhsd(out.past_key_values, new_filled)
-        return Step(np.asarray(out.logits, dtype=np.float32), kv), (out.past_key_values, new_filled, max_length)
+        return self.ops.step(self.model, np.asarray(input_ids, dtype=np.int64), state, max_length)
 
     def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None, **kwargs) -> Generated:
         """The backend's own ``model.generate`` on numpy prompts (B, T); numpy results.
@@ -130,19 +229,17 @@ class Driver:
         ``streamer`` ...). ``sequences`` is (rows, T + new) int64 as the backend returned it (Flax pads every
         row to the full length; PyTorch and TensorFlow stop at the longest row).
         """
+        import numpy as np
+
         ids = np.asarray(input_ids, dtype=np.int64)
         mask = None if attention_mask is None else np.asarray(attention_mask, dtype=np.int64)
-        if self.backend == "pt":
-            import torch
-
-            out = self.model.generate(torch.from_numpy(ids), attention_mask=None if mask is None else torch.from_numpy(mask),
-                                      return_dict_in_generate=True, **kwargs)
-        else:
-            out = self.model.generate(ids, attention_mask=mask, return_dict_in_generate=True, **kwargs)
+        out = self.ops.generate(self.model, ids, mask, return_dict_in_generate=True, **kwargs)
         scores = getattr(out, "sequences_scores", None)
         return Generated(np.asarray(out.sequences).astype(np.int64),
                          None if scores is None else np.asarray(scores, dtype=np.float32))
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    import numpy as np
+
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0

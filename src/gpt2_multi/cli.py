@@ -20,13 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from gpt2_multi import __version__
+from gpt2_multi.backends import BACKENDS
 from gpt2_multi.checkpoint import FORMATS, CheckpointError, convert, find_weights, load_checkpoint
-
-# The embedded default of ``demo``: a small GPT-2 on the real GPT-2 vocabulary, random weights from a seed.
-DEMO_CONFIG = {"vocab_size": 50257, "n_positions": 128, "n_embd": 64, "n_layer": 2, "n_head": 4,
-               "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
-DEMO_SEED = 0
-DEMO_PROMPT = "The three frameworks agree that"
+from gpt2_multi.demo import DEMO_CONFIG, DEMO_PROMPT, DEMO_SEED, make_demo_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="load one checkpoint in every installed backend; print parity and generations")
     demo.add_argument("--model", help="a checkpoint directory or hub name (default: an embedded seeded small GPT-2)")
-    demo.add_argument("--backends", default="pt,tf,flax", help="comma-separated subset of pt,tf,flax (default: all installed)")
+    demo.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {','.join(BACKENDS)} (default: all installed)")
     demo.add_argument("--prompt", default=DEMO_PROMPT)
     demo.add_argument("--new-tokens", type=int, default=16)
     demo.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the embedded model's weights")
@@ -50,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-progress", action="store_true")
 
     gen = sub.add_parser("generate", help="stream a continuation of a prompt from one backend")
-    gen.add_argument("--backend", choices=("pt", "tf", "flax"), default="pt")
+    gen.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
     gen.add_argument("--model", help="checkpoint directory or hub name (default: the embedded demo model)")
     gen.add_argument("--prompt", default=DEMO_PROMPT)
     gen.add_argument("--max-new-tokens", type=int, default=32)
@@ -164,33 +160,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------- demo
-def make_demo_checkpoint(directory: Path, seed: int = DEMO_SEED) -> Path:
-    """Write the embedded demo model (seeded random weights, HF's init) as safetensors + config.json."""
-    from gpt2_multi import GPT2Config
-    from gpt2_multi.checkpoint import expected_shapes, save_checkpoint
-
-    config = GPT2Config(**DEMO_CONFIG, architectures=["GPT2LMHeadModel"])
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for name, shape in expected_shapes(config, "GPT2LMHeadModel").items():
-        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-            tensors[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        elif name.endswith(".bias"):
-            tensors[name] = (0.02 * rng.standard_normal(shape)).astype(np.float32)
-        else:
-            std = config.initializer_range / (np.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else 1.0)
-            tensors[name] = (std * rng.standard_normal(shape)).astype(np.float32)
-    save_checkpoint(directory, tensors, config, architecture="GPT2LMHeadModel")
-    return directory
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from gpt2_multi import backends
 
-    requested = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in requested if b not in backends.BACKENDS]
-    if unknown:
-        raise ValueError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(backends.BACKENDS)}")
+    requested = backends.parse_backends(args.backends)
     if args.new_tokens < 0:
         raise ValueError(f"--new-tokens must be >= 0, got {args.new_tokens}")
 
@@ -223,11 +196,11 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
     print(f"prompt: {prompt!r} -> {ids.shape[1]} tokens\n")
 
     missing = []
-    for b in requested:
-        if not backends.framework_installed(b):
-            missing.append(f"{backends.LABELS[b]}: not installed (pip install 'gpt2-multi[{backends.EXTRAS[b]}]')")
-        elif not backends.stack_available(b):
-            missing.append(f"{backends.LABELS[b]}: installed, but the gpt2_multi.{b} stack is not available yet")
+    for b in map(backends.get, requested):
+        if not b.installed():
+            missing.append(f"{b.label}: not installed ({b.install_hint()})")
+        elif not b.available():
+            missing.append(f"{b.label}: installed, but the {b.package} stack is not available yet")
     runnable = [b for b in requested if backends.stack_available(b)]
 
     results: dict[str, dict] = {}
@@ -249,7 +222,7 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
         print(f"{'backend':<18} {'load s':>8} {'forward s':>10} {'generate s':>11} {'tokens/s':>9}")
         for b, r in results.items():
             rate = new_tokens / r["generate"] if new_tokens and r["generate"] > 0 else float("nan")
-            print(f"{backends.LABELS[b]:<18} {r['load']:>8.3f} {r['forward']:>10.3f} {r['generate']:>11.3f} {rate:>9.1f}")
+            print(f"{backends.get(b).label:<18} {r['load']:>8.3f} {r['forward']:>10.3f} {r['generate']:>11.3f} {rate:>9.1f}")
         print()
 
     names = list(results)
@@ -262,7 +235,7 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
                 dl = backends.max_abs_diff(sa.logits, sb.logits)
                 dkv = max(max(backends.max_abs_diff(ka, kb), backends.max_abs_diff(va, vb))
                           for (ka, va), (kb, vb) in zip(sa.kv, sb.kv))
-                print(f"  {backends.LABELS[a] + ' vs ' + backends.LABELS[b]:<28} {dl:>10.2e} {dkv:>10.2e}")
+                print(f"  {backends.get(a).label + ' vs ' + backends.get(b).label:<28} {dl:>10.2e} {dkv:>10.2e}")
         same = all(np.array_equal(results[names[0]]["tokens"], results[n]["tokens"]) for n in names)
         print(f"  greedy tokens identical in every backend: {'yes' if same else 'NO'}\n")
     elif len(names) == 1:
@@ -270,7 +243,7 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
 
     for b, r in results.items():
         text = tokenizer.decode(r["tokens"][0].tolist())
-        print(f"{backends.LABELS[b]:<18} {prompt}\u2192{text!r}")
+        print(f"{backends.get(b).label:<18} {prompt}\u2192{text!r}")
     if missing:
         print("\nnot run:")
         for line in missing:
@@ -293,8 +266,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gpt2_multi.tokenization import GPT2TokenizerFast
 
     if not backends.stack_available(args.backend):
-        raise ValueError(f"the {backends.LABELS[args.backend]} backend is not installed "
-                         f"(pip install 'gpt2-multi[{backends.EXTRAS[args.backend]}]')")
+        raise ValueError(f"the {backends.get(args.backend).label} backend is not installed "
+                         f"({backends.get(args.backend).install_hint()})")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     with tempfile.TemporaryDirectory(prefix="gpt2-multi-generate-") as tmp:
@@ -317,7 +290,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     new = out.sequences[0, ids.shape[1]:]
     eos = driver.config.eos_token_id
     n_new = int(np.argmax(new == eos)) + 1 if eos is not None and (new == eos).any() else new.size
-    print(f"\n\n[{backends.LABELS[args.backend]}: {n_new} tokens in {elapsed:.2f} s (compilation included), "
+    print(f"\n\n[{backends.get(args.backend).label}: {n_new} tokens in {elapsed:.2f} s (compilation included), "
           f"{n_new / elapsed:.1f} tokens/s; load {load_s:.2f} s]", file=sys.stderr)
     return 0
 

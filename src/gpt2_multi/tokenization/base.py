@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from gpt2_multi import backends
 from gpt2_multi.io_utils import atomic_write_text
 from gpt2_multi.tokenization import bpe
 
@@ -44,7 +45,7 @@ SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_
 
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
-TENSOR_TYPES = ("np", "pt", "tf", "jax")
+TENSOR_TYPES = ("np", *(b.tensor_type for b in backends.REGISTRY.values()))
 
 # Unicode White_Space (what Rust's char::is_whitespace tests; str.isspace() also accepts \x1c-\x1f).
 _WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
@@ -153,16 +154,18 @@ class InvalidTokenIdError(ValueError, IndexError):
 # Tensors and BatchEncoding.
 
 
-def _framework(tensor_type: str) -> Any:
-    names = {"pt": ("torch", "PyTorch", "torch"), "tf": ("tensorflow", "TensorFlow", "tf"), "jax": ("jax.numpy", "JAX", "flax")}
-    module, pretty, extra = names[tensor_type]
+def _backend_for(tensor_type: str):
+    """The registered backend whose tensors ``return_tensors=tensor_type`` asks for; a clear ImportError when its
+    framework is missing."""
+    backend = next(b for b in backends.REGISTRY.values() if b.tensor_type == tensor_type)
     try:
-        return importlib.import_module(module)
+        importlib.import_module(backend.tensor_module)
     except ImportError as err:
         raise ImportError(
-            f"return_tensors={tensor_type!r} needs {pretty}, which could not be imported ({err}); "
-            f"install it, e.g. `pip install gpt2-multi[{extra}]`, or use return_tensors='np'"
+            f"return_tensors={tensor_type!r} needs {backend.label}, which could not be imported ({err}); "
+            f"install it ({backend.install_hint()}), or use return_tensors='np'"
         ) from err
+    return backend
 
 
 def check_tensor_type(tensor_type: Any) -> str | None:
@@ -197,12 +200,7 @@ def to_tensor(value: Any, tensor_type: str, key: str = "input_ids") -> Any:
         import numpy as np
 
         return np.asarray(value, dtype=np.int64)
-    framework = _framework(tensor_type)
-    if tensor_type == "pt":
-        return framework.tensor(value, dtype=framework.long)
-    if tensor_type == "tf":
-        return framework.constant(value, dtype=framework.int32)
-    return framework.array(value, dtype=framework.int32)
+    return _backend_for(tensor_type).make_int_tensor(value)
 
 
 class BatchEncoding(UserDict):
