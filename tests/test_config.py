@@ -109,6 +109,18 @@ def test_builtin_sizes_resolve_offline(monkeypatch, tmp_path):
     assert GPT2Config.from_pretrained("gpt2", n_layer=2).n_layer == 2
 
 
+def test_one_table_of_built_in_sizes():
+    from gpt2_multi import config as config_module
+    from gpt2_multi import hub
+    from gpt2_multi.tokenization import bpe
+
+    assert set(hub.HUB_ALIASES) == set(config_module.BUILTIN_CONFIGS)
+    assert bpe.BUILTIN_NAMES == set(config_module.BUILTIN_CONFIGS) | set(hub.HUB_ALIASES.values())
+    for short, repo in hub.HUB_ALIASES.items():
+        assert hub.short_name(short) == hub.short_name(repo) == short
+    assert hub.short_name("someone/gpt2") is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

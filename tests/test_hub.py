@@ -82,6 +82,17 @@ def test_download_failure_is_a_clear_error(hf_home, monkeypatch):
         GPT2Config.from_pretrained("someone/tiny")
 
 
+def test_config_prefers_the_cache_then_the_built_in_size(hf_home, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert GPT2Config.from_pretrained("gpt2").n_embd == 768  # nothing cached: the built-in size
+    assert GPT2Config.from_pretrained("gpt2", n_layer=2).n_layer == 2
+    _fake_snapshot(hf_home / "hub", "openai-community/gpt2")
+    assert GPT2Config.from_pretrained("gpt2").n_embd == 32  # the cached (tiny) config.json wins
+    assert GPT2Config.from_pretrained("openai-community/gpt2", n_layer=1).n_layer == 1
+    with pytest.raises(hub.HubError, match="HF_HUB_OFFLINE is set"):
+        GPT2Config.from_pretrained("someone/not-cached")
+
+
 def test_download_into_cache_layout(hf_home, monkeypatch):
     """A real HTTP download from a local server lands in HF's cache layout and loads."""
     import http.server

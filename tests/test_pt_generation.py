@@ -247,6 +247,15 @@ def test_return_dict_without_scores_and_raw_logits(model):
     assert torch.equal(out.sequences, model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=3, **VARIED))
 
 
+@pytest.mark.parametrize("flag", ["output_attentions", "output_hidden_states"])
+def test_attentions_and_hidden_states_are_not_returned(model, flag):
+    """As in the TF and Flax stacks: the outputs have no such fields, and asking for them is a TypeError naming it."""
+    with pytest.raises(TypeError, match=flag):
+        model.generate(PROMPTS, attention_mask=MASK, max_new_tokens=2, return_dict_in_generate=True, **{flag: True})
+    for output in (GenerateDecoderOnlyOutput, GenerateBeamDecoderOnlyOutput):
+        assert not {"attentions", "hidden_states"} & set(output.__dataclass_fields__)
+
+
 # ------------------------------------------------------------------------------------ sampling
 def test_sampling_is_reproducible_with_seed_and_generator(model):
     """seed= is the shared counter stream; generator= torch's own stream (torch.multinomial); neither: the global RNG."""

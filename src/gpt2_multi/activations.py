@@ -1,9 +1,11 @@
 """The activation table: every ``activation_function`` a GPT-2 config may name.
 
-This module is the one place that lists the names. Each stack implements every name
-here in its own table, ``ACT2FN`` in ``gpt2_multi.pt.activations``,
-``gpt2_multi.tf.activations`` and ``gpt2_multi.flax.activations``, and a test checks
-that no backend misses or adds one.
+This module is the one place that lists the names; it imports nothing. Each stack implements
+every name here in its own table, ``ACT2FN`` in ``gpt2_multi.pt.activations``,
+``gpt2_multi.tf.activations`` and ``gpt2_multi.flax.activations``. Each table asserts when it
+is imported that it names exactly :data:`ACTIVATIONS` (no backend misses or adds one), and each
+stack's tests (``tests/test_pt_model.py``, ``tests/test_tf_modeling.py``,
+``tests/test_flax_modeling.py``) check every entry against a reference.
 
 The formulas, for reference (x is the pre-activation):
 
@@ -15,7 +17,7 @@ gelu_python          same as ``gelu`` (HF's pure-Python spelling)
 gelu_new             0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (GPT-2's)
 gelu_pytorch_tanh    same as ``gelu_new``
 gelu_fast            0.5 x (1 + tanh(0.7978845608 x (1 + 0.044715 x^2)))
-gelu_accurate        0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), HF's variant
+gelu_accurate        same as ``gelu_new`` (HF's AccurateGELU has the same formula)
 quick_gelu           x * sigmoid(1.702 x)
 relu                 max(x, 0)
 relu6                min(max(x, 0), 6)

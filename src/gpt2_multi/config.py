@@ -14,11 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gpt2_multi import hub
 from gpt2_multi.activations import ACTIVATIONS
+from gpt2_multi.filenames import CONFIG_NAME
 from gpt2_multi.io_utils import atomic_write_text
-
-CONFIG_NAME = "config.json"
-GENERATION_CONFIG_NAME = "generation_config.json"
 
 SUMMARY_TYPES = ("last", "first", "mean", "cls_index", "attn")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -82,6 +81,33 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "problem_type": None,
 }
 
+# The published OpenAI sizes (and distilgpt2): the architecture of each, everything else is the default
+# above. GPT2Config.from_pretrained builds them when neither a local path nor the HF cache has the name
+# (gpt2_multi.hub.HUB_ALIASES gives their hub repo ids).
+BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
+    "gpt2": {"n_embd": 768, "n_layer": 12, "n_head": 12},
+    "gpt2-medium": {"n_embd": 1024, "n_layer": 24, "n_head": 16},
+    "gpt2-large": {"n_embd": 1280, "n_layer": 36, "n_head": 20},
+    "gpt2-xl": {"n_embd": 1600, "n_layer": 48, "n_head": 25},
+    "distilgpt2": {"n_embd": 768, "n_layer": 6, "n_head": 12},
+}
+
+def infer_problem_type(problem_type: str | None, num_labels: int, labels_are_integer: bool) -> str:
+    """The problem type of one sequence-classification loss: ``problem_type`` (the config's) when set, else HF's rule.
+
+    HF's rule: regression for one label, single-label classification for integer labels, multi-label
+    otherwise. Every stack calls this per forward, with its own test of "integer", and keeps the result
+    in a local: unlike HF, the inferred type is never written into the (shared) config.
+    """
+    if problem_type is not None:
+        return problem_type
+    if num_labels == 1:
+        return "regression"
+    if labels_are_integer:
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
 # Keys older HF versions wrote that mean something we already have.
 LEGACY_KEYS = {"n_ctx": "n_positions"}
 
@@ -112,9 +138,10 @@ class ConfigError(ValueError):
 class GPT2Config:
     """Configuration of a GPT-2 model, field-for-field compatible with HF's ``GPT2Config``.
 
-    Every keyword of HF's ``GPT2Config`` and ``PretrainedConfig`` is accepted with
-    the same default. Keys this class does not know are kept as attributes and
-    written back by :meth:`to_dict`, so a config round-trips unchanged.
+    Every keyword of HF's ``GPT2Config`` (:data:`MODEL_DEFAULTS`) and the common
+    ``PretrainedConfig`` ones in :data:`COMMON_DEFAULTS` get HF's default. Keys this
+    class does not know are kept as attributes (without a default) and written back by
+    :meth:`to_dict`, so a config round-trips unchanged.
 
     Args:
         vocab_size: number of token ids.
@@ -152,7 +179,6 @@ class GPT2Config:
         for key in _IGNORED_ON_READ:
             kwargs.pop(key, None)
         kwargs.pop("model_type", None)
-        # HF >= 4.56 writes "dtype"; older versions "torch_dtype". Keep whichever was given.
 
         num_labels = kwargs.pop("num_labels", None)
         id2label = kwargs.pop("id2label", None)
@@ -161,7 +187,9 @@ class GPT2Config:
         for key, default in {**MODEL_DEFAULTS, **COMMON_DEFAULTS}.items():
             value = kwargs.pop(key, copy.deepcopy(default))
             object.__setattr__(self, key, value)
-        # Whatever is left is kept verbatim (generation settings of old configs, custom keys, ...).
+        # Whatever is left is kept verbatim (generation settings of old configs, custom keys, ...). This is
+        # also how both spellings of the dtype round-trip, with no code of their own: HF >= 4.56 writes "dtype"
+        # (an extra key here), older versions "torch_dtype" (a field, default None, left out of the diff).
         self._extra_keys: list[str] = []
         for key, value in kwargs.items():
             object.__setattr__(self, key, value)
@@ -288,7 +316,11 @@ class GPT2Config:
         return out
 
     def to_diff_dict(self) -> dict[str, Any]:
-        """Like :meth:`to_dict` but only what differs from the defaults (what HF writes to disk)."""
+        """Like :meth:`to_dict` without the common fields at their defaults (what HF writes to disk).
+
+        Every GPT-2 field of :data:`MODEL_DEFAULTS` is written, default or not, as HF does; the default
+        two-label maps are left out.
+        """
         full = self.to_dict()
         defaults = {**MODEL_DEFAULTS, **COMMON_DEFAULTS}
         out: dict[str, Any] = {}
@@ -334,20 +366,19 @@ class GPT2Config:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> GPT2Config:
-        """Read ``config.json`` from a directory, a file, or a hub name in the local HF cache.
+        """Read ``config.json`` from a directory, a file, or a hub name (the local HF cache, then a download).
 
-        ``"gpt2"`` (and the other OpenAI sizes) resolve to their published
-        configurations without any download. Keyword overrides replace fields.
+        ``"gpt2"`` (and the other sizes of :data:`BUILTIN_CONFIGS`, also under their hub repo ids such as
+        ``"openai-community/gpt2"``) fall back to their published architecture, with no file and no
+        download. Keyword overrides replace fields.
         """
-        from gpt2_multi import hub
-
         try:
             config = cls.from_json_file(hub.resolve_config_file(name_or_path))
         except hub.HubError:
             short = hub.short_name(str(name_or_path))
             if short is None:
                 raise
-            config = cls(**hub.BUILTIN_CONFIGS[short], architectures=["GPT2LMHeadModel"])
+            config = cls(**BUILTIN_CONFIGS[short], architectures=["GPT2LMHeadModel"])
         if overrides:
             config = cls.from_dict(config.to_dict(), **overrides)
         return config

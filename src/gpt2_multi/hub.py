@@ -6,8 +6,9 @@ Order: a local directory or file; then the local HF cache (``HF_HUB_CACHE``, els
 ``HF_HUB_OFFLINE=1``, a download into that cache. When everything fails the error
 says where it looked and why the download did not happen.
 
-The published configs of the OpenAI sizes are built in, so ``GPT2Config.from_pretrained("gpt2")``
-needs neither the cache nor the network.
+``gpt2_multi.config`` imports this module (``GPT2Config.from_pretrained`` resolves names here and falls
+back to the built-in sizes it holds), never the reverse. Which weight files a checkpoint may hold is the
+checkpoint layer's business (:func:`gpt2_multi.checkpoint.load_checkpoint` asks :func:`resolve` for them).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gpt2_multi.config import CONFIG_NAME
+from gpt2_multi.filenames import CONFIG_NAME
 from gpt2_multi.io_utils import atomic_path
 
-# Short names -> current hub repo ids.
-HUB_ALIASES = {
+#: the short name of each built-in size (gpt2_multi.config.BUILTIN_CONFIGS) -> its current hub repo id
+HUB_ALIASES: dict[str, str] = {
     "gpt2": "openai-community/gpt2",
     "gpt2-medium": "openai-community/gpt2-medium",
     "gpt2-large": "openai-community/gpt2-large",
@@ -29,16 +30,6 @@ HUB_ALIASES = {
     "distilgpt2": "distilbert/distilgpt2",
 }
 
-# The architecture of each published size; everything else is GPT2Config's default.
-BUILTIN_CONFIGS: dict[str, dict] = {
-    "gpt2": {"n_embd": 768, "n_layer": 12, "n_head": 12},
-    "gpt2-medium": {"n_embd": 1024, "n_layer": 24, "n_head": 16},
-    "gpt2-large": {"n_embd": 1280, "n_layer": 36, "n_head": 20},
-    "gpt2-xl": {"n_embd": 1600, "n_layer": 48, "n_head": 25},
-    "distilgpt2": {"n_embd": 768, "n_layer": 6, "n_head": 12},
-}
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
@@ -48,12 +39,9 @@ class HubError(OSError):
 
 def short_name(name: str) -> str | None:
     """``openai-community/gpt2`` or ``gpt2`` -> ``gpt2``; None for names that are not built in."""
-    if name in BUILTIN_CONFIGS:
+    if name in HUB_ALIASES:
         return name
-    for short, repo in HUB_ALIASES.items():
-        if name == repo:
-            return short
-    return None
+    return next((short for short, repo in HUB_ALIASES.items() if name == repo), None)
 
 
 def cache_dir() -> Path:
@@ -125,8 +113,7 @@ def resolve(name_or_path: str | os.PathLike, *, files: tuple[str, ...] = (CONFIG
     """Return a local directory for ``name_or_path`` (a file resolves to its parent directory).
 
     For a hub name, a cached snapshot is used if it exists; otherwise ``files`` are
-    downloaded (the first of :data:`WEIGHT_FILES` that exists is fetched when weights are
-    wanted by :func:`resolve_weights`). Raises :class:`HubError` naming every place tried.
+    downloaded, in order. Raises :class:`HubError` naming every place tried.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -165,16 +152,3 @@ def resolve_config_file(name_or_path: str | os.PathLike) -> Path:
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file.parent} has no {CONFIG_NAME}")
     return config_file
-
-
-def resolve_weights(name_or_path: str | os.PathLike, revision: str = "main") -> Path:
-    """A local directory holding config.json and weights for ``name_or_path``, downloading if it must.
-
-    A local directory is returned as it is (the checkpoint layer says what it lacks).
-    """
-    if Path(name_or_path).expanduser().exists():
-        return resolve(name_or_path)
-    directory = resolve(name_or_path, files=(CONFIG_NAME, WEIGHT_FILES[0]), revision=revision)
-    if any((directory / f).is_file() for f in WEIGHT_FILES) or any(directory.glob("*.index.json")):
-        return directory
-    raise HubError(f"{directory} has a config but no weights (looked for {', '.join(WEIGHT_FILES)})")

@@ -32,7 +32,8 @@ import numpy as np
 from gpt2_multi.checkpoint import flax_msgpack, layout, safetensors_io, tf_h5
 from gpt2_multi.checkpoint.errors import CheckpointError, MissingWeightsError
 from gpt2_multi.checkpoint.layout import ARCHITECTURES, expected_shapes, normalize_architecture
-from gpt2_multi.config import CONFIG_NAME, GPT2Config
+from gpt2_multi.config import GPT2Config
+from gpt2_multi.filenames import BIN_INDEX_NAME, CONFIG_NAME, SAFE_INDEX_NAME, WEIGHTS_NAMES
 from gpt2_multi.io_utils import atomic_write_text
 
 if TYPE_CHECKING:
@@ -45,14 +46,6 @@ __all__ = [
 ]
 
 FORMATS = ("safetensors", "pt-bin", "tf", "flax")
-WEIGHTS_NAMES = {
-    "safetensors": "model.safetensors",
-    "pt-bin": "pytorch_model.bin",
-    "tf": "tf_model.h5",
-    "flax": "flax_model.msgpack",
-}
-SAFE_INDEX_NAME = "model.safetensors.index.json"
-BIN_INDEX_NAME = "pytorch_model.bin.index.json"
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
 ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
@@ -199,15 +192,30 @@ def read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[st
         raise CheckpointError(f"{path}: {err}") from None
 
 
+def _resolve_weights(name_or_path: str | os.PathLike) -> Path:
+    """A local directory holding config.json and weights for ``name_or_path``, downloading if it must.
+
+    A local directory is returned as it is (:func:`find_weights` says what it lacks). A hub name not in
+    the cache downloads config.json and model.safetensors.
+    """
+    from gpt2_multi import hub  # lazily: urllib and the cache only for what is not a local path
+
+    if Path(name_or_path).expanduser().exists():
+        return hub.resolve(name_or_path)
+    directory = hub.resolve(name_or_path, files=(CONFIG_NAME, WEIGHTS_NAMES["safetensors"]))
+    names = [*WEIGHTS_NAMES.values(), SAFE_INDEX_NAME, BIN_INDEX_NAME]
+    if any((directory / name).is_file() for name in names):
+        return directory
+    raise hub.HubError(f"{directory} has a config but no weights (looked for {', '.join(WEIGHTS_NAMES.values())})")
+
+
 def load_checkpoint(name_or_path: str | os.PathLike, *, format: str | None = None, config: GPT2Config | None = None) -> Checkpoint:
     """Read a checkpoint: a directory with config.json + weights, a weights file, or a hub name in the HF cache."""
-    from gpt2_multi import hub
-
     path = Path(name_or_path).expanduser()
     if path.is_file():
         directory = path.parent
     else:
-        directory = path = hub.resolve_weights(name_or_path)
+        directory = path = _resolve_weights(name_or_path)
     if config is None:
         config_file = directory / CONFIG_NAME
         if not config_file.is_file():
@@ -401,7 +409,9 @@ def convert(
     written = save_checkpoint(dst, ckpt.tensors, ckpt.config, format=to, architecture=ckpt.architecture,
                               max_shard_size=max_shard_size, progress=progress)
     if ckpt.directory is not None:
-        gen = ckpt.directory / "generation_config.json"
+        from gpt2_multi.generation.config import GENERATION_CONFIG_NAME  # the generation package only here
+
+        gen = ckpt.directory / GENERATION_CONFIG_NAME
         if gen.is_file():
             target = Path(dst) / gen.name
             atomic_write_text(target, gen.read_text(encoding="utf-8"))

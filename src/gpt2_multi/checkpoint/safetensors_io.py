@@ -70,11 +70,6 @@ def read_header(path: Path) -> tuple[int, dict]:
     return 8 + n, header
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    _, header = read_header(Path(path))
-    return dict(header.get("__metadata__") or {})
-
-
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Memory-map ``path`` (copy-on-write) and return ``{name: array view}``, validating every entry."""
     path = Path(path)

@@ -20,8 +20,10 @@ def _torch():
     try:
         import torch
     except ImportError:
+        from gpt2_multi import backends
+
         raise ImportError(
-            "reading or writing pytorch_model.bin needs PyTorch: pip install 'gpt2-multi[torch]' "
+            f"reading or writing pytorch_model.bin needs PyTorch: {backends.get('pt').install_hint()} "
             "(or convert the checkpoint to safetensors on a machine that has it)"
         ) from None
     return torch

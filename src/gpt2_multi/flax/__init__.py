@@ -34,12 +34,14 @@ HF PyTorch's (B, H, S, D) layout: :func:`cache_to_bhsd`.
 
 from __future__ import annotations
 
+from gpt2_multi import backends
+
 try:
     import flax  # noqa: F401
     import jax  # noqa: F401
 except ImportError as err:  # pragma: no cover - exercised in a venv without JAX
     raise ImportError(
-        f"gpt2_multi.flax needs JAX and Flax ({err}); install them with: pip install 'gpt2-multi[flax]'"
+        f"gpt2_multi.flax needs JAX and Flax ({err}); install them with: {backends.get('flax').install_hint()}"
     ) from err
 
 from gpt2_multi.flax.generation import (

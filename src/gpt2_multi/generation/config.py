@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from gpt2_multi.filenames import GENERATION_CONFIG_NAME
 from gpt2_multi.io_utils import atomic_write_text
-
-GENERATION_CONFIG_NAME = "generation_config.json"
 
 # HF's defaults for the settings gpt2-multi implements.
 DEFAULTS: dict[str, Any] = {

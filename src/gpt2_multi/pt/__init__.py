@@ -9,11 +9,13 @@ Importing this package imports PyTorch and nothing of TensorFlow, Keras, JAX or 
 
 from __future__ import annotations
 
+from gpt2_multi import backends
+
 try:
     import torch  # noqa: F401
 except ImportError as err:  # pragma: no cover - exercised in a venv without torch
     raise ImportError(
-        "gpt2_multi.pt needs PyTorch, which is not installed: pip install 'gpt2-multi[torch]'"
+        f"gpt2_multi.pt needs PyTorch, which is not installed: {backends.get('pt').install_hint()}"
     ) from err
 
 from gpt2_multi.pt.generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationMixin

@@ -68,13 +68,13 @@ class GenerateDecoderOnlyOutput(ModelOutput):
     ``sequences`` (N, T + new); ``scores``: one (N, V) float32 tensor per generated token, the processed
     scores the token was chosen from (``output_scores``); ``logits``: the raw logits per step (``output_logits``);
     ``past_key_values``: per layer ``(key, value)`` each (N, H, S', D), S' = tokens fed to the model.
+    Unlike HF's, it has no ``attentions`` / ``hidden_states`` (``generate`` rejects ``output_attentions`` and
+    ``output_hidden_states``, as the TF and Flax stacks do): run the model on ``sequences`` to get them.
     """
 
     sequences: Any = None
     scores: Any = None
     logits: Any = None
-    attentions: Any = None
-    hidden_states: Any = None
     past_key_values: Any = None
 
 
@@ -82,15 +82,14 @@ class GenerateDecoderOnlyOutput(ModelOutput):
 class GenerateBeamDecoderOnlyOutput(ModelOutput):
     """Beam search output: ``sequences`` (B * num_return_sequences, T + new), ``sequences_scores`` (same rows,)
     the length-penalised sum of log-probabilities, ``scores`` one (B * num_beams, V) processed log-prob tensor per
-    step, ``beam_indices`` (rows, new) the beam each token came from (-1 after the end)."""
+    step, ``beam_indices`` (rows, new) the beam each token came from (-1 after the end). No ``attentions`` /
+    ``hidden_states``, as in :class:`GenerateDecoderOnlyOutput`."""
 
     sequences: Any = None
     sequences_scores: Any = None
     scores: Any = None
     logits: Any = None
     beam_indices: Any = None
-    attentions: Any = None
-    hidden_states: Any = None
     past_key_values: Any = None
 
 
@@ -525,7 +524,8 @@ class GenerationMixin:
                 ``top_p``, ``num_beams``, ``length_penalty``, ``early_stopping`` (True / False / "never"),
                 ``repetition_penalty``, ``no_repeat_ngram_size``, ``eos_token_id`` (int or list),
                 ``pad_token_id``, ``num_return_sequences``, ``output_scores``, ``return_dict_in_generate``,
-                ``use_cache``. Anything else raises ``TypeError`` naming it.
+                ``use_cache``. Anything else raises ``TypeError`` naming it, ``output_attentions`` and
+                ``output_hidden_states`` included (generate returns neither, in any stack).
 
         Returns:
             a LongTensor (B * num_return_sequences, T + new) of prompt and new tokens: rows that reached an

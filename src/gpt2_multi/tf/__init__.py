@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import sys
 
-_EXTRA = "pip install 'gpt2-multi[tf]'"
+from gpt2_multi import backends
+
+_EXTRA = backends.get("tf").install_hint()
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if os.environ["KERAS_BACKEND"] != "tensorflow" and "keras" not in sys.modules:

@@ -77,6 +77,8 @@ except ImportError as err:  # pragma: no cover
 from tensorflow_text.python.ops.regex_split_ops import gen_regex_split_ops as _gen_regex_split  # noqa: E402
 
 from gpt2_multi.tokenization import _unicode_tables as _tables  # noqa: E402
+from gpt2_multi.tokenization.base import TOKENIZER_CONFIG_FILE  # noqa: E402
+from gpt2_multi.tokenization.bpe import BUILTIN_NAMES, MERGES_FILE, TOKENIZER_FILE, VOCAB_FILE  # noqa: E402
 
 __all__ = [
     "GPT2_PRETOKENIZE_PATTERN",
@@ -91,10 +93,6 @@ __all__ = [
 GPT2_PRETOKENIZE_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 DEFAULT_SPECIAL_TOKEN = "<|endoftext|>"
-VOCAB_FILE = "vocab.json"
-MERGES_FILE = "merges.txt"
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 # Character classes of GPT-2's pattern: \s, \p{L} and \p{N} as inclusive (first, last) code-point ranges,
 # shared with this package's Python tokenizers so that every tokenizer of the package gives the same ids.
@@ -769,12 +767,6 @@ def _row_ids(lengths: tf.Tensor) -> tf.Tensor:
     return tf.cumsum(row_starts) - 1
 
 
-def _ranges(lengths: tf.Tensor) -> tf.Tensor:
-    """concat(range(n) for n in lengths), int64."""
-    rows = _row_ids(lengths)
-    return tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(tf.cumsum(lengths, exclusive=True), rows)
-
-
 def _gather_rows(starts: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
     """concat(range(s, s + n) for s, n in zip(starts, lengths)), int64: the flat indices of rows."""
     rows = _row_ids(lengths)
@@ -820,15 +812,15 @@ def _package_vocab_dir() -> Path:
 
 
 def _resolve_tokenizer_dir(name_or_path: str | os.PathLike) -> Path:
-    from gpt2_multi import hub
-
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path.parent
     if path.is_dir():
         return path
-    if hub.short_name(str(name_or_path)) is not None:
+    if str(name_or_path) in BUILTIN_NAMES:
         return _package_vocab_dir()
+    from gpt2_multi import hub  # lazily: only for names that are neither local nor built in
+
     return hub.resolve(name_or_path, files=(VOCAB_FILE, MERGES_FILE))
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import regex
 
+from gpt2_multi.hub import HUB_ALIASES
 from gpt2_multi.tokenization import _unicode_tables
 
 # The pre-tokenisation pattern of GPT-2 (contractions, letters, numbers, other symbols, spaces).
@@ -36,21 +37,9 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 
 ENDOFTEXT = "<|endoftext|>"
 
-# Names whose tokenizer is the built-in GPT-2 one (all OpenAI sizes and distilgpt2 share a vocabulary).
-BUILTIN_NAMES = frozenset(
-    {
-        "gpt2",
-        "gpt2-medium",
-        "gpt2-large",
-        "gpt2-xl",
-        "distilgpt2",
-        "openai-community/gpt2",
-        "openai-community/gpt2-medium",
-        "openai-community/gpt2-large",
-        "openai-community/gpt2-xl",
-        "distilbert/distilgpt2",
-    }
-)
+# Names whose tokenizer is the built-in GPT-2 one: the built-in sizes, by short name and by hub repo id
+# (all OpenAI sizes and distilgpt2 share a vocabulary).
+BUILTIN_NAMES = frozenset({*HUB_ALIASES, *HUB_ALIASES.values()})
 
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -88,14 +77,6 @@ def token_to_bytes(token: str) -> bytes | None:
         return bytes(table[char] for char in token)
     except KeyError:
         return None
-
-
-def bytes_to_token(data: bytes) -> str:
-    """The byte-level token string of ``data`` (e.g. ``b" hi"`` -> ``"Ġhi"``)."""
-    return data.decode("latin-1").translate(_LATIN1_TO_BYTE_LEVEL)
-
-
-_LATIN1_TO_BYTE_LEVEL = {b: c for b, c in bytes_to_unicode().items()}
 
 
 @functools.lru_cache(maxsize=1)
