@@ -472,7 +472,8 @@ def test_double_heads_summary_types(summary_type):
     mc_token_ids = np.array([[1, 4, 2], [0, 3, 4]])
     out = model(ids, mc_token_ids=mc_token_ids, output_hidden_states=True)
     hidden = np.asarray(out.hidden_states[-1])  # (B, C, T, E)
-    pooled = {"last": hidden[:, :, -1], "first": hidden[:, :, 0], "mean": hidden.mean(2),
+    # HF's quirk: last / first / mean index dim 1, the choices axis, giving (B, T); cls_index gives (B, C)
+    pooled = {"last": hidden[:, -1], "first": hidden[:, 0], "mean": hidden.mean(1),
               "cls_index": np.take_along_axis(hidden, mc_token_ids[:, :, None, None], axis=2)[:, :, 0]}[summary_type]
     head = base.params["multiple_choice_head"]["summary"]
     expected = np.tanh(pooled @ np.asarray(head["kernel"]) + np.asarray(head["bias"]))[..., 0]

@@ -106,3 +106,14 @@ def test_shard_params_rejects_indivisible_axis():
         shard_params(params, jax.make_mesh((1, 1), ("data", "model"), axis_types=(AxisType.Explicit,) * 2))
     with pytest.raises(ValueError, match="needs 64 devices"):
         make_mesh((8, 8))
+
+
+def test_the_axes_table_covers_cross_attention():
+    """A plain params tree of a cross-attention model maps to the same logical axes as the modules declare."""
+    from gpt2_multi.flax import FlaxGPT2LMHeadModel
+    from gpt2_multi.flax.sharding import param_logical_axes
+    from tiny import tiny_config
+
+    model = FlaxGPT2LMHeadModel(tiny_config(add_cross_attention=True))
+    assert "q_attn" in model.params["transformer"]["h"]["0"]["crossattention"]
+    assert param_logical_axes(model.params) == model.logical_axes()

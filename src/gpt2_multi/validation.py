@@ -8,9 +8,13 @@ function, where values are not concrete, a backend skips what it cannot check.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 
 import numpy as np
+
+logger = logging.getLogger("gpt2_multi")
 
 
 class InputError(ValueError):
@@ -88,3 +92,32 @@ def check_labels(labels: np.ndarray, num_classes: int, name: str = "labels", ign
         position = tuple(int(i) for i in np.argwhere(bad)[0])
         allowed = f"[0, {num_classes})" + (f" or {ignore_index} (ignored)" if ignore_index is not None else "")
         raise InputError(f"{name} holds {int(lab[position])} at position {position}; expected values in {allowed}")
+
+
+NO_CROSS_ATTENTION = ("encoder_hidden_states needs cross-attention layers, but this model was built without them: "
+                      "build it with add_cross_attention=True (config.add_cross_attention)")
+
+
+def check_cross_attention(encoder_hidden_states: object, add_cross_attention: bool) -> None:
+    """Encoder states need a model built with cross-attention layers (every stack raises this one message)."""
+    if encoder_hidden_states is not None and not add_cross_attention:
+        raise InputError(NO_CROSS_ATTENTION)
+
+
+@functools.cache
+def _warn_summary_pooling_once(summary_type: str) -> None:
+    logger.warning(
+        "GPT2DoubleHeadsModel with summary_type=%r pools as HF transformers does: over dim 1 of the (batch, choices, "
+        "seq, n_embd) hidden states, which is the choices axis, not the tokens; so mc_logits is (batch, seq) "
+        "(before any projection's extra dim), not (batch, choices). summary_type='cls_index' (the default, with "
+        "mc_token_ids) is the usual setting for multiple choice.", summary_type)
+
+
+def warn_summary_pooling(config: object) -> None:
+    """Log once per process and summary_type that HF's last/first/mean summary pools the choices axis (its quirk).
+
+    Called by the three stacks' DoubleHeads constructors; ``cls_index`` (and anything else) logs nothing.
+    """
+    summary_type = getattr(config, "summary_type", None)
+    if summary_type in ("last", "first", "mean"):
+        _warn_summary_pooling_once(summary_type)

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gpt2_multi import validation
-from gpt2_multi.config import GPT2Config
+from gpt2_multi.checkpoint import layout
+from gpt2_multi.config import GPT2Config, infer_problem_type
 from gpt2_multi.flax import loading
 from gpt2_multi.flax.generation import FlaxGenerationMixin
 from gpt2_multi.flax.outputs import (
@@ -91,9 +92,10 @@ def _dense(config: GPT2Config, features: int, name: str, dtype: Dtype, param_dty
                     kernel_init=_init(config, name, "kernel"), bias_init=_init(config, name, "bias") if use_bias else nn.initializers.zeros)
 
 
-def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
+def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype, axes_name: str | None = None) -> nn.LayerNorm:
+    axes_name = axes_name or name  # the key into sharding.PARAM_AXES (ln_cross_attn shares ln_1's axes)
     return nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name,
-                        scale_init=_init(config, name, "scale"), bias_init=_init(config, name, "bias"))
+                        scale_init=_init(config, axes_name, "scale"), bias_init=_init(config, axes_name, "bias"))
 
 
 # ---------------------------------------------------------------------------------- attention
@@ -108,9 +110,14 @@ def attention_bias(offset: Array | int, length: int, key_length: int, attention_
     queries = offset + jnp.arange(length)
     bias = jnp.where(queries[:, None] >= jnp.arange(key_length)[None, :], 0.0, min_value)[None, None]
     if attention_mask is not None:
-        padding = (1.0 - attention_mask.astype(jnp.float32))[:, None, None, :] * min_value
-        bias = jnp.maximum(bias + padding, min_value)  # min + min would be -inf
+        bias = jnp.maximum(bias + padding_bias(attention_mask), min_value)  # min + min would be -inf
     return bias
+
+
+def padding_bias(attention_mask: Array) -> Array:
+    """The additive mask of ``attention_mask`` (B, S) alone (1 = attend, 0 = not), no causality: (B, 1, 1, S)
+    float32, 0 or float32's minimum. Cross-attention's mask over the encoder states (HF inverts it the same way)."""
+    return (1.0 - attention_mask.astype(jnp.float32))[:, None, None, :] * jnp.finfo(jnp.float32).min
 
 
 def attention_core(
@@ -192,16 +199,28 @@ class FlaxGPT2Attention(nn.Module):
     With a ``cache`` collection (from ``init_cache``), the new keys/values are written at ``cache_index``
     into ``cached_key`` / ``cached_value`` (B, max_length, H, D) and the queries attend to the whole
     cache (S = max_length), causally by cache position. :meth:`decode_step` is the fast path's variant.
+
+    With ``is_cross_attention`` (the block's ``crossattention``): queries from ``q_attn`` on the input, keys
+    and values from ``c_attn`` (E -> 2E) on ``encoder_hidden_states`` (B, S_enc, E), not causal;
+    ``attention_mask`` is then the encoder mask (B, S_enc). It never touches the cache: the keys and
+    values are recomputed from the encoder states at every call (as HF's Flax GPT-2; HF PyTorch caches
+    them, with the same numbers). Same :func:`attention_core`; probabilities (B, H, T, S_enc).
     """
 
     config: GPT2Config
     layer_idx: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    is_cross_attention: bool = False
 
     def setup(self) -> None:
         e = self.config.n_embd
-        self.c_attn = FlaxConv1D(3 * e, self.config, "c_attn", self.dtype, self.param_dtype)
+        if self.is_cross_attention:
+            # q_attn is another column-parallel projection, so it takes c_attn's logical axes
+            self.c_attn = FlaxConv1D(2 * e, self.config, "c_attn", self.dtype, self.param_dtype)
+            self.q_attn = FlaxConv1D(e, self.config, "c_attn", self.dtype, self.param_dtype)
+        else:
+            self.c_attn = FlaxConv1D(3 * e, self.config, "c_attn", self.dtype, self.param_dtype)
         self.c_proj = FlaxConv1D(e, self.config, "attn.c_proj", self.dtype, self.param_dtype)
         self.attn_dropout = nn.Dropout(rate=self.config.attn_pdrop)
         self.resid_dropout = nn.Dropout(rate=self.config.resid_pdrop)
@@ -211,6 +230,16 @@ class FlaxGPT2Attention(nn.Module):
         b, t, _ = hidden_states.shape
         qkv = self.c_attn(hidden_states).reshape(b, t, 3, self.config.n_head, self.config.head_dim)
         return tuple(qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+
+    def _cross_heads(self, hidden_states: Array, encoder_hidden_states: Array) -> tuple[Array, Array, Array]:
+        """Cross-attention: ``q_attn`` on (B, T, E) -> query (B, H, T, D); ``c_attn`` on the encoder states
+        (B, S_enc, E) -> key, value, each (B, H, S_enc, D)."""
+        h, d = self.config.n_head, self.config.head_dim
+        b, t, _ = hidden_states.shape
+        query = self.q_attn(hidden_states).reshape(b, t, h, d).transpose(0, 2, 1, 3)
+        s = encoder_hidden_states.shape[1]
+        kv = self.c_attn(encoder_hidden_states).reshape(b, s, 2, h, d)
+        return query, kv[:, :, 0].transpose(0, 2, 1, 3), kv[:, :, 1].transpose(0, 2, 1, 3)
 
     def _merge_heads(self, out: Array, deterministic: bool) -> Array:
         """(B, H, T, D) -> (B, T, E) -> ``c_proj`` -> residual dropout."""
@@ -242,12 +271,19 @@ class FlaxGPT2Attention(nn.Module):
         deterministic: bool = True,
         init_cache: bool = False,
         output_attentions: bool = False,
+        encoder_hidden_states: Array | None = None,
     ) -> tuple[Array, ...]:
-        query, key, value = self._split_heads(hidden_states)
-        offset = 0
-        if self.has_variable("cache", "cached_key") or init_cache:
-            key, value, offset = self._concatenate_to_cache(key, value)
-        bias = attention_bias(offset, query.shape[2], key.shape[2], attention_mask)
+        if self.is_cross_attention:
+            if encoder_hidden_states is None:
+                raise InputError("cross-attention needs encoder_hidden_states")
+            query, key, value = self._cross_heads(hidden_states, encoder_hidden_states)
+            bias = None if attention_mask is None else padding_bias(attention_mask)
+        else:
+            query, key, value = self._split_heads(hidden_states)
+            offset = 0
+            if self.has_variable("cache", "cached_key") or init_cache:
+                key, value, offset = self._concatenate_to_cache(key, value)
+            bias = attention_bias(offset, query.shape[2], key.shape[2], attention_mask)
         out, probs = attention_core(query, key, value, bias, self.config, self.layer_idx,
                                     dropout=lambda p: self.attn_dropout(p, deterministic=deterministic),
                                     head_mask=layer_head_mask, output_probs=output_attentions)
@@ -284,7 +320,12 @@ class FlaxGPT2MLP(nn.Module):
 
 # ---------------------------------------------------------------------------------- block
 class FlaxGPT2Block(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``. (B, T, E) -> (B, T, E)."""
+    """Pre-LN transformer block: ``x + attn(ln_1(x))``, [``x + crossattention(ln_cross_attn(x), encoder)``],
+    then ``x + mlp(ln_2(x))``. (B, T, E) -> (B, T, E).
+
+    Returns ``(x,)``, or with ``output_attentions`` ``(x, self-attention probs, cross-attention probs or None)``.
+    The cross-attention layers exist with ``config.add_cross_attention`` and run when encoder states are given.
+    """
 
     config: GPT2Config
     layer_idx: int = 0
@@ -296,13 +337,29 @@ class FlaxGPT2Block(nn.Module):
         self.attn = FlaxGPT2Attention(self.config, self.layer_idx, self.dtype, self.param_dtype)
         self.ln_2 = _layer_norm(self.config, "ln_2", self.dtype, self.param_dtype)
         self.mlp = FlaxGPT2MLP(self.config, self.dtype, self.param_dtype)
+        if self.config.add_cross_attention:
+            self.crossattention = FlaxGPT2Attention(self.config, self.layer_idx, self.dtype, self.param_dtype,
+                                                    is_cross_attention=True)
+            self.ln_cross_attn = _layer_norm(self.config, "ln_cross_attn", self.dtype, self.param_dtype, axes_name="ln_1")
 
     def __call__(self, hidden_states, attention_mask=None, layer_head_mask=None, deterministic=True,
-                 init_cache=False, output_attentions=False):
+                 init_cache=False, output_attentions=False, encoder_hidden_states=None, encoder_attention_mask=None):
         attn = self.attn(self.ln_1(hidden_states), attention_mask, layer_head_mask, deterministic, init_cache, output_attentions)
         hidden_states = hidden_states + attn[0]
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            if not self.config.add_cross_attention:
+                raise InputError(validation.NO_CROSS_ATTENTION)
+            cross = self.crossattention(self.ln_cross_attn(hidden_states), encoder_attention_mask, layer_head_mask,
+                                        deterministic, False, output_attentions, encoder_hidden_states=encoder_hidden_states)
+            hidden_states = hidden_states + cross[0]
+            cross_probs = cross[1] if output_attentions else None
+        elif self.config.add_cross_attention and self.is_initializing():
+            # Create the cross-attention parameters whatever the head (HF builds them from the config, so every
+            # head's checkpoint holds them); the result is discarded.
+            self.crossattention(self.ln_cross_attn(hidden_states), encoder_hidden_states=hidden_states)
         hidden_states = hidden_states + self.mlp(self.ln_2(hidden_states), deterministic=deterministic)
-        return (hidden_states, *attn[1:])
+        return (hidden_states, attn[1], cross_probs) if output_attentions else (hidden_states,)
 
     def decode_step(self, hidden_states: Array, kv: Array, bias: Array, index: Array) -> tuple[Array, Array]:
         """:meth:`__call__` on the fast path's cache (see :meth:`FlaxGPT2Attention.decode_step`), same sublayers."""
@@ -325,18 +382,25 @@ class FlaxGPT2BlockCollection(nn.Module):
         self.blocks = [block(self.config, i, self.dtype, self.param_dtype, name=str(i)) for i in range(self.config.n_layer)]
 
     def __call__(self, hidden_states, attention_mask=None, head_mask=None, deterministic=True, init_cache=False,
-                 output_attentions=False, output_hidden_states=False):
+                 output_attentions=False, output_hidden_states=False, encoder_hidden_states=None,
+                 encoder_attention_mask=None):
+        """Returns ``(hidden_states, all_hidden, all_attn, all_cross)``; ``all_cross`` is filled only with
+        ``output_attentions`` and encoder states."""
         all_hidden: tuple[Array, ...] = ()
         all_attn: tuple[Array, ...] = ()
+        all_cross: tuple[Array, ...] = ()
         for i, block in enumerate(self.blocks):
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             layer_head_mask = None if head_mask is None else head_mask[i]
-            out = block(hidden_states, attention_mask, layer_head_mask, deterministic, init_cache, output_attentions)
+            out = block(hidden_states, attention_mask, layer_head_mask, deterministic, init_cache, output_attentions,
+                        encoder_hidden_states, encoder_attention_mask)
             hidden_states = out[0]
             if output_attentions:
                 all_attn += (out[1],)
-        return hidden_states, all_hidden, all_attn
+                if encoder_hidden_states is not None:
+                    all_cross += (out[2],)
+        return hidden_states, all_hidden, all_attn, all_cross
 
     def decode_step(self, hidden_states: Array, kv: Array, bias: Array, index: Array) -> tuple[Array, Array]:
         for block in self.blocks:
@@ -354,6 +418,8 @@ def _is_concrete(x: Any) -> bool:
 
 # (module class, config, dtype, param_dtype, remat) + static flags -> jitted forward; see _jitted_apply.
 _JIT_CACHE: dict[tuple, Callable] = {}
+# (config, dtype, param_dtype, batch, max_length) -> the cache collection's shapes; see init_cache.
+_CACHE_SHAPES: dict[tuple, Any] = {}
 
 
 class FlaxGPT2PreTrainedModel:
@@ -370,6 +436,11 @@ class FlaxGPT2PreTrainedModel:
     ``past_key_values=cache``, explicit ``position_ids`` and an ``attention_mask`` (B, max_length);
     the output's ``past_key_values`` is the updated cache to pass to the next call.
 
+    The body and the LM head also take ``encoder_hidden_states`` (B, S_enc, E) and ``encoder_attention_mask``
+    (B, S_enc) (keywords; ``config.add_cross_attention``), as HF's; with ``output_attentions`` the output's
+    ``cross_attentions`` are (B, H, T, S_enc) per layer. The cache holds self-attention only: pass the
+    encoder states again at every cached call (their keys and values are recomputed).
+
     Args:
         config: the model's :class:`GPT2Config`.
         params: a parameter pytree; ``None`` initialises randomly (``seed``) unless ``_do_init=False``.
@@ -380,6 +451,7 @@ class FlaxGPT2PreTrainedModel:
     module_class: ClassVar[type[nn.Module]]
     architecture: ClassVar[str]
     head_inputs: ClassVar[tuple[str, ...]] = ()
+    encoder_inputs: ClassVar[tuple[str, ...]] = ()  # the cross-attention inputs, on the classes HF gives them
     base_model_prefix = "transformer"
 
     def __init__(self, config: GPT2Config, params: Any = None, *, input_shape: tuple[int, ...] = (1, 1), seed: int = 0,
@@ -481,10 +553,13 @@ class FlaxGPT2PreTrainedModel:
             raise InputError(f"init_cache needs a positive batch_size and max_length, got {batch_size!r}, {max_length!r}")
         if max_length > self.config.n_positions:
             raise InputError(f"init_cache(max_length={max_length}) is longer than the model's n_positions={self.config.n_positions}")
-        body = FlaxGPT2Module(self.config, self.dtype, self.param_dtype)
-        ids = jnp.zeros((batch_size, max_length), jnp.int32)
-        abstract = jax.eval_shape(lambda: body.init(jax.random.PRNGKey(0), ids, init_cache=True))
-        cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), abstract["cache"])
+        key = (self.config.to_json_string(use_diff=False), jnp.dtype(self.dtype).name, jnp.dtype(self.param_dtype).name,
+               batch_size, max_length)
+        if key not in _CACHE_SHAPES:  # tracing the init costs ~0.1 s: once per config and shape
+            body = FlaxGPT2Module(self.config, self.dtype, self.param_dtype)
+            ids = jnp.zeros((batch_size, max_length), jnp.int32)
+            _CACHE_SHAPES[key] = jax.eval_shape(lambda: body.init(jax.random.PRNGKey(0), ids, init_cache=True))["cache"]
+        cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), _CACHE_SHAPES[key])
         return cache if self.architecture == "GPT2Model" else {self.base_model_prefix: cache}
 
     # ------------------------------------------------------------------ call
@@ -535,7 +610,7 @@ class FlaxGPT2PreTrainedModel:
         **head_inputs: Any,
     ):
         cfg = self.config
-        unknown = set(head_inputs) - set(self.head_inputs)
+        unknown = set(head_inputs) - set(self.head_inputs) - set(self.encoder_inputs)
         if unknown:
             hint = (" (Flax models cache through past_key_values=model.init_cache(batch, max_length), as HF's do)"
                     if "use_cache" in unknown else "")
@@ -651,6 +726,7 @@ class FlaxGPT2PreTrainedModel:
             validation.check_input_ids(out["token_type_ids"], cfg.vocab_size, name="token_type_ids")
         if out["head_mask"] is not None:
             validation.check_head_mask(out["head_mask"].shape, cfg.n_layer, cfg.n_head)
+        self._validate_encoder(out, inputs, lead)
         self._validate_head(out, inputs, input_shape)
         # Device arrays stay on their devices (a sharded batch keeps its sharding); only the dtype is fixed.
         for name, value in inputs.items():
@@ -660,6 +736,24 @@ class FlaxGPT2PreTrainedModel:
 
     def _validate_head(self, out: dict[str, Any], raw: dict[str, Any], input_shape: tuple[int, ...]) -> None:
         """Head-specific checks (labels ranges and shapes); the base model has none."""
+
+    def _validate_encoder(self, out: dict[str, Any], raw: dict[str, Any], lead: tuple[int, ...]) -> None:
+        """encoder_hidden_states (B, S_enc, E) need cross-attention layers; encoder_attention_mask is (B, S_enc)."""
+        enc = out.get("encoder_hidden_states")
+        if enc is None:
+            if "encoder_attention_mask" in out:
+                out["encoder_attention_mask"] = None  # HF ignores the mask without the states
+            return
+        validation.check_cross_attention(enc, self.config.add_cross_attention)
+        batch = int(np.prod(lead))
+        if enc.ndim != 3 or enc.shape[0] != batch or enc.shape[-1] != self.config.n_embd:
+            raise InputError(f"encoder_hidden_states has shape {tuple(enc.shape)} but must be ({batch}, encoder_length, "
+                             f"{self.config.n_embd}) (batch, encoder_length, n_embd)")
+        if not isinstance(enc, jax.core.Tracer) and enc.dtype == np.float64:
+            out["encoder_hidden_states"] = enc.astype(np.float32)
+        mask = out.get("encoder_attention_mask")
+        if mask is not None:
+            validation.check_same_shape("encoder_attention_mask", mask.shape, enc.shape[:2], "the encoder states' (batch, encoder_length)")
 
 
 def _first_cache_index(cache: dict) -> Any:
@@ -691,7 +785,8 @@ class FlaxGPT2Module(nn.Module):
     (the double-heads model passes (B, C, T)) and restored on the outputs. ``attention_mask`` (..., S)
     of 1/0 where S is T, or max_length with a cache. ``position_ids`` (..., T) default to
     ``cache_index + arange(T)``. ``token_type_ids`` (..., T) are embedded with ``wte``. ``head_mask``
-    (H,) or (n_layer, H).
+    (H,) or (n_layer, H). ``encoder_hidden_states`` (B, S_enc, E) and ``encoder_attention_mask`` (B, S_enc)
+    feed the cross-attention layers (``config.add_cross_attention``; keywords, after ``return_dict``).
     """
 
     config: GPT2Config
@@ -732,10 +827,13 @@ class FlaxGPT2Module(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         return_dict: bool = True,
+        encoder_hidden_states: Array | None = None,
+        encoder_attention_mask: Array | None = None,
     ):
         cfg = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise InputError("pass exactly one of input_ids and inputs_embeds")
+        validation.check_cross_attention(encoder_hidden_states, cfg.add_cross_attention)
         input_shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
         t = input_shape[-1]
         if inputs_embeds is None:
@@ -759,8 +857,13 @@ class FlaxGPT2Module(nn.Module):
         if head_mask is not None:
             head_mask = jnp.broadcast_to(jnp.asarray(head_mask), (cfg.n_layer, cfg.n_head))
 
-        hidden_states, all_hidden, all_attn = self.h(
-            hidden_states, attention_mask, head_mask, deterministic, init_cache, output_attentions, output_hidden_states
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = jnp.asarray(encoder_hidden_states).astype(self.dtype)
+        else:
+            encoder_attention_mask = None  # HF ignores an encoder mask without encoder states
+        hidden_states, all_hidden, all_attn, all_cross = self.h(
+            hidden_states, attention_mask, head_mask, deterministic, init_cache, output_attentions, output_hidden_states,
+            encoder_hidden_states, encoder_attention_mask,
         )
         hidden_states = self.ln_f(hidden_states)
         output_shape = (*input_shape, cfg.n_embd)
@@ -772,6 +875,7 @@ class FlaxGPT2Module(nn.Module):
             last_hidden_state=hidden_states,
             hidden_states=all_hidden if output_hidden_states else None,
             attentions=all_attn if output_attentions else None,
+            cross_attentions=all_cross if output_attentions and encoder_hidden_states is not None else None,
         )
         return out if return_dict else out.to_tuple()
 
@@ -809,14 +913,8 @@ def _causal_lm_loss(logits: Array, labels: Array) -> Array:
 
 
 def _problem_type(config: GPT2Config, labels_dtype: Any) -> str:
-    """HF's rule: the config's problem_type, else regression for one label, integer labels single-label, else multi-label."""
-    if config.problem_type is not None:
-        return config.problem_type
-    if config.num_labels == 1:
-        return "regression"
-    if jnp.issubdtype(labels_dtype, jnp.integer):
-        return "single_label_classification"
-    return "multi_label_classification"
+    """``config.problem_type``, else inferred for this call by HF's rule (the config is left as it is)."""
+    return infer_problem_type(config.problem_type, config.num_labels, bool(jnp.issubdtype(labels_dtype, jnp.integer)))
 
 
 def _classification_loss(logits: Array, labels: Array, num_labels: int, problem_type: str) -> Array:
@@ -873,13 +971,14 @@ class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
                  inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
-                 output_hidden_states=False, return_dict=True):
+                 output_hidden_states=False, return_dict=True, encoder_hidden_states=None, encoder_attention_mask=None):
         body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
-                                deterministic, init_cache, output_attentions, output_hidden_states, True)
+                                deterministic, init_cache, output_attentions, output_hidden_states, True,
+                                encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask)
         logits = _lm_logits(self, body.last_hidden_state)
         loss = _causal_lm_loss(logits, labels) if labels is not None else None
         out = FlaxCausalLMOutputWithCrossAttentions(loss=loss, logits=logits, hidden_states=body.hidden_states,
-                                                    attentions=body.attentions)
+                                                    attentions=body.attentions, cross_attentions=body.cross_attentions)
         return out if return_dict else out.to_tuple()
 
     def decode_step(self, input_ids: Array, position_ids: Array, attention_mask: Array, kv: Array,
@@ -891,7 +990,11 @@ class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
 
 
 class FlaxGPT2SequenceSummary(nn.Module):
-    """HF's SequenceSummary: pool (..., T, E) to (..., E) by ``summary_type``, then dropout, projection, activation."""
+    """HF's SequenceSummary: pool the hidden states by ``summary_type``, then dropout, projection, activation.
+
+    ``cls_index`` pools (B, C, T, E) to (B, C, E) at ``cls_index`` (B, C) (None: the last token). As HF does
+    (its quirk, kept), ``last`` / ``first`` / ``mean`` index dim 1, the choices axis: (B, C, T, E) -> (B, T, E).
+    """
 
     config: GPT2Config
     dtype: Dtype = jnp.float32
@@ -905,18 +1008,18 @@ class FlaxGPT2SequenceSummary(nn.Module):
             n = 1 if cfg.summary_proj_to_labels else cfg.n_embd  # HF forces num_labels = 1 for the double heads
             self.summary = _dense(cfg, n, "summary", self.dtype, self.param_dtype)
         act = cfg.summary_activation
-        self.activation = (lambda x: x) if act is None else (jnp.tanh if act == "tanh" else get_activation(act))
+        self.activation = (lambda x: x) if not act else (jnp.tanh if act == "tanh" else get_activation(act))
         self.first_dropout = nn.Dropout(rate=cfg.summary_first_dropout)
         self.last_dropout = nn.Dropout(rate=float(getattr(cfg, "summary_last_dropout", 0.0) or 0.0))
 
     def __call__(self, hidden_states: Array, cls_index: Array | None = None, deterministic: bool = True) -> Array:
         kind = self.config.summary_type
-        if kind == "last":
-            pooled = hidden_states[..., -1, :]
+        if kind == "last":  # dim 1, as HF: the choices axis of (B, C, T, E)
+            pooled = hidden_states[:, -1]
         elif kind == "first":
-            pooled = hidden_states[..., 0, :]
+            pooled = hidden_states[:, 0]
         elif kind == "mean":
-            pooled = hidden_states.mean(axis=-2)
+            pooled = hidden_states.mean(axis=1)
         else:  # cls_index
             if cls_index is None:
                 cls_index = jnp.full(hidden_states.shape[:-2], hidden_states.shape[-2] - 1, dtype=jnp.int32)
@@ -930,7 +1033,8 @@ class FlaxGPT2SequenceSummary(nn.Module):
 
 
 class FlaxGPT2DoubleHeadsModule(FlaxGPT2HeadModule):
-    """Body + LM head + multiple-choice head. Inputs (B, C, T); logits (B, C, T, V), mc_logits (B, C).
+    """Body + LM head + multiple-choice head. Inputs (B, C, T); logits (B, C, T, V), mc_logits (B, C)
+    (``summary_type`` cls_index; see :func:`_mc_logits_shape` for the others, HF's shapes).
 
     ``mc_token_ids`` (B, C) picks the token each choice is classified from (default the last);
     ``labels`` (B, C, T) give the LM loss (``loss``), ``mc_labels`` (B,) the choice loss (``mc_loss``).
@@ -1052,6 +1156,7 @@ class FlaxGPT2Model(FlaxGPT2PreTrainedModel):
 
     module_class = FlaxGPT2Module
     architecture = "GPT2Model"
+    encoder_inputs = ("encoder_hidden_states", "encoder_attention_mask")
 
 
 class FlaxGPT2LMHeadModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
@@ -1060,6 +1165,7 @@ class FlaxGPT2LMHeadModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
     module_class = FlaxGPT2LMHeadModule
     architecture = "GPT2LMHeadModel"
     head_inputs = ("labels",)
+    encoder_inputs = ("encoder_hidden_states", "encoder_attention_mask")
 
     def _validate_head(self, out, raw, input_shape):
         _check_labels_shape(out, "labels", input_shape, "one label per input token")
@@ -1067,12 +1173,31 @@ class FlaxGPT2LMHeadModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
             validation.check_labels(out["labels"], self.config.vocab_size)
 
 
+def _mc_logits_shape(config: GPT2Config, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """HF's mc_logits shape for inputs (B, C, T): cls_index pools each choice, (B, C); last / first / mean pool
+    dim 1 (HF's quirk), (B, T); then the projection's width, squeezed when it is 1 (the usual ``num_labels=1``)."""
+    if config.summary_type == "cls_index":
+        pooled = tuple(input_shape[:-1])
+    else:
+        pooled = (input_shape[0], *input_shape[2:])
+    width = layout.multiple_choice_summary_size(config) if config.summary_use_proj else config.n_embd
+    return pooled if width == 1 else (*pooled, width)
+
+
 class FlaxGPT2DoubleHeadsModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
-    """GPT-2 with LM and multiple-choice heads; inputs (B, C, T), ``mc_token_ids`` (B, C), ``labels``, ``mc_labels`` (B,)."""
+    """GPT-2 with LM and multiple-choice heads; inputs (B, C, T), ``mc_token_ids`` (B, C), ``labels``, ``mc_labels`` (B,).
+
+    ``summary_type`` last / first / mean pool dim 1 of (B, C, T, E), the choices, exactly as HF does (logged once).
+    """
 
     module_class = FlaxGPT2DoubleHeadsModule
     architecture = "GPT2DoubleHeadsModel"
     head_inputs = ("mc_token_ids", "labels", "mc_labels")
+
+    def __init__(self, config: GPT2Config, *args: Any, **kwargs: Any):
+        if isinstance(config, GPT2Config):
+            validation.warn_summary_pooling(config)
+        super().__init__(config, *args, **kwargs)
 
     def _dummy_inputs(self, input_shape):
         shape = tuple(input_shape) if len(input_shape) == 3 else (1, 1, *tuple(input_shape)[-1:])
@@ -1086,8 +1211,18 @@ class FlaxGPT2DoubleHeadsModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
             validation.check_labels(out["labels"], self.config.vocab_size)
         if _is_concrete(raw.get("mc_token_ids")):
             validation.check_labels(out["mc_token_ids"], input_shape[-1], name="mc_token_ids", ignore_index=None)
-        if _is_concrete(raw.get("mc_labels")) and len(input_shape) >= 2:
-            validation.check_labels(out["mc_labels"], input_shape[-2], name="mc_labels")
+        if out.get("mc_labels") is not None and len(input_shape) >= 3:
+            # HF's loss: cross-entropy of mc_logits.view(-1, K) against mc_labels.view(-1)
+            mc_shape = _mc_logits_shape(self.config, input_shape)
+            rows = int(np.prod(mc_shape[:-1]))
+            if rows != int(np.prod(out["mc_labels"].shape)):
+                raise InputError(
+                    f"mc_labels has shape {tuple(out['mc_labels'].shape)} but mc_logits is {mc_shape} "
+                    f"(summary_type={self.config.summary_type!r}, summary_use_proj={self.config.summary_use_proj}, "
+                    f"summary_proj_to_labels={self.config.summary_proj_to_labels}): HF's loss needs one label per row "
+                    f"of mc_logits.view(-1, {mc_shape[-1]}), {rows} of them")
+            if _is_concrete(raw.get("mc_labels")):
+                validation.check_labels(out["mc_labels"], mc_shape[-1], name="mc_labels")
 
 
 class FlaxGPT2ForSequenceClassification(FlaxGPT2PreTrainedModel):

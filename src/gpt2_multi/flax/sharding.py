@@ -59,6 +59,10 @@ PARAM_AXES: dict[tuple[str, str], tuple[str, ...]] = {
     ("attn.c_proj", "kernel"): ("embed", "heads"), ("attn.c_proj", "bias"): ("embed",),
     ("c_fc", "kernel"): ("mlp", "embed"), ("c_fc", "bias"): ("mlp",),
     ("mlp.c_proj", "kernel"): ("embed", "mlp"), ("mlp.c_proj", "bias"): ("embed",),
+    # cross-attention (add_cross_attention): q_attn is column-parallel like c_attn, its c_proj row-parallel
+    ("q_attn", "kernel"): ("qkv", "embed"), ("q_attn", "bias"): ("qkv",),
+    ("crossattention.c_proj", "kernel"): ("embed", "heads"), ("crossattention.c_proj", "bias"): ("embed",),
+    ("ln_cross_attn", "scale"): ("embed",), ("ln_cross_attn", "bias"): ("embed",),
     ("lm_head", "kernel"): ("embed", "vocab"),
     ("summary", "kernel"): ("embed", "labels"), ("summary", "bias"): ("labels",),
     ("score", "kernel"): ("embed", "labels"),

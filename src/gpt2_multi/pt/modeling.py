@@ -31,7 +31,7 @@ from torch import nn
 
 from gpt2_multi import validation
 from gpt2_multi.checkpoint.layout import multiple_choice_summary_size
-from gpt2_multi.config import GPT2Config
+from gpt2_multi.config import GPT2Config, infer_problem_type
 from gpt2_multi.generation import GenerationConfig
 from gpt2_multi.pt.generation import GenerationMixin
 from gpt2_multi.pt.outputs import (
@@ -692,10 +692,7 @@ class GPT2Model(GPT2PreTrainedModel):
             self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids, past_key_values, batch, seq, past_length)
             if attention_mask is not None:
                 validation.check_attention_mask(tuple(attention_mask.shape), batch, past_length, seq)
-            if encoder_hidden_states is not None and not cfg.add_cross_attention:
-                raise validation.InputError(
-                    "encoder_hidden_states were passed but the model has no cross-attention layers; "
-                    "build it with config.add_cross_attention=True")
+            validation.check_cross_attention(encoder_hidden_states, cfg.add_cross_attention)
 
         # Embeddings.
         if position_ids is None:
@@ -730,7 +727,9 @@ class GPT2Model(GPT2PreTrainedModel):
         presents = () if use_cache else None
         all_hidden = () if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        all_cross = () if output_attentions and cfg.add_cross_attention else None
+        # cross_attentions exist when there was something to attend to (TF and Flax agree; HF PT 4.57 raises
+        # IndexError for add_cross_attention models called without encoder states and output_attentions)
+        all_cross = () if output_attentions and encoder_hidden_states is not None else None
         for i, block in enumerate(self.h):
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -774,15 +773,8 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _problem_type(config: GPT2Config, num_labels: int, labels: torch.Tensor) -> str:
-    """``config.problem_type``, inferred as HF does when None (and stored in the config, as HF does)."""
-    if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif num_labels > 1 and labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    return config.problem_type
+    """``config.problem_type``, else inferred for this call by HF's rule (the config is left as it is)."""
+    return infer_problem_type(config.problem_type, num_labels, labels.dtype in (torch.long, torch.int))
 
 
 def _classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int, problem_type: str) -> torch.Tensor:
@@ -870,6 +862,7 @@ class GPT2SequenceSummary(nn.Module):
 
     ``summary_type``: ``cls_index`` (the hidden state at ``cls_index``, default the last token),
     ``last`` / ``first`` (``hidden[:, -1]`` / ``hidden[:, 0]``) or ``mean`` (over dim 1), exactly as HF indexes.
+    HF's quirk, kept: on (B, C, T, E) those three pool dim 1, the choices, so they give (B, T, out), not (B, C, out).
     """
 
     def __init__(self, config: GPT2Config) -> None:
@@ -919,6 +912,7 @@ class GPT2DoubleHeadsModel(GPT2PreTrainedModel, GenerationMixin):
     def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
         super().__init__(config, attn_implementation=attn_implementation)
         config.num_labels = 1
+        validation.warn_summary_pooling(config)
         self.transformer = GPT2Model(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.multiple_choice_head = GPT2SequenceSummary(config)
@@ -989,7 +983,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     ):
         """Arguments as :meth:`GPT2Model.forward`, plus ``labels``: (B,) class ids for single-label,
         (B, L) 0/1 floats for multi-label, (B,) or (B, L) floats for regression (``config.problem_type``,
-        inferred as HF does when None).
+        inferred for each call by HF's rule when None; unlike HF, the config is not changed).
 
         Returns :class:`SequenceClassifierOutputWithPast`: ``loss`` (), ``logits`` (B, L) pooled at the last non-pad token.
         """

@@ -29,7 +29,7 @@ from tensorflow.compiler.tf2xla.python import xla
 
 from gpt2_multi import validation
 from gpt2_multi.checkpoint import layout
-from gpt2_multi.config import GPT2Config
+from gpt2_multi.config import GPT2Config, infer_problem_type
 from gpt2_multi.tf.activations import ACT2FN
 from gpt2_multi.tf.generation import TFGenerationMixin
 from gpt2_multi.tf.inputs import (
@@ -655,9 +655,7 @@ class TFGPT2MainLayer(keras.layers.Layer):
              training=False):
         cfg = self.config
         validation.check_exactly_one(input_ids, inputs_embeds)
-        if encoder_hidden_states is not None and not cfg.add_cross_attention:
-            raise validation.InputError(
-                "encoder_hidden_states needs cross-attention layers: build the model with add_cross_attention=True")
+        validation.check_cross_attention(encoder_hidden_states, cfg.add_cross_attention)
         if input_ids is not None:
             input_ids = to_tensor(input_ids)
             if not input_ids.dtype.is_integer:
@@ -818,14 +816,7 @@ def _check_labels(labels: tf.Tensor, num_classes: int, name: str = "labels") -> 
 def _classification_loss(logits: tf.Tensor, labels: tf.Tensor, num_labels: int, problem_type: str | None) -> tf.Tensor:
     """Sequence classification, by ``problem_type`` (inferred as HF does when None): regression (MSE),
     single-label (cross-entropy) or multi-label (binary cross-entropy with logits). ``logits (B, num_labels)``."""
-    problem = problem_type
-    if problem is None:
-        if num_labels == 1:
-            problem = "regression"
-        elif labels.dtype.is_integer:
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
+    problem = infer_problem_type(problem_type, num_labels, labels.dtype.is_integer)
     logits = tf.cast(logits, tf.float32)
     if problem == "regression":
         target = tf.cast(labels, tf.float32)
@@ -859,6 +850,8 @@ class TFGPT2SequenceSummary(keras.layers.Layer):
 
     ``(..., T, E)`` hidden states and ``cls_index (...)`` -> ``(..., num_classes)``: pick a token
     (``summary_type``: last, first, mean or cls_index), dropout, optional projection, activation, dropout.
+    As HF (PyTorch and TF), last / first / mean index dim 1 (``hidden[:, -1]``, ``hidden[:, 0]``, the mean
+    over dim 1): on the (B, C, T, E) multiple-choice states that is the choices axis, giving (B, T, ...).
     """
 
     def __init__(self, config: GPT2Config, pt_name: str, **kwargs):
@@ -872,7 +865,7 @@ class TFGPT2SequenceSummary(keras.layers.Layer):
             n = layout.multiple_choice_summary_size(config)
             self.summary = _dense(n, pt_name + ".summary", config.initializer_range, "summary", dtype=self.dtype_policy)
         act = config.summary_activation
-        self.activation = tf.tanh if act == "tanh" else (ACT2FN[act] if act else (lambda x: x))
+        self.activation = (lambda x: x) if not act else (tf.tanh if act == "tanh" else ACT2FN[act])
         self.first_dropout = keras.layers.Dropout(config.summary_first_dropout, dtype=self.dtype_policy)
         self.last_dropout = keras.layers.Dropout(getattr(config, "summary_last_dropout", 0.0) or 0.0, dtype=self.dtype_policy)
 
@@ -884,12 +877,12 @@ class TFGPT2SequenceSummary(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden_states, cls_index=None, training=False):
-        if self.summary_type == "last":
-            out = hidden_states[..., -1, :]
+        if self.summary_type == "last":  # dim 1, as HF (the choices axis of (B, C, T, E))
+            out = hidden_states[:, -1]
         elif self.summary_type == "first":
-            out = hidden_states[..., 0, :]
+            out = hidden_states[:, 0]
         elif self.summary_type == "mean":
-            out = tf.reduce_mean(hidden_states, axis=-2)
+            out = tf.reduce_mean(hidden_states, axis=1)
         else:  # cls_index
             lead = shape_list(hidden_states)[:-2]
             if cls_index is None:
@@ -974,6 +967,7 @@ class TFGPT2DoubleHeadsModel(TFGenerationMixin, TFGPT2PreTrainedModel):
         self.lm_head = None
         if not self.config.tie_word_embeddings:
             self.lm_head = _dense(self.config.vocab_size, "lm_head", self.config.initializer_range, "lm_head", use_bias=False, dtype=self.dtype_policy)
+        validation.warn_summary_pooling(self.config)
         self.multiple_choice_head = TFGPT2SequenceSummary(self.config, "multiple_choice_head", name="multiple_choice_head", dtype=self.dtype_policy)
         self.build(None)
 
@@ -992,7 +986,9 @@ class TFGPT2DoubleHeadsModel(TFGenerationMixin, TFGPT2PreTrainedModel):
         body = self._body(args, training)
         hidden = body.last_hidden_state
         logits = self.project(hidden)
-        mc_logits = tf.squeeze(self.multiple_choice_head(hidden, args.get("mc_token_ids"), training=training), -1)
+        mc_logits = self.multiple_choice_head(hidden, args.get("mc_token_ids"), training=training)
+        if mc_logits.shape[-1] == 1:  # HF PyTorch's squeeze(-1): a no-op unless the last dim is 1
+            mc_logits = tf.squeeze(mc_logits, -1)
         loss = mc_loss = None
         if args.get("labels") is not None:
             labels = to_tensor(args["labels"])
