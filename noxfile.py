@@ -50,10 +50,11 @@ for _name, _backend in REGISTRY.items():  # tests-pt, tests-tf, tests-flax: one 
 @nox.session(python=PYTHON)
 def conformance(session: nox.Session) -> None:
     """Every backend in one venv: load one checkpoint everywhere and compare logits and KV caches."""
-    session.install(*CONSTRAINTS, "-e", ".[all,test]")
-    args = session.posargs or ["--golden", "tests/fixtures/hf-tiny", "--full"]
+    session.install(*CONSTRAINTS, "-e", ".[all,test,oracle]")  # oracle: HF PyTorch checks the whole grid
+    args = session.posargs or ["--golden", "tests/fixtures/hf-tiny", "--full", "--grads"]
     session.run("gpt2-multi", "conform", *args)
-    session.run("python", "-m", "pytest", "tests/test_conformance.py", "-rs")
+    session.run("python", "-m", "pytest", "tests/test_conformance.py", "tests/contract/test_grid.py", "-rs",
+                env={"GPT2_MULTI_FULL_GRID": "1"})
 
 
 @nox.session(python=PYTHON)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from gpt2_multi.backends import BACKENDS
 from gpt2_multi.conformance import cases as case_lib
 from gpt2_multi.conformance import report, runner
+from gpt2_multi.conformance import training as training_lib
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="list passing cases too")
     parser.add_argument("--no-generation", action="store_true",
                         help="skip the generate() cases (greedy, beam, seeded sampling compared token for token)")
+    parser.add_argument("--grads", action="store_true",
+                        help="gradients, gradient checkpointing and one AdamW step compared across backends "
+                             "(every head, or CKPT's), after the forward and generate() cases")
 
 
 def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) -> list[case_lib.Case]:
@@ -63,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"gpt2-multi conform: nothing to compare with one backend ({backends[0]}) and no golden data; "
               "name two backends or pass --golden DIR", file=sys.stderr)
         return 2
+    if args.grads and len(backends) < 2:
+        print("gpt2-multi conform --grads: gradients are compared between backends; name two", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="gpt2-multi-conform-") as tmp:
         cases = collect_cases(args, Path(tmp), len(backends))
 
@@ -75,8 +83,17 @@ def run(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
         if not args.no_generation:
             _run_generation(args, backends, Path(tmp), result)
-    print(report.to_json(result) if args.json else report.to_text(result, verbose=args.verbose))
-    return 0 if result.passed else 1
+    training = _run_grads(args, backends) if args.grads else None
+    if args.json:
+        data = json.loads(report.to_json(result))
+        if training is not None:
+            data["training"] = training_lib.as_dict(training)
+        print(json.dumps(data, indent=2, default=float))
+    else:
+        print(report.to_text(result, verbose=args.verbose))
+        if training is not None:
+            print(training_lib.to_text(training))
+    return 0 if result.passed and (training is None or training.passed) else 1
 
 
 def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path, result: runner.Result) -> None:
@@ -102,6 +119,16 @@ def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path
         comparisons, errors = generation.run_generation(cases, drivers)
         result.generation += comparisons
         result.errors += [CaseError(case, backend, error) for case, backend, error in errors]
+
+
+def _run_grads(args: argparse.Namespace, backends: list[str]):
+    """``--grads``: :mod:`gpt2_multi.conformance.training` on every head (or on CKPT's head)."""
+    cases = [training_lib.checkpoint_training_case(Path(args.checkpoint))] if args.checkpoint else None
+    result = training_lib.run_training(backends, cases, progress=None if args.json else (
+        lambda done, total: print(f"\rheads {done}/{total}", end="", file=sys.stderr, flush=True)))
+    if not args.json:
+        print(file=sys.stderr)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

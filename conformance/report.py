@@ -21,11 +21,11 @@ def summarize(result: Result) -> dict[tuple[str, str], tuple[float, bool, str]]:
 
 
 def to_text(result: Result, verbose: bool = False) -> str:
-    atol, rtol = TOLERANCES[result.dtype]
+    tol = TOLERANCES[result.dtype]
     rows = summarize(result)
     pairs = sorted({pair for _, pair in rows})
     lines = [f"conformance: {len(result.cases)} cases, backends {', '.join(result.backends)}, dtype {result.dtype} "
-             f"(pass: |a - b| <= {atol:g} + {rtol:g} |b|; bfloat16 runs use {TOLERANCES['bfloat16'][0]:g})"]
+             f"(pass: |a - b| <= {tol.atol:g} + {tol.rtol:g} |b|; bfloat16 runs use {TOLERANCES['bfloat16'].atol:g})"]
     width = max([len(c) for c in result.cases] + [4])
     lines.append(f"{'case':<{width}}  " + "  ".join(f"{p:>14}" for p in pairs))
     failed_cases = {c for (c, _), (_, ok, _) in rows.items() if not ok} | {e.case for e in result.errors
@@ -49,7 +49,8 @@ def to_text(result: Result, verbose: bool = False) -> str:
     lines.append("worst max |diff| per pair: " + ", ".join(f"{p} {max(d):.1e}" for p, d in sorted(per_pair.items())))
     for (case, pair), (diff, ok, worst) in sorted(rows.items()):
         if not ok:
-            lines.append(f"FAIL {case} {pair}: {worst} differs by {diff:.3e}")
+            detail = next((c.detail for c in result.comparisons if (c.case, c.pair, c.key) == (case, pair, worst)), "")
+            lines.append(f"FAIL {case} {pair}: {worst} " + (detail or f"differs by {diff:.3e}"))
     for e in result.errors:
         lines.append(f"ERROR {e.case} [{e.backend}]: {e.error.strip().splitlines()[-1]}")
     if result.generation:
@@ -93,7 +94,7 @@ def to_json(result: Result) -> str:
     return json.dumps({
         "backends": result.backends,
         "dtype": result.dtype,
-        "tolerance": {"atol": TOLERANCES[result.dtype][0], "rtol": TOLERANCES[result.dtype][1]},
+        "tolerance": {"atol": TOLERANCES[result.dtype].atol, "rtol": TOLERANCES[result.dtype].rtol},
         "passed": result.passed,
         "cases": result.cases,
         "comparisons": [c.__dict__ for c in result.comparisons],

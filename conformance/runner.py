@@ -3,11 +3,14 @@
 Comparisons, per case: every backend against the golden data (where the case has it),
 and every pair of backends against each other. Outputs compared: logits, hidden
 states, attentions, losses and KV caches (all converted to ``(B, H, S, D)`` by the
-executors). Only positions that are undefined are masked: the rows of fully masked
-queries under left padding (and the keys computed from them).
+stacks' ``backend.cache_to_bhsd``). Only positions that are undefined are masked: the case says which
+(``Case.defined``: queries with nothing to attend to under left padding, and the keys computed from them).
 
-Tolerances: float32 ``|a - b| <= 1e-4 + 1e-4 |b|``. bfloat16 runs (``dtype="bfloat16"``)
-use ``|a - b| <= 5e-2 + 5e-2 |b|``, stated separately in the report.
+Tolerances are data (:data:`TOLERANCES`): float32 ``|a - b| <= 1e-4 + 1e-4 |b|``; bfloat16 runs
+(``dtype="bfloat16"``) use ``|a - b| <= 5e-2 + 5e-2 |b|``, stated separately in the report.
+
+Every output either side produced is compared (the union): an output that one backend returns and
+another does not is a failure, not a silent pass.
 """
 
 from __future__ import annotations
@@ -23,7 +26,20 @@ import numpy as np
 from gpt2_multi import backends as registry
 from gpt2_multi.conformance.cases import Case, make_checkpoint
 
-TOLERANCES = {"float32": (1e-4, 1e-4), "bfloat16": (5e-2, 5e-2)}
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass when ``|a - b| <= atol + rtol * |b|`` elementwise."""
+
+    atol: float
+    rtol: float
+
+
+#: the tolerances, as data: a run uses its dtype's entry unless a case names another (``Case.tolerance``)
+TOLERANCES: dict[str, Tolerance] = {
+    "float32": Tolerance(1e-4, 1e-4),
+    "bfloat16": Tolerance(5e-2, 5e-2),
+}
 
 
 @dataclass
@@ -33,6 +49,7 @@ class Comparison:
     key: str
     max_abs_diff: float
     passed: bool
+    detail: str = ""  # why a comparison failed without a number: a missing output, a shape mismatch
 
 
 @dataclass
@@ -59,38 +76,53 @@ class Result:
                 and compared)
 
 
-def _valid(case: Case, key: str, array: np.ndarray) -> np.ndarray:
-    """The defined part of ``array``: drop fully masked query rows of left padding (and keys computed from them).
+#: outputs with no position axis; SequenceClassification's logits are pooled too
+POOLED_OUTPUTS = ("loss", "mc_loss", "mc_logits")
+POOLED_LOGITS = ("GPT2ForSequenceClassification",)
 
-    Choices of a multiple-choice batch may be flattened into the batch axis (HF's caches and attentions
-    are ``(B * C, ...)``); the mask is flattened to match.
+
+def _defined(case: Case, key: str, array: np.ndarray) -> np.ndarray:
+    """The defined part of ``array`` under ``case.defined`` (a mask over every position, cache included).
+
+    Per-query outputs keep the mask's last T positions: logits and hidden states (..., T, X), span logits
+    (..., T), attentions (N, H, T, S) on their query axis; the cache (N, H, S, D) keeps its S positions.
+    Choices of a multiple-choice batch may be flattened into the batch axis (HF's caches and attentions are
+    ``(B * C, ...)``); the mask is reshaped to match.
     """
-    mask = case.valid_mask()
-    if mask is None:
-        return np.asarray(array)
-    if mask.ndim == 3 and array.shape[:2] != mask.shape[:2]:
-        mask = mask.reshape(-1, mask.shape[-1])
-    if key.startswith(("attentions.", "past.")) and array.ndim == 4 and array.shape[2] == mask.shape[-1]:
-        return np.moveaxis(array, 1, 2)[mask]  # (N, H, T, .) -> (N, T, H, .): T is the masked axis
-    if array.shape[: mask.ndim] == mask.shape:
-        return array[mask]
-    return np.asarray(array)
+    mask = case.defined
+    pooled = key in POOLED_OUTPUTS or (key == "logits" and case.architecture in POOLED_LOGITS)
+    if mask is None or pooled or array.ndim == 0:
+        return array
+    if key.startswith(("past.", "attentions.", "cross_attentions.")):
+        array, axis = np.moveaxis(array, 1, 2), 1  # (N, H, T, .) -> (N, T, H, .)
+    else:
+        axis = array.ndim - 1 if key in ("start_logits", "end_logits") else array.ndim - 2
+    lead, length = array.shape[:axis], array.shape[axis]
+    if int(np.prod(lead)) != int(np.prod(mask.shape[:-1])) or length > mask.shape[-1]:
+        raise ValueError(f"{case.name}: cannot apply its defined-positions mask {mask.shape} to {key} {array.shape}")
+    return array[mask.reshape(*lead, mask.shape[-1])[..., -length:]]
 
 
 def compare(case: Case, name_a: str, out_a: dict, name_b: str, out_b: dict, dtype: str) -> list[Comparison]:
-    atol, rtol = TOLERANCES[dtype]
+    """Compare every output of ``out_a`` with ``out_b``: the union of their keys, so an output one side
+    lacks fails. Against golden data (``name_b == "golden"``) only HF's outputs are required."""
+    tol = TOLERANCES[case.tolerance or dtype]
+    pair = f"{name_a}~{name_b}"
+    keys = set(out_b) if name_b == "golden" else set(out_a) | set(out_b)
     rows = []
-    if name_b == "golden":  # every golden output must be produced
-        rows += [Comparison(case.name, f"{name_a}~golden", k, float("inf"), False) for k in sorted(set(out_b) - set(out_a))]
-    for key in sorted(set(out_a) & set(out_b)):
-        a = _valid(case, key, np.asarray(out_a[key], np.float64))
-        b = _valid(case, key, np.asarray(out_b[key], np.float64))
+    for key in sorted(keys):
+        if key not in out_a or key not in out_b:
+            missing = name_a if key not in out_a else name_b
+            rows.append(Comparison(case.name, pair, key, float("inf"), False, f"missing in {missing}"))
+            continue
+        a = _defined(case, key, np.asarray(out_a[key], np.float64))
+        b = _defined(case, key, np.asarray(out_b[key], np.float64))
         if a.shape != b.shape:
-            rows.append(Comparison(case.name, f"{name_a}~{name_b}", key, float("inf"), False))
+            rows.append(Comparison(case.name, pair, key, float("inf"), False, f"shape {a.shape} vs {b.shape}"))
             continue
         diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-        ok = bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
-        rows.append(Comparison(case.name, f"{name_a}~{name_b}", key, diff, ok))
+        ok = bool(np.all(np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)))
+        rows.append(Comparison(case.name, pair, key, diff, ok))
     return rows
 
 

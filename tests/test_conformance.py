@@ -80,14 +80,16 @@ def test_a_wrong_output_fails_the_suite(monkeypatch):
 
 def test_left_padding_masks_only_undefined_rows():
     case = next(c for c in case_lib.golden_cases(HF_TINY) if c.name == "golden/lm_left_pad")
-    mask = case.valid_mask()
+    mask = case.defined
     logits = case.expected["logits"]
-    assert runner._valid(case, "logits", logits).shape == (int(mask.sum()), logits.shape[-1])
+    assert mask is not None and not mask.all()  # from the case's attention mask, not from its name
+    assert runner._defined(case, "logits", logits).shape == (int(mask.sum()), logits.shape[-1])
     broken = logits.copy()
     broken[~mask] = 1e6  # garbage in undefined rows is ignored...
-    assert all(c.passed for c in runner.compare(case, "x", {"logits": broken}, "ref", case.expected, "float32"))
+    reference = {"logits": logits}
+    assert all(c.passed for c in runner.compare(case, "x", {"logits": broken}, "ref", reference, "float32"))
     broken[mask.nonzero()[0][0], mask.nonzero()[1][0]] += 1.0  # ...but not in a defined one
-    assert not all(c.passed for c in runner.compare(case, "x", {"logits": broken}, "ref", case.expected, "float32"))
+    assert not all(c.passed for c in runner.compare(case, "x", {"logits": broken}, "ref", reference, "float32"))
 
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="the CLI's pairwise table needs two backends")

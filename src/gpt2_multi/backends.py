@@ -179,6 +179,27 @@ def collect_outputs(out: Any, kv: KV | None, to_numpy) -> dict[str, np.ndarray]:
     return result
 
 
+#: inputs that every call of a cached sequence gets, not only the last one
+REPEATED_INPUTS = ("encoder_hidden_states", "encoder_attention_mask")
+
+
+def chunk_calls(inputs: dict[str, Any], past_chunks: list) -> list[dict[str, Any]]:
+    """The keyword arguments of each cached call before the final one (PyTorch/TensorFlow layout).
+
+    ``inputs["attention_mask"]``, when given, covers every position of the sequence (chunks and final call):
+    each call gets its prefix, as HF's PyTorch and TensorFlow models take a mask over past + current tokens.
+    """
+    mask = inputs.get("attention_mask")
+    calls, end = [], 0
+    for chunk in past_chunks:
+        end += chunk.shape[-1]
+        call = {"input_ids": chunk, **{k: inputs[k] for k in REPEATED_INPUTS if k in inputs}}
+        if mask is not None:
+            call["attention_mask"] = mask[..., :end]
+        calls.append(call)
+    return calls
+
+
 def call_flags(flags: dict[str, bool]) -> dict[str, bool]:
     """The output flags of a call, each False unless set."""
     return {k: bool(flags.get(k, False)) for k in FLAG_NAMES}
