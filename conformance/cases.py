@@ -35,6 +35,11 @@ HEADS = {
 }
 
 
+def head_of(architecture: str) -> str:
+    """The :data:`HEADS` key of HF's class name ``architecture``."""
+    return next(h for h, arch in HEADS.items() if arch == architecture)
+
+
 @dataclass
 class Case:
     """One model call (or a sequence of cached calls) to run in every backend."""
@@ -352,7 +357,7 @@ def checkpoint_cases(path: Path, seed: int = 0) -> list[Case]:
     from gpt2_multi.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
-    head = next(h for h, arch in HEADS.items() if arch == ckpt.architecture)
+    head = head_of(ckpt.architecture)
     directory = ckpt.source if ckpt.source is not None and ckpt.source.is_dir() else Path(path)
     config = ckpt.config
     rng = np.random.default_rng(seed)

@@ -103,6 +103,22 @@ def _defined(case: Case, key: str, array: np.ndarray) -> np.ndarray:
     return array[mask.reshape(*lead, mask.shape[-1])[..., -length:]]
 
 
+def compare_arrays(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[float, bool, str]:
+    """(max |a - b|, passed, why it failed without a number): the one elementwise test of both suites."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf"), False, f"shape {a.shape} vs {b.shape}"
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return diff, bool(np.all(np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b))), ""
+
+
+def missing_in(key: str, name_a: str, out_a: dict, name_b: str, out_b: dict) -> str:
+    """"missing in <name>" when one side lacks ``key``, else ""."""
+    if key in out_a and key in out_b:
+        return ""
+    return f"missing in {name_a if key not in out_a else name_b}"
+
+
 def compare(case: Case, name_a: str, out_a: dict, name_b: str, out_b: dict, dtype: str) -> list[Comparison]:
     """Compare every output of ``out_a`` with ``out_b``: the union of their keys, so an output one side
     lacks fails. Against golden data (``name_b == "golden"``) only HF's outputs are required."""
@@ -111,18 +127,12 @@ def compare(case: Case, name_a: str, out_a: dict, name_b: str, out_b: dict, dtyp
     keys = set(out_b) if name_b == "golden" else set(out_a) | set(out_b)
     rows = []
     for key in sorted(keys):
-        if key not in out_a or key not in out_b:
-            missing = name_a if key not in out_a else name_b
-            rows.append(Comparison(case.name, pair, key, float("inf"), False, f"missing in {missing}"))
+        if missing := missing_in(key, name_a, out_a, name_b, out_b):
+            rows.append(Comparison(case.name, pair, key, float("inf"), False, missing))
             continue
         a = _defined(case, key, np.asarray(out_a[key], np.float64))
         b = _defined(case, key, np.asarray(out_b[key], np.float64))
-        if a.shape != b.shape:
-            rows.append(Comparison(case.name, pair, key, float("inf"), False, f"shape {a.shape} vs {b.shape}"))
-            continue
-        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-        ok = bool(np.all(np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)))
-        rows.append(Comparison(case.name, pair, key, diff, ok))
+        rows.append(Comparison(case.name, pair, key, *compare_arrays(a, b, tol)))
     return rows
 
 

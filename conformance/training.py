@@ -34,15 +34,16 @@ from gpt2_multi import backends as registry
 from gpt2_multi.checkpoint import save_checkpoint
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.conformance import cases as case_lib
+from gpt2_multi.conformance.runner import Tolerance, compare_arrays, missing_in
 from gpt2_multi.training import AdamWHyper
 
-#: (atol, rtol) per kind of value: pass when |a - b| <= atol + rtol * |b| everywhere (float32 runs).
+#: the tolerance per kind of value: pass when |a - b| <= atol + rtol * |b| everywhere (float32 runs).
 #: Measured worst differences (pt, tf, flax on the cases below, CPU): losses 9.5e-7 (a few % of the tolerance),
 #: gradients 3.3e-7 (2 %), weights after the step 1.5e-7 (10 %; one float32 ulp of a LayerNorm weight near 1).
-TOLERANCES: dict[str, tuple[float, float]] = {
-    "loss": (1e-5, 1e-5),
-    "grad": (1e-5, 1e-4),
-    "step": (1e-6, 1e-5),
+TOLERANCES: dict[str, Tolerance] = {
+    "loss": Tolerance(1e-5, 1e-5),
+    "grad": Tolerance(1e-5, 1e-4),
+    "step": Tolerance(1e-6, 1e-5),
 }
 
 #: The AdamW step compared. Adam's first step moves a weight by ``lr * g / (|g| + eps)``, so a gradient difference
@@ -123,7 +124,7 @@ def checkpoint_training_case(path: Path, seed: int = 0) -> TrainingCase:
     from gpt2_multi.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
-    head = next(h for h, arch in case_lib.HEADS.items() if arch == ckpt.architecture)
+    head = case_lib.head_of(ckpt.architecture)
     if head == "base":
         raise ValueError(f"{path}: a GPT2Model checkpoint has no head and no loss to differentiate")
     config = ckpt.config.copy(**{k: 0.0 for k in DROPOUTS})
@@ -170,18 +171,10 @@ def compare(head: str, name_a: str, out_a: dict, name_b: str, out_b: dict) -> li
     pair = f"{name_a}~{name_b}"
     rows = []
     for key in sorted(set(out_a) | set(out_b)):
-        if key not in out_a or key not in out_b:
-            missing = name_a if key not in out_a else name_b
-            rows.append(TrainingRow(head, pair, key, math.inf, False, f"missing in {missing}"))
+        if missing := missing_in(key, name_a, out_a, name_b, out_b):
+            rows.append(TrainingRow(head, pair, key, math.inf, False, missing))
             continue
-        a, b = np.asarray(out_a[key], np.float64), np.asarray(out_b[key], np.float64)
-        if a.shape != b.shape:
-            rows.append(TrainingRow(head, pair, key, math.inf, False, f"shapes {a.shape} vs {b.shape}"))
-            continue
-        atol, rtol = TOLERANCES[kind_of(key)]
-        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-        ok = bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
-        rows.append(TrainingRow(head, pair, key, diff, ok))
+        rows.append(TrainingRow(head, pair, key, *compare_arrays(out_a[key], out_b[key], TOLERANCES[kind_of(key)])))
     return rows
 
 
@@ -240,7 +233,7 @@ def worst(result: TrainingResult) -> dict[tuple[str, str, str], tuple[float, boo
 
 def to_text(result: TrainingResult) -> str:
     """The worst difference per head, per kind (loss, grads, checkpointed, AdamW) and per backend pair."""
-    tol = ", ".join(f"{k} {a:g} + {r:g} |b|" for k, (a, r) in TOLERANCES.items())
+    tol = ", ".join(f"{k} {t.atol:g} + {t.rtol:g} |b|" for k, t in TOLERANCES.items())
     hyper = result.hyper
     lines = [f"training conformance: {len(result.cases)} heads, backends {', '.join(result.backends)}, float32; "
              f"AdamW lr={hyper.lr:g} betas={hyper.betas} eps={hyper.eps:g} weight_decay={hyper.weight_decay:g}",
@@ -284,7 +277,7 @@ def as_dict(result: TrainingResult) -> dict:
         "backends": result.backends,
         "cases": result.cases,
         "passed": result.passed,
-        "tolerance": {k: {"atol": a, "rtol": r} for k, (a, r) in TOLERANCES.items()},
+        "tolerance": {k: {"atol": t.atol, "rtol": t.rtol} for k, t in TOLERANCES.items()},
         "hyper": dataclasses.asdict(result.hyper),
         "rows": [r.__dict__ for r in result.rows],
         "seconds": result.seconds,

@@ -93,4 +93,13 @@ def objective(loss: Any, mc_loss: Any = None) -> Any:
     return mc_loss if loss is None else loss + mc_loss
 
 
-__all__ = ["LAYER_NORMS", "AdamWHyper", "decays", "keras_epsilon", "objective"]
+def reported_losses(loss: Any, mc_loss: Any = None) -> dict[str, float]:
+    """The losses ``loss_and_grads`` reports: ``loss`` and, for the double heads, ``mc_loss``, as floats
+    (any framework's scalar converts with ``float``)."""
+    losses = {} if loss is None else {"loss": float(loss)}
+    if mc_loss is not None:
+        losses["mc_loss"] = float(mc_loss)
+    return losses
+
+
+__all__ = ["LAYER_NORMS", "AdamWHyper", "decays", "keras_epsilon", "objective", "reported_losses"]

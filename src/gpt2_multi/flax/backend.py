@@ -94,7 +94,7 @@ def _value_and_grad(model: Any, inputs: dict[str, np.ndarray], checkpointing: bo
     """
     import jax
 
-    from gpt2_multi.training import objective
+    from gpt2_multi.training import objective, reported_losses
 
     def loss_fn(params):
         out = model(**inputs, params=params, train=checkpointing,
@@ -109,10 +109,7 @@ def _value_and_grad(model: Any, inputs: dict[str, np.ndarray], checkpointing: bo
         (_, (loss, mc_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(model.params)
     finally:
         model.module, model.remat = saved
-    losses = {"loss": float(loss)} if loss is not None else {}
-    if mc_loss is not None:
-        losses["mc_loss"] = float(mc_loss)
-    return losses, grads
+    return reported_losses(loss, mc_loss), grads
 
 
 def _state_dict(tree: Any) -> dict[str, np.ndarray]:

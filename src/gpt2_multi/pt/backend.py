@@ -74,7 +74,7 @@ def _backward(model: torch.nn.Module, inputs: dict[str, np.ndarray], checkpointi
     """
     import inspect
 
-    from gpt2_multi.training import objective
+    from gpt2_multi.training import objective, reported_losses
 
     was_training, was_checkpointing = model.training, model.is_gradient_checkpointing
     kwargs = {k: _tensor(model, v) for k, v in inputs.items()}
@@ -95,10 +95,7 @@ def _backward(model: torch.nn.Module, inputs: dict[str, np.ndarray], checkpointi
         model.train(was_training)
         if checkpointing and not was_checkpointing:
             model.gradient_checkpointing_disable()
-    losses = {"loss": float(out.loss.detach())} if out.loss is not None else {}
-    if mc_loss is not None:
-        losses["mc_loss"] = float(mc_loss.detach())
-    return losses
+    return reported_losses(out.loss, mc_loss)
 
 
 def _parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:

@@ -62,7 +62,7 @@ def _tape(model: keras.Model, inputs: dict[str, np.ndarray], checkpointing: bool
     """
     import tensorflow as tf
 
-    from gpt2_multi.training import objective
+    from gpt2_multi.training import objective, reported_losses
 
     variables = list(model.trainable_variables)
     with tf.GradientTape() as tape:
@@ -73,10 +73,7 @@ def _tape(model: keras.Model, inputs: dict[str, np.ndarray], checkpointing: bool
     # Embedding gradients come as IndexedSlices (plus a dense part when tied): densify, so that every
     # optimizer update is the dense one PyTorch and optax make.
     grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
-    losses = {"loss": float(out.loss)} if out.loss is not None else {}
-    if mc_loss is not None:
-        losses["mc_loss"] = float(mc_loss)
-    return losses, variables, grads
+    return reported_losses(out.loss, mc_loss), variables, grads
 
 
 def loss_and_grads(model: keras.Model, inputs: dict[str, np.ndarray],
