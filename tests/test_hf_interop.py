@@ -18,7 +18,7 @@ import pytest
 
 from gpt2_multi.checkpoint import load_checkpoint, save_checkpoint
 
-from fixture_cases import HEAD_ARCHITECTURES, checkpoint_dir, load_case
+from fixture_cases import HEAD_ARCHITECTURES, checkpoint_dir, golden_case
 
 transformers = pytest.importorskip("transformers", reason="HF transformers is the interop oracle (pip install -e '.[dev]')")
 
@@ -39,12 +39,12 @@ def test_hf_pytorch_loads_what_we_write(head, fmt, tmp_path):
     cls = getattr(transformers, HEAD_ARCHITECTURES[head])
     model, info = cls.from_pretrained(tmp_path, output_loading_info=True, attn_implementation="eager")
     assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and info["mismatched_keys"] == []
-    case = load_case(PLAIN_CASES[head])
+    case = golden_case(PLAIN_CASES[head])
     kwargs = {k: torch.from_numpy(v) for k, v in case.inputs.items() if k in CALL_ARGS}
     with torch.no_grad():
         out = model.eval()(**kwargs)
     key = MAIN_OUTPUT[head]
-    np.testing.assert_allclose(getattr(out, key).numpy(), case.outputs[key], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(getattr(out, key).numpy(), case.expected[key], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["lm", "base"])
@@ -54,10 +54,10 @@ def test_hf_flax_loads_what_we_write(head, tmp_path):
     save_checkpoint(tmp_path, source.tensors, source.config, format="flax")
     cls = getattr(transformers, "Flax" + HEAD_ARCHITECTURES[head])
     model = cls.from_pretrained(tmp_path)
-    case = load_case(PLAIN_CASES[head])
+    case = golden_case(PLAIN_CASES[head])
     out = model(case.inputs["input_ids"])
     key = MAIN_OUTPUT[head]
-    np.testing.assert_allclose(np.asarray(getattr(out, key)), case.outputs[key], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(getattr(out, key)), case.expected[key], atol=1e-4, rtol=1e-4)
 
 
 def test_hf_tensorflow_loads_what_we_write(tmp_path):
@@ -69,7 +69,7 @@ def test_hf_tensorflow_loads_what_we_write(tmp_path):
         source = load_checkpoint(checkpoint_dir(head, "safetensors"))
         out = tmp_path / head
         save_checkpoint(out, source.tensors, source.config, format="tf")
-        case = load_case(PLAIN_CASES[head])
+        case = golden_case(PLAIN_CASES[head])
         np.savez(out / "inputs.npz", **{k: v for k, v in case.inputs.items() if k in CALL_ARGS})
         jobs.append({"dir": str(out), "cls": "TF" + HEAD_ARCHITECTURES[head], "key": MAIN_OUTPUT[head]})
     script = textwrap.dedent(
@@ -90,4 +90,4 @@ def test_hf_tensorflow_loads_what_we_write(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for head, job in zip(("lm", "base", "double", "seqcls"), jobs):
         got = np.load(os.path.join(job["dir"], "out.npy"))
-        np.testing.assert_allclose(got, load_case(PLAIN_CASES[head]).outputs[job["key"]], atol=1e-4, rtol=1e-4, err_msg=head)
+        np.testing.assert_allclose(got, golden_case(PLAIN_CASES[head]).expected[job["key"]], atol=1e-4, rtol=1e-4, err_msg=head)

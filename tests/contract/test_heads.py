@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from contract_support import BACKEND_PARAMS, LOAD_VARIANTS, call, has_static_cache, numpy
 
 from gpt2_multi import validation
-from gpt2_multi.backends import BACKENDS, stack_available
+from gpt2_multi.backends import get, stack_available
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.validation import InputError
 
@@ -33,56 +34,19 @@ INDEX = json.loads((HEADS / "index.json").read_text())
 DOUBLE_CASES = sorted(name for name, case in INDEX["cases"].items() if "summary_type" in case)
 TOL = dict(atol=1e-4, rtol=1e-4)
 
-BACKEND_PARAMS = [pytest.param(b, marks=pytest.mark.skipif(not stack_available(b), reason=f"the {b} stack is not installed"))
-                  for b in BACKENDS]
 MAX_LENGTH = 8  # the Flax cache's length for the cross-attention case
+KINDS = {"double": "GPT2DoubleHeadsModel", "lm": "GPT2LMHeadModel"}
 
 
-# ---------------------------------------------------------------------------------- per-backend adapters
-def _classes(backend: str) -> dict[str, type]:
-    if backend == "pt":
-        from gpt2_multi import pt
-        return {"double": pt.GPT2DoubleHeadsModel, "lm": pt.GPT2LMHeadModel}
-    if backend == "tf":
-        from gpt2_multi import tf
-        return {"double": tf.TFGPT2DoubleHeadsModel, "lm": tf.TFGPT2LMHeadModel}
-    from gpt2_multi import flax
-    return {"double": flax.FlaxGPT2DoubleHeadsModel, "lm": flax.FlaxGPT2LMHeadModel}
-
-
+# ---------------------------------------------------------------------------------- the registry's adapters
 def _load(backend: str, kind: str, path: Path):
-    cls = _classes(backend)[kind]
-    if backend == "pt":
-        return cls.from_pretrained(path, attn_implementation="eager")
-    return cls.from_pretrained(path)
-
-
-def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    if hasattr(x, "numpy"):
-        return x.numpy()
-    return np.asarray(x)
-
-
-def _call(backend: str, model, **kwargs):
-    """Call ``model`` with numpy keyword arguments converted to the backend's tensors."""
-    if backend == "pt":
-        import torch
-        args = {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
-        with torch.no_grad():
-            return model(**args)
-    return model(**kwargs)
+    """PyTorch's eager attention (as HF's golden run), every other stack's one path."""
+    return get(backend).model_class(KINDS[kind]).from_pretrained(path, **LOAD_VARIANTS.get(backend, {}))
 
 
 def _past(backend: str, past, length: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per layer (key, value), each (B, H, length, D), from a backend's cache."""
-    if backend == "flax":
-        from gpt2_multi.flax.loading import cache_to_bhsd
-        return cache_to_bhsd(past, length)
-    if backend == "tf":  # per layer (2, B, H, S, D)
-        return [(_to_numpy(p)[0], _to_numpy(p)[1]) for p in past]
-    return [(_to_numpy(k), _to_numpy(v)) for k, v in past]
+    return get(backend).ops.cache_to_bhsd(past, length)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +63,8 @@ def models():
     return get
 
 
-def _close(got, expected, name: str) -> None:
-    got = _to_numpy(got)
+def _close(backend: str, got, expected, name: str) -> None:
+    got = numpy(backend, got)
     assert got.shape == expected.shape, f"{name}: shape {got.shape}, HF's is {expected.shape}"
     np.testing.assert_allclose(got, expected, err_msg=name, **TOL)
 
@@ -125,11 +89,11 @@ def test_double_heads_summary_gives_hfs_numbers_and_shapes(backend, case, models
     golden = np.load(HEADS / f"{case}.npz")
     model = models(backend, "double", meta["checkpoint"])
     inputs = {k[len("in."):]: golden[k] for k in golden.files if k.startswith("in.")}
-    out = _call(backend, model, **inputs)
+    out = call(backend, model, **inputs)
     for name in ("logits", "mc_logits", "loss", "mc_loss"):
         key = f"out.{name}"
         if key in golden.files:
-            _close(getattr(out, name), golden[key], f"{backend} {case} {name}")
+            _close(backend, getattr(out, name), golden[key], f"{backend} {case} {name}")
         else:
             assert getattr(out, name) is None, f"{backend} {case}: {name} without its labels"
     assert tuple(out.mc_logits.shape) == tuple(meta["mc_logits_shape"])
@@ -148,12 +112,12 @@ def test_mc_labels_hf_cannot_pair_with_mc_logits_are_refused(backend, case, mode
         import tensorflow as tf
         errors = (ValueError, tf.errors.InvalidArgumentError)
     with pytest.raises(errors):
-        _to_numpy(_call(backend, model, **inputs, mc_labels=golden["bad.mc_labels"]).mc_loss)
+        numpy(backend, call(backend, model, **inputs, mc_labels=golden["bad.mc_labels"]).mc_loss)
 
 
 def _build_double(backend: str, summary_type: str):
     config = GPT2Config(**INDEX["config"], summary_type=summary_type)
-    return _classes(backend)["double"](config)
+    return get(backend).model_class(KINDS["double"])(config)
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
@@ -191,23 +155,23 @@ def _check_past(backend: str, past, g, prefix: str, length: int) -> None:
     layers = _past(backend, past, length)
     assert len(layers) == INDEX["config"]["n_layer"]
     for i, (key, value) in enumerate(layers):
-        _close(key, g[f"out.{prefix}.{i}.key"], f"{backend} {prefix} {i} key")
-        _close(value, g[f"out.{prefix}.{i}.value"], f"{backend} {prefix} {i} value")
+        _close(backend, key, g[f"out.{prefix}.{i}.key"], f"{backend} {prefix} {i} key")
+        _close(backend, value, g[f"out.{prefix}.{i}.value"], f"{backend} {prefix} {i} value")
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_cross_attention_forward_gives_hfs_numbers(backend, models, cross):
     g = cross
     model = models(backend, "lm", "cross")
-    out = _call(backend, model, input_ids=g["in.input_ids"], attention_mask=g["in.attention_mask"],
+    out = call(backend, model, input_ids=g["in.input_ids"], attention_mask=g["in.attention_mask"],
                 output_attentions=True, **_cross_inputs(g))
-    _close(out.logits, g["out.logits"], f"{backend} logits")
+    _close(backend, out.logits, g["out.logits"], f"{backend} logits")
     assert len(out.cross_attentions) == INDEX["config"]["n_layer"]
     for i in range(INDEX["config"]["n_layer"]):
-        _close(out.attentions[i], g[f"out.attentions.{i}"], f"{backend} attentions {i}")
-        _close(out.cross_attentions[i], g[f"out.cross_attentions.{i}"], f"{backend} cross_attentions {i}")
+        _close(backend, out.attentions[i], g[f"out.attentions.{i}"], f"{backend} attentions {i}")
+        _close(backend, out.cross_attentions[i], g[f"out.cross_attentions.{i}"], f"{backend} cross_attentions {i}")
     # the masked encoder positions get no weight
-    assert np.all(_to_numpy(out.cross_attentions[0])[1, :, :, 5:] == 0)
+    assert np.all(numpy(backend, out.cross_attentions[0])[1, :, :, 5:] == 0)
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
@@ -218,7 +182,7 @@ def test_cross_attention_cache_and_cached_step_give_hfs_numbers(backend, models,
     ids, mask = g["in.input_ids"], g["in.attention_mask"]
     step_ids, step_mask = g["in.step_input_ids"], g["in.step_attention_mask"]
     t = ids.shape[1]
-    if backend == "flax":
+    if has_static_cache(model):  # Flax: a cache from init_cache, explicit positions, a mask over all of it
         b = ids.shape[0]
         full_mask = np.zeros((b, MAX_LENGTH), np.int32)
         full_mask[:, :t] = mask
@@ -228,14 +192,14 @@ def test_cross_attention_cache_and_cached_step_give_hfs_numbers(backend, models,
         step = model(step_ids, attention_mask=full_mask, position_ids=np.full((b, 1), t),
                      past_key_values=first.past_key_values, output_attentions=True, **_cross_inputs(g))
     else:
-        first = _call(backend, model, input_ids=ids, attention_mask=mask, use_cache=True, **_cross_inputs(g))
-        step = _call(backend, model, input_ids=step_ids, attention_mask=step_mask, past_key_values=first.past_key_values,
-                     use_cache=True, output_attentions=True, **_cross_inputs(g))
-    _close(first.logits, g["out.logits"], f"{backend} cached logits")
+        first = call(backend, model, input_ids=ids, attention_mask=mask, use_cache=True, **_cross_inputs(g))
+        step = call(backend, model, input_ids=step_ids, attention_mask=step_mask, past_key_values=first.past_key_values,
+                    use_cache=True, output_attentions=True, **_cross_inputs(g))
+    _close(backend, first.logits, g["out.logits"], f"{backend} cached logits")
     _check_past(backend, first.past_key_values, g, "past", t)
-    _close(step.logits, g["out.step_logits"], f"{backend} step logits")
+    _close(backend, step.logits, g["out.step_logits"], f"{backend} step logits")
     for i in range(INDEX["config"]["n_layer"]):
-        _close(step.cross_attentions[i], g[f"out.step_cross_attentions.{i}"], f"{backend} step cross_attentions {i}")
+        _close(backend, step.cross_attentions[i], g[f"out.step_cross_attentions.{i}"], f"{backend} step cross_attentions {i}")
     _check_past(backend, step.past_key_values, g, "step_past", t + 1)
 
 
@@ -246,7 +210,7 @@ def test_encoder_states_without_cross_attention_layers_raise_the_shared_message(
     ids = np.arange(1, 7).reshape(2, 3)
     enc = np.zeros((2, 4, model.config.n_embd), np.float32)
     with pytest.raises(InputError, match=re.escape(validation.NO_CROSS_ATTENTION)):
-        _call(backend, model, input_ids=ids, encoder_hidden_states=enc)
+        call(backend, model, input_ids=ids, encoder_hidden_states=enc)
 
 
 def test_flax_base_model_takes_encoder_states_and_other_heads_do_not(models, cross):
