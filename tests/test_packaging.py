@@ -64,3 +64,9 @@ def test_registry_extras_are_the_packages_extras():
     assert everything.split("[")[1].rstrip("]").split(",") == [b.extra for b in REGISTRY.values()]
     for backend in REGISTRY.values():
         assert backend.extra in extras, backend
+
+
+def test_test_module_names_are_unique():
+    """pytest imports test modules by basename (no packages under tests/): two of one name break collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

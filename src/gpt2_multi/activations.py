@@ -3,9 +3,9 @@
 This module is the one place that lists the names; it imports nothing. Each stack implements
 every name here in its own table, ``ACT2FN`` in ``gpt2_multi.pt.activations``,
 ``gpt2_multi.tf.activations`` and ``gpt2_multi.flax.activations``. Each table asserts when it
-is imported that it names exactly :data:`ACTIVATIONS` (no backend misses or adds one), and each
-stack's tests (``tests/test_pt_model.py``, ``tests/test_tf_modeling.py``,
-``tests/test_flax_modeling.py``) check every entry against a reference.
+is imported that it names exactly :data:`ACTIVATIONS` (no backend misses or adds one), and one
+contract test (``tests/contract/test_activations.py``) checks every entry of every backend's
+table against the formulas below.
 
 The formulas, for reference (x is the pre-activation):
 
