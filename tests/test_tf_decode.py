@@ -17,7 +17,8 @@ tf = pytest.importorskip("tensorflow")
 
 from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
 from gpt2_multi.tf import TFGPT2LMHeadModel  # noqa: E402
-from gpt2_multi.tf.generation import _bias, _forward_static  # noqa: E402
+from gpt2_multi.tf.generation import _forward_static  # noqa: E402
+from gpt2_multi.tf.modeling import TFGPT2MainLayer  # noqa: E402
 from tiny import tiny_config  # noqa: E402
 
 FLAG_NAMES = ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn")
@@ -45,11 +46,11 @@ def decode(model):
     key_valid = tf.concat([tf.constant(MASK > 0), tf.ones([n, SPARE], tf.bool)], axis=1)
     kv = tf.zeros([cfg.n_layer, 2, n, cfg.n_head, length, cfg.head_dim], dtype)
     logits, kv = _forward_static(model, IDS[:, :PROMPT], POSITIONS[:, :PROMPT], kv, tf.constant(0),
-                                 _bias(key_valid, 0, PROMPT, dtype))
+                                 TFGPT2MainLayer.static_cache_bias(key_valid, 0, PROMPT, dtype))
     steps = [logits]
     for t in range(PROMPT, total):
         logits, kv = _forward_static(model, IDS[:, t:t + 1], POSITIONS[:, t:t + 1], kv, tf.constant(t),
-                                     _bias(key_valid, t, 1, dtype))
+                                     TFGPT2MainLayer.static_cache_bias(key_valid, t, 1, dtype))
         steps.append(logits)
     return tf.stack(steps, axis=1), kv
 

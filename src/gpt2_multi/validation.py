@@ -21,13 +21,27 @@ class InputError(ValueError):
     """An argument to a model call is invalid; the message names it and what was expected."""
 
 
+def _shape(shape: Sequence[int | None]) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _fits(shape: Sequence[int | None], expected: Sequence[int | None]) -> bool:
+    """Equal shapes, where an unknown dim (None: a traced, dynamic size) on either side matches anything."""
+    return len(shape) == len(expected) and all(a is None or b is None or a == b for a, b in zip(shape, expected))
+
+
+def check_integer_ids(name: str, is_integer: bool, dtype: object) -> None:
+    """Token ids (and token types, positions) must be integers; a float tensor of ids is a common slip."""
+    if not is_integer:
+        raise InputError(f"{name} must hold integer token ids, got dtype {dtype}")
+
+
 def check_input_ids(input_ids: np.ndarray, vocab_size: int, name: str = "input_ids") -> None:
     """Every id must lie in ``[0, vocab_size)``; the message names the first offending id and its position."""
     ids = np.asarray(input_ids)
     if ids.size == 0:
         return
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise InputError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    check_integer_ids(name, np.issubdtype(ids.dtype, np.integer), ids.dtype)
     bad = (ids < 0) | (ids >= vocab_size)
     if bad.any():
         position = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -65,8 +79,74 @@ def check_attention_mask(mask_shape: Sequence[int], batch_size: int, past_length
 
 
 def check_same_shape(name: str, shape: Sequence[int], expected: Sequence[int], what: str) -> None:
-    if tuple(shape) != tuple(expected):
-        raise InputError(f"{name} has shape {tuple(shape)} but must be {tuple(expected)} ({what})")
+    if not _fits(_shape(shape), _shape(expected)):
+        raise InputError(f"{name} has shape {_shape(shape)} but must be {_shape(expected)} ({what})")
+
+
+def check_token_shape(name: str, shape: Sequence[int | None], input_shape: Sequence[int | None]) -> None:
+    """``token_type_ids`` / ``position_ids`` are shaped like the input's tokens, or ``(1, T)`` (broadcast over the
+    batch, as HF allows)."""
+    shape, input_shape = _shape(shape), _shape(input_shape)
+    broadcast = (1,) * (len(input_shape) - 1) + input_shape[-1:]
+    if not (_fits(shape, input_shape) or _fits(shape, broadcast)):
+        alternative = f" or {broadcast}" if broadcast != input_shape else ""
+        raise InputError(f"{name} has shape {shape} but must be {input_shape}{alternative} (the input's tokens)")
+
+
+def check_embeds_shape(shape: Sequence[int | None], n_embd: int) -> None:
+    """``inputs_embeds`` is ``(batch, sequence, n_embd)`` (or ``(batch, choices, sequence, n_embd)``; HF's PyTorch
+    model also takes one sequence ``(T, n_embd)``)."""
+    shape = _shape(shape)
+    if len(shape) < 2 or shape[-1] not in (None, n_embd):
+        raise InputError(f"inputs_embeds has shape {shape} but must be (batch, sequence, {n_embd}) (n_embd)")
+
+
+def check_input_rank(shape: Sequence[int | None]) -> None:
+    """``input_ids`` is ``(batch, sequence)`` (or ``(batch, choices, sequence)``); HF's PyTorch model also takes one
+    sequence ``(T,)``, so only a scalar is refused."""
+    if len(shape) < 1:
+        raise InputError(f"input_ids has shape {_shape(shape)} but must be (batch, sequence)")
+
+
+def check_labels_shape(shape: Sequence[int | None], input_shape: Sequence[int | None]) -> None:
+    """Token-level labels (the LM head's, token classification's) are shaped like ``input_ids``."""
+    check_same_shape("labels", shape, input_shape, "one label per input token")
+
+
+def check_cache_layers(count: int, n_layer: int) -> None:
+    if count != n_layer:
+        raise InputError(f"past_key_values has {count} layers but the model has n_layer={n_layer}")
+
+
+def check_cache_shape(layer: int, part: str, shape: Sequence[int | None], expected: Sequence[int | None],
+                      layout: str) -> None:
+    """One layer's cached ``key`` or ``value``: ``expected`` in the stack's native ``layout`` (named in the message)."""
+    if not _fits(_shape(shape), _shape(expected)):
+        raise InputError(f"past_key_values[{layer}] {part} has shape {_shape(shape)} but must be {_shape(expected)} "
+                         f"{layout}; pass the past_key_values of a call on this batch")
+
+
+def check_cache_room(max_length: int, n_positions: int) -> None:
+    """A fixed-size cache (Flax's ``init_cache``) cannot be longer than the position table."""
+    if max_length > n_positions:
+        raise InputError(f"init_cache(max_length={max_length}) is longer than the model's n_positions={n_positions}")
+
+
+def check_static_cache_mask(mask_shape: Sequence[int], expected: Sequence[int]) -> None:
+    """With a fixed-size cache (Flax's), the mask covers all of its ``max_length`` positions on every call."""
+    if not _fits(_shape(mask_shape), _shape(expected)):
+        raise InputError(f"attention_mask has shape {_shape(mask_shape)} but must be {_shape(expected)}: with a cache "
+                         f"it covers all max_length={expected[-1]} positions (1 for filled and new tokens, 0 after)")
+
+
+#: HF's own words (its PyTorch and TF sequence classifiers raise this ValueError)
+NO_PAD_TOKEN = "Cannot handle batch sizes > 1 if no padding token is defined."
+
+
+def check_pad_token_for_batch(batch: int | None, pad_token_id: int | None) -> None:
+    """Sequence classification reads each row's last non-pad token, so a batch needs ``config.pad_token_id``."""
+    if pad_token_id is None and batch is not None and batch != 1:
+        raise InputError(f"{NO_PAD_TOKEN} Set config.pad_token_id, or classify one sequence at a time (batch {batch}).")
 
 
 def check_head_mask(shape: Sequence[int], n_layer: int, n_head: int) -> None:

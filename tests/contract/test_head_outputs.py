@@ -51,11 +51,7 @@ MODES = ("defaults", "everything", "no-cache")
 B, C, T = 2, 2, 5
 
 #: (backend, head, mode) -> why the stack's outputs differ from the contract (the test raises DiffersFromTheContract)
-KNOWN_DIFFERENCES = {
-    ("flax", "double", "everything"): "Flax DoubleHeads keeps the choices axis in hidden_states (B, C, T, E), as HF's "
-                                      "TF model, but flattens it in attentions (B * C, H, T, S), as HF's PyTorch model",
-    ("flax", "double", "no-cache"): "the same mixed multiple-choice layout as above",
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {}
 
 
 def _params():

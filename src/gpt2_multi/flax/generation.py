@@ -446,10 +446,8 @@ def _compiled(model: Any, s: Settings, streaming: bool = False) -> Callable:
            streaming, s)
     fn = _COMPILED.get(key)
     if fn is None:
-        from gpt2_multi.flax.modeling import FlaxGPT2LMHeadModule
-
         cfg, dtype = model.config, jnp.dtype(model.dtype)
-        module = FlaxGPT2LMHeadModule(cfg, dtype, model.param_dtype)
+        module = model.lm_module()
 
         def run(params, input_ids, attention_mask, prng_key, *stream):
             params = {k: params[k] for k in ("transformer", "lm_head") if k in params}  # double heads: LM part

@@ -542,6 +542,11 @@ class FlaxGPT2PreTrainedModel:
     def to_fp32(self, params: Any = None, mask: Any = None) -> Any:
         return self._cast(params, jnp.float32, mask)
 
+    def lm_module(self) -> nn.Module:
+        """The body and LM projection as one module (what ``generate``'s compiled loop applies; for DoubleHeads the
+        LM part of its params), in this model's dtypes."""
+        return FlaxGPT2LMHeadModule(self.config, self.dtype, self.param_dtype)
+
     # ------------------------------------------------------------------ cache
     def init_cache(self, batch_size: int, max_length: int) -> dict:
         """A zero ``cache`` collection for ``batch_size`` rows and ``max_length`` positions.
@@ -551,8 +556,7 @@ class FlaxGPT2PreTrainedModel:
         """
         if not isinstance(batch_size, int) or batch_size < 1 or not isinstance(max_length, int) or max_length < 1:
             raise InputError(f"init_cache needs a positive batch_size and max_length, got {batch_size!r}, {max_length!r}")
-        if max_length > self.config.n_positions:
-            raise InputError(f"init_cache(max_length={max_length}) is longer than the model's n_positions={self.config.n_positions}")
+        validation.check_cache_room(max_length, self.config.n_positions)
         key = (self.config.to_json_string(use_diff=False), jnp.dtype(self.dtype).name, jnp.dtype(self.param_dtype).name,
                batch_size, max_length)
         if key not in _CACHE_SHAPES:  # tracing the init costs ~0.1 s: once per config and shape
@@ -614,8 +618,10 @@ class FlaxGPT2PreTrainedModel:
         if unknown:
             hint = (" (Flax models cache through past_key_values=model.init_cache(batch, max_length), as HF's do)"
                     if "use_cache" in unknown else "")
-            raise TypeError(f"{type(self).__name__} got unexpected argument(s) {', '.join(sorted(unknown))}; "
-                            f"its head inputs are {', '.join(self.head_inputs) or 'none'}{hint}")
+            names = ", ".join(repr(name) for name in sorted(unknown))
+            what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+            raise TypeError(f"{type(self).__name__}.__call__() got {what} {names} "
+                            f"(its head inputs are {', '.join(self.head_inputs) or 'none'}){hint}")
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = cfg.use_return_dict if return_dict is None else return_dict
@@ -658,8 +664,8 @@ class FlaxGPT2PreTrainedModel:
                 out[name] = value
             elif name in _INT_INPUTS or (name == "labels" and np.issubdtype(np.asarray(value).dtype, np.integer)):
                 arr = np.asarray(value)
-                if arr.size and not np.issubdtype(arr.dtype, np.integer):
-                    raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
+                if arr.size:
+                    validation.check_integer_ids(name, np.issubdtype(arr.dtype, np.integer), arr.dtype)
                 out[name] = arr.astype(np.int32)
             else:
                 out[name] = np.asarray(value)
@@ -667,14 +673,11 @@ class FlaxGPT2PreTrainedModel:
         ids, embeds = out["input_ids"], out["inputs_embeds"]
         if ids is not None:
             input_shape = tuple(ids.shape)
-            if len(input_shape) < 2:
-                raise InputError(f"input_ids has shape {input_shape} but must be (batch, sequence)"
-                                 + (" or (batch, choices, sequence)" if self.architecture == "GPT2DoubleHeadsModel" else ""))
+            validation.check_input_rank(input_shape)
             if _is_concrete(inputs["input_ids"]):
                 validation.check_input_ids(inputs["input_ids"], cfg.vocab_size)
         else:
-            if embeds.ndim < 3 or embeds.shape[-1] != cfg.n_embd:
-                raise InputError(f"inputs_embeds has shape {tuple(embeds.shape)} but must be (batch, sequence, {cfg.n_embd}) (n_embd)")
+            validation.check_embeds_shape(tuple(embeds.shape), cfg.n_embd)
             input_shape = tuple(embeds.shape[:-1])
             if not isinstance(embeds, jax.core.Tracer):
                 out["inputs_embeds"] = embeds.astype(np.float32) if embeds.dtype == np.float64 else embeds
@@ -685,6 +688,8 @@ class FlaxGPT2PreTrainedModel:
         if cache is not None:
             body = cache if self.architecture == "GPT2Model" else cache.get(self.base_model_prefix, {})
             layers = body.get("h", {}) if isinstance(body, dict) else {}
+            if layers and all(str(k).isdigit() for k in layers):
+                validation.check_cache_layers(len(layers), cfg.n_layer)
             if sorted(layers, key=str) != sorted((str(i) for i in range(cfg.n_layer)), key=str):
                 raise InputError(f"past_key_values does not fit this {type(self).__name__} ({cfg.n_layer} layers"
                                  + ("" if self.architecture == "GPT2Model" else ", under 'transformer'")
@@ -698,9 +703,9 @@ class FlaxGPT2PreTrainedModel:
             if past_length + t > max_length:
                 raise InputError(f"the cache holds {past_length} of max_length={max_length} positions and cannot take {t} "
                                  f"more; create it with init_cache(batch_size, max_length>={past_length + t})")
-            cache_batch = _cache_batch(cache)
-            if int(np.prod(lead)) != cache_batch:
-                raise InputError(f"the cache was made for batch {cache_batch} but the input has batch {int(np.prod(lead))}")
+            validation.check_cache_shape(0, "key", tuple(_cache_leaf(cache).shape),
+                                         (int(np.prod(lead)), max_length, cfg.n_head, cfg.head_dim),
+                                         "(batch, max_length, n_head, head_dim), as init_cache made it")
         validation.check_sequence_length(past_length, t, cfg.n_positions)
 
         mask = out["attention_mask"]
@@ -708,8 +713,7 @@ class FlaxGPT2PreTrainedModel:
             s = max_length if cache is not None else t
             if tuple(mask.shape) != (*lead, s):
                 if cache is not None:
-                    raise InputError(f"attention_mask has shape {tuple(mask.shape)} but must be {(*lead, s)}: with a cache "
-                                     f"it covers all max_length={s} positions (1 for filled and new tokens, 0 after)")
+                    validation.check_static_cache_mask(mask.shape, (*lead, s))
                 if len(lead) == 1:
                     validation.check_attention_mask(mask.shape, lead[0], 0, t)
                 validation.check_same_shape("attention_mask", mask.shape, (*lead, s), "the input's shape")
@@ -717,9 +721,7 @@ class FlaxGPT2PreTrainedModel:
             value = out[name]
             if value is None:
                 continue
-            ok = tuple(value.shape) == input_shape or (value.ndim == len(input_shape) and value.shape[0] == 1 and value.shape[1:] == input_shape[1:])
-            if not ok:
-                validation.check_same_shape(name, value.shape, input_shape, "the input's (batch, sequence) shape")
+            validation.check_token_shape(name, value.shape, input_shape)
         if _is_concrete(inputs["position_ids"]):
             validation.check_position_ids(out["position_ids"], cfg.n_positions)
         if _is_concrete(inputs["token_type_ids"]):
@@ -772,10 +774,6 @@ def _cache_leaf(cache: dict) -> Any:
 
 def _cache_max_length(cache: dict) -> int:
     return int(_cache_leaf(cache).shape[1])
-
-
-def _cache_batch(cache: dict) -> int:
-    return int(_cache_leaf(cache).shape[0])
 
 
 class FlaxGPT2Module(nn.Module):
@@ -868,8 +866,8 @@ class FlaxGPT2Module(nn.Module):
         hidden_states = self.ln_f(hidden_states)
         output_shape = (*input_shape, cfg.n_embd)
         hidden_states = hidden_states.reshape(output_shape)
-        if output_hidden_states:
-            all_hidden = tuple(x.reshape(output_shape) for x in (*all_hidden, hidden_states))
+        if output_hidden_states:  # HF PyTorch's layout: the blocks' inputs flat (N, T, E), only the output reshaped
+            all_hidden = (*all_hidden, hidden_states)
 
         out = FlaxBaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
@@ -1076,9 +1074,7 @@ class FlaxGPT2ForSequenceClassificationModule(FlaxGPT2HeadModule):
                                 deterministic, init_cache, output_attentions, output_hidden_states, True)
         logits = self.score(body.last_hidden_state)  # (B, T, num_labels)
         b, t = logits.shape[:2]
-        if cfg.pad_token_id is None and b != 1:
-            raise InputError("cannot classify a batch of more than one sequence without config.pad_token_id "
-                             "(it marks where each sequence ends)")
+        validation.check_pad_token_for_batch(b, cfg.pad_token_id)
         if cfg.pad_token_id is None or input_ids is None:
             last = jnp.full((b,), t - 1, dtype=jnp.int32)  # HF: the last position when padding cannot be detected
         else:
@@ -1234,9 +1230,7 @@ class FlaxGPT2ForSequenceClassification(FlaxGPT2PreTrainedModel):
 
     def _validate_head(self, out, raw, input_shape):
         labels = out.get("labels")
-        if self.config.pad_token_id is None and input_shape[0] != 1:
-            raise InputError("cannot classify a batch of more than one sequence without config.pad_token_id "
-                             "(it marks where each sequence ends)")
+        validation.check_pad_token_for_batch(input_shape[0] if len(input_shape) > 1 else 1, self.config.pad_token_id)
         if labels is None:
             return
         problem = _problem_type(self.config, labels.dtype)
@@ -1273,8 +1267,7 @@ class FlaxGPT2ForQuestionAnswering(FlaxGPT2PreTrainedModel):
     head_inputs = ("start_positions", "end_positions")
 
     def _validate_head(self, out, raw, input_shape):
-        if (out.get("start_positions") is None) != (out.get("end_positions") is None):
-            raise InputError("pass both start_positions and end_positions (or neither)")
+        # HF computes the loss only when both are given (one alone is ignored); so does the module
         _check_labels_shape(out, "start_positions", input_shape[:1], "one start index per sequence")
         _check_labels_shape(out, "end_positions", input_shape[:1], "one end index per sequence")
 

@@ -336,13 +336,21 @@ class GPT2Block(nn.Module):
 # ---------------------------------------------------------------------------------- body
 def _check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
     """Raise the shared InputError if an id is outside [0, limit); the fast check stays on the device."""
-    if ids.is_floating_point() or ids.is_complex():
-        raise validation.InputError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    validation.check_integer_ids(name, not (ids.is_floating_point() or ids.is_complex()), ids.dtype)
     if ids.numel() and bool(((ids < 0) | (ids >= limit)).any()):
         validation.check_input_ids(ids.detach().cpu().numpy(), limit, name)
 
 
-def _check_labels(labels: torch.Tensor, num_classes: int, name: str, ignore_index: int | None = -100) -> None:
+def _tokens_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> tuple[int, ...]:
+    """The shape of the input's tokens: ``input_ids``' or ``inputs_embeds``' without its last (n_embd) dim."""
+    return tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int, name: str, ignore_index: int | None = -100,
+                  tokens_shape: tuple[int, ...] | None = None) -> None:
+    """Label values in range (the shared check); token-level labels (``tokens_shape``) shaped like the input."""
+    if tokens_shape is not None:
+        validation.check_labels_shape(tuple(labels.shape), tokens_shape)
     if labels.is_floating_point() or not labels.numel():
         return
     bad = (labels < 0) | (labels >= num_classes)
@@ -601,29 +609,19 @@ class GPT2Model(GPT2PreTrainedModel):
         cfg = self.config
         if input_ids is not None:
             _check_ids(input_ids, cfg.vocab_size, "input_ids")
-        elif inputs_embeds.shape[-1] != cfg.n_embd:
-            raise validation.InputError(
-                f"inputs_embeds has shape {tuple(inputs_embeds.shape)}; its last dimension must be n_embd={cfg.n_embd}")
         if token_type_ids is not None:
-            if token_type_ids.numel() != batch * seq:
-                raise validation.InputError(
-                    f"token_type_ids has shape {tuple(token_type_ids.shape)} but the input has {batch} x {seq} tokens")
             _check_ids(token_type_ids, cfg.vocab_size, "token_type_ids")
         if past_key_values is not None:
-            if len(past_key_values) != cfg.n_layer:
-                raise validation.InputError(
-                    f"past_key_values has {len(past_key_values)} layers but the model has n_layer={cfg.n_layer}")
+            validation.check_cache_layers(len(past_key_values), cfg.n_layer)
             expected = (batch, cfg.n_head, past_length, cfg.head_dim)
             for i, layer in enumerate(past_key_values):
                 if len(layer) != 2:
                     raise validation.InputError(f"past_key_values[{i}] must be a (key, value) pair, got {len(layer)} entries")
                 for name, t in zip(("key", "value"), layer):
-                    validation.check_same_shape(f"past_key_values[{i}] {name}", t.shape, expected, "(batch, n_head, past_length, head_dim)")
+                    validation.check_cache_shape(i, name, tuple(t.shape), expected, "(batch, n_head, past_length, head_dim)")
         if position_ids is None:
             validation.check_sequence_length(past_length, seq, cfg.n_positions)
         else:
-            if position_ids.numel() % seq or position_ids.shape[-1] != seq:
-                raise validation.InputError(f"position_ids has shape {tuple(position_ids.shape)}; its last dimension must be {seq}")
             if position_ids.numel() and bool(((position_ids < 0) | (position_ids >= cfg.n_positions)).any()):
                 validation.check_position_ids(position_ids.detach().cpu().numpy(), cfg.n_positions)
 
@@ -671,14 +669,20 @@ class GPT2Model(GPT2PreTrainedModel):
         return_dict = cfg.use_return_dict if return_dict is None else return_dict
 
         validation.check_exactly_one(input_ids, inputs_embeds)
+        if _checking():  # the shapes, before anything is flattened
+            if input_ids is not None:
+                validation.check_input_rank(tuple(input_ids.shape))
+            else:
+                validation.check_embeds_shape(tuple(inputs_embeds.shape), cfg.n_embd)
+            for name, value in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+                if value is not None:
+                    validation.check_token_shape(name, tuple(value.shape), _tokens_shape(input_ids, inputs_embeds))
         if input_ids is not None:
             input_shape = input_ids.shape
             input_ids = input_ids.reshape(-1, input_shape[-1])
             batch, seq = input_ids.shape
             device = input_ids.device
         else:
-            if inputs_embeds.dim() < 2:
-                raise validation.InputError(f"inputs_embeds must be (batch, seq, n_embd), got shape {tuple(inputs_embeds.shape)}")
             input_shape = inputs_embeds.shape[:-1]
             inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], inputs_embeds.shape[-1])
             batch, seq = inputs_embeds.shape[:2]
@@ -839,7 +843,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         """
         return_dict = _flag(return_dict, self.config.use_return_dict)
         if labels is not None and _checking():
-            _check_labels(labels, self.config.vocab_size, "labels")
+            _check_labels(labels, self.config.vocab_size, "labels", tokens_shape=_tokens_shape(input_ids, inputs_embeds))
         out = self.transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
             encoder_hidden_states, encoder_attention_mask, use_cache, output_attentions, output_hidden_states,
@@ -934,7 +938,7 @@ class GPT2DoubleHeadsModel(GPT2PreTrainedModel, GenerationMixin):
         return_dict = _flag(return_dict, self.config.use_return_dict)
         if _checking():
             if labels is not None:
-                _check_labels(labels, self.config.vocab_size, "labels")
+                _check_labels(labels, self.config.vocab_size, "labels", tokens_shape=_tokens_shape(input_ids, inputs_embeds))
             if mc_token_ids is not None:
                 seq = (input_ids if input_ids is not None else inputs_embeds[..., 0]).shape[-1]
                 _check_labels(mc_token_ids, seq, "mc_token_ids", ignore_index=None)
@@ -996,8 +1000,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
         )
         logits = self.score(out.last_hidden_state)  # (B, T, L)
         batch = logits.shape[0]
-        if cfg.pad_token_id is None and batch != 1:
-            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+        validation.check_pad_token_for_batch(batch, cfg.pad_token_id)
         if cfg.pad_token_id is None:
             last = torch.full((batch,), -1, dtype=torch.long, device=logits.device)
         elif input_ids is not None:
@@ -1047,7 +1050,7 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         """
         return_dict = _flag(return_dict, self.config.use_return_dict)
         if labels is not None and _checking():
-            _check_labels(labels, self.num_labels, "labels")
+            _check_labels(labels, self.num_labels, "labels", tokens_shape=_tokens_shape(input_ids, inputs_embeds))
         out = self.transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
             use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,

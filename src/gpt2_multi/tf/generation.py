@@ -251,12 +251,6 @@ def _forward_static(model, ids, positions, kv, write_at, bias):
     return tf.cast(model.project(body.ln_f(x[:, -1, :])), tf.float32), kv
 
 
-def _bias(key_valid, write_at, t, dtype):
-    """``(N, L)`` bool keys that exist -> ``(N, 1, t, L)`` additive bias: key j visible to query i iff j <= write_at + i."""
-    from gpt2_multi.tf.modeling import additive_bias, causal_mask  # modeling imports this module (the mixin)
-
-    allowed = key_valid[:, None, None, :] & causal_mask(t, tf.shape(key_valid)[1], write_at)[None, None]
-    return additive_bias(allowed, dtype)
 
 
 # ------------------------------------------------------------------------------------ greedy / sampling
@@ -296,7 +290,8 @@ def _start(model, settings: Settings, ids, mask, offset, seed):
     positions = tf.where(mask == 0, 1, tf.cumsum(mask, axis=1) - 1)
     n_real = tf.reduce_sum(mask, axis=1)
     kv = tf.zeros([cfg.n_layer, 2, n, cfg.n_head, pb + max_new, cfg.head_dim], dtype)
-    logits, kv = _forward_static(model, ids, positions, kv, tf.constant(0, tf.int32), _bias(key_valid, 0, pb, dtype))
+    bias = model.transformer.static_cache_bias(key_valid, 0, pb, dtype)
+    logits, kv = _forward_static(model, ids, positions, kv, tf.constant(0, tf.int32), bias)
     scores_buf = tf.zeros([max_new if settings.output_scores else 1, n, cfg.vocab_size], tf.float32)
     t = tf.constant(0, tf.int32)
     token, sequences, unfinished, scores_buf = _choose(settings, t, logits, sequences, tf.ones([n], tf.bool),
@@ -310,7 +305,7 @@ def _advance(model, settings: Settings, state, constants):
     key_valid, n_real, offset, seed = constants
     write_at = tf.shape(sequences)[1] - settings.max_new + t
     logits, kv = _forward_static(model, token[:, None], (n_real + t)[:, None], kv, write_at,
-                                 _bias(key_valid, write_at, 1, kv.dtype))
+                                 model.transformer.static_cache_bias(key_valid, write_at, 1, kv.dtype))
     token, sequences, unfinished, scores_buf = _choose(settings, t + 1, logits, sequences, unfinished, scores_buf,
                                                        offset, seed)
     return t + 1, token, sequences, unfinished, scores_buf, kv

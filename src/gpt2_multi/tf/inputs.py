@@ -101,14 +101,13 @@ def to_tensor(x: Any, dtype: tf.DType | None = None) -> tf.Tensor | None:
     return tf.convert_to_tensor(np.asarray(x), dtype=dtype)
 
 
-def flatten_tokens(name: str, value: Any, seq_length: Any) -> tf.Tensor | None:
-    """``(..., T)`` ids -> ``(N, T)``, with a clear error when the last dimension is not T."""
+def flatten_tokens(name: str, value: Any, seq_length: Any, tokens_shape: tuple[int | None, ...]) -> tf.Tensor | None:
+    """``(..., T)`` ids -> ``(N, T)``, after the shared shape check against the input's ``tokens_shape`` (static)."""
     if value is None:
         return None
     value = to_tensor(value)
-    last = static_shape(value)[-1:] if value.shape.rank else (None,)
-    if isinstance(seq_length, int) and last and last[0] is not None and last[0] != seq_length:
-        raise validation.InputError(f"{name} has shape {static_shape(value)} but must end in the sequence length {seq_length}")
+    if value.shape.rank is not None:
+        validation.check_token_shape(name, static_shape(value), tokens_shape)
     return tf.reshape(value, [-1, seq_length])
 
 

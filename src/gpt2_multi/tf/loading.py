@@ -4,7 +4,7 @@ Loading: :func:`gpt2_multi.checkpoint.load_checkpoint` (any format: safetensors,
 pytorch_model.bin, tf_model.h5, flax_model.msgpack) -> :func:`match_state_dict` (HF's
 semantics and report) -> numpy arrays under HF PyTorch names -> the model is
 constructed with every variable *initialised from its array* (see
-``modeling.PretrainedOr``): no random weights are drawn, and each array is dropped
+``PretrainedOr``): no random weights are drawn, and each array is dropped
 (and its memory-mapped pages released) as soon as its variable exists, so a load
 peaks near one copy of the weights.
 
@@ -15,6 +15,7 @@ its inverse: Conv1D bias ``(nf,) <-> (1, nf)``, ``nn.Linear`` weight transposed)
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 from pathlib import Path
@@ -34,9 +35,34 @@ from gpt2_multi.checkpoint import (
 )
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.generation import GenerationConfig
-from gpt2_multi.tf import modeling
 
 logger = logging.getLogger(__name__)
+
+
+# While ``from_pretrained`` builds a model this holds the checkpoint (an object with
+# ``take(pt_name, shape, dtype) -> tensor | None``); otherwise None. See loading.py.
+PRETRAINED_SOURCE: contextvars.ContextVar[Any] = contextvars.ContextVar("gpt2_multi_tf_pretrained", default=None)
+
+
+@keras.saving.register_keras_serializable(package="gpt2_multi")
+class PretrainedOr(keras.initializers.Initializer):
+    """Initialiser of the weight with HF PyTorch name ``pt_name``: the checkpoint's value, else ``fallback``."""
+
+    def __init__(self, pt_name: str, fallback: Any):
+        self.pt_name = pt_name
+        self.fallback = keras.initializers.get(fallback)
+
+    def __call__(self, shape, dtype=None):
+        source = PRETRAINED_SOURCE.get()
+        if source is not None:
+            value = source.take(self.pt_name, tuple(shape), dtype)
+            if value is not None:
+                return value
+        return self.fallback(shape, dtype=dtype)
+
+    def get_config(self):
+        return {"pt_name": self.pt_name, "fallback": keras.initializers.serialize(self.fallback)}
+
 
 
 # ------------------------------------------------------------------------------------ the one transform
@@ -72,7 +98,7 @@ def state_dict(model: keras.Model) -> dict[str, np.ndarray]:
 
 # ------------------------------------------------------------------------------------ loading
 class _CheckpointSource:
-    """Hands each variable initialiser its array once, then forgets the array (see ``modeling.PretrainedOr``)."""
+    """Hands each variable initialiser its array once, then forgets the array (see ``PretrainedOr``)."""
 
     def __init__(self, values: dict[str, np.ndarray]):
         self.values = values
@@ -132,11 +158,11 @@ def from_pretrained(
         kwargs["dtype"] = dtype
     if name is not None:
         kwargs["name"] = name
-    token = modeling.PRETRAINED_SOURCE.set(source)
+    token = PRETRAINED_SOURCE.set(source)
     try:
         model = cls(model_config, **kwargs)
     finally:
-        modeling.PRETRAINED_SOURCE.reset(token)
+        PRETRAINED_SOURCE.reset(token)
     if source.values:  # every matched array must have found its variable
         raise CheckpointError(f"{cls.__name__} has no variable for checkpoint weight(s): {', '.join(sorted(source.values))}")
     if report.missing_keys or report.unexpected_keys or report.mismatched_keys:

@@ -18,7 +18,6 @@ HF's TF input styles (dict / list / keywords) are unpacked by :mod:`gpt2_multi.t
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 from typing import Any
 
@@ -30,6 +29,7 @@ from tensorflow.compiler.tf2xla.python import xla
 from gpt2_multi import validation
 from gpt2_multi.checkpoint import layout
 from gpt2_multi.config import GPT2Config, infer_problem_type
+from gpt2_multi.tf import loading
 from gpt2_multi.tf.activations import ACT2FN
 from gpt2_multi.tf.generation import TFGenerationMixin
 from gpt2_multi.tf.inputs import (
@@ -52,30 +52,6 @@ from gpt2_multi.tf.outputs import (
     TFSequenceClassifierOutputWithPast,
     TFTokenClassifierOutput,
 )
-
-# While ``from_pretrained`` builds a model this holds the checkpoint (an object with
-# ``take(pt_name, shape, dtype) -> tensor | None``); otherwise None. See loading.py.
-PRETRAINED_SOURCE: contextvars.ContextVar[Any] = contextvars.ContextVar("gpt2_multi_tf_pretrained", default=None)
-
-
-@keras.saving.register_keras_serializable(package="gpt2_multi")
-class PretrainedOr(keras.initializers.Initializer):
-    """Initialiser of the weight with HF PyTorch name ``pt_name``: the checkpoint's value, else ``fallback``."""
-
-    def __init__(self, pt_name: str, fallback: Any):
-        self.pt_name = pt_name
-        self.fallback = keras.initializers.get(fallback)
-
-    def __call__(self, shape, dtype=None):
-        source = PRETRAINED_SOURCE.get()
-        if source is not None:
-            value = source.take(self.pt_name, tuple(shape), dtype)
-            if value is not None:
-                return value
-        return self.fallback(shape, dtype=dtype)
-
-    def get_config(self):
-        return {"pt_name": self.pt_name, "fallback": keras.initializers.serialize(self.fallback)}
 
 
 def _normal(std: float) -> keras.initializers.Initializer:
@@ -102,9 +78,9 @@ class TFConv1D(keras.layers.Layer):
             return
         self.weight = self.add_weight(
             name="weight", shape=(self.nx, self.nf),
-            initializer=PretrainedOr(self.pt_name + ".weight", _normal(self.initializer_range)),
+            initializer=loading.PretrainedOr(self.pt_name + ".weight", _normal(self.initializer_range)),
         )
-        self.bias = self.add_weight(name="bias", shape=(1, self.nf), initializer=PretrainedOr(self.pt_name + ".bias", "zeros"))
+        self.bias = self.add_weight(name="bias", shape=(1, self.nf), initializer=loading.PretrainedOr(self.pt_name + ".bias", "zeros"))
         self.built = True
 
     def call(self, x):
@@ -116,8 +92,8 @@ class TFConv1D(keras.layers.Layer):
 def _layer_norm(config: GPT2Config, pt_name: str, name: str, dtype: Any = None) -> keras.layers.LayerNormalization:
     return keras.layers.LayerNormalization(
         epsilon=config.layer_norm_epsilon, name=name, dtype=dtype,
-        gamma_initializer=PretrainedOr(pt_name + ".weight", "ones"),
-        beta_initializer=PretrainedOr(pt_name + ".bias", "zeros"),
+        gamma_initializer=loading.PretrainedOr(pt_name + ".weight", "ones"),
+        beta_initializer=loading.PretrainedOr(pt_name + ".bias", "zeros"),
     )
 
 
@@ -125,8 +101,8 @@ def _dense(units: int, pt_name: str, std: float, name: str, use_bias: bool = Tru
     """An ``nn.Linear`` head: Keras kernel ``(in, out)`` = PyTorch weight transposed (layout does it)."""
     return keras.layers.Dense(
         units, use_bias=use_bias, name=name, dtype=dtype,
-        kernel_initializer=PretrainedOr(pt_name + ".weight", _normal(std)),
-        bias_initializer=PretrainedOr(pt_name + ".bias", "zeros"),
+        kernel_initializer=loading.PretrainedOr(pt_name + ".weight", _normal(std)),
+        bias_initializer=loading.PretrainedOr(pt_name + ".bias", "zeros"),
     )
 
 
@@ -347,6 +323,11 @@ class TFGPT2Block(keras.layers.Layer):
 
 
 # ---------------------------------------------------------------------------------- body
+def _static(size: Any) -> int | None:
+    """A size known now (an int), or None where it is dynamic (a tensor inside tf.function)."""
+    return size if isinstance(size, int) else None
+
+
 class TFGPT2PreTrainedModel(keras.Model):
     """Base of the six models: config, input unpacking, loss for ``fit``, (de)serialisation, loading.
 
@@ -441,20 +422,14 @@ class TFGPT2PreTrainedModel(keras.Model):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Load a checkpoint (safetensors, pytorch_model.bin, tf_model.h5 or flax_model.msgpack); see :func:`loading.from_pretrained`."""
-        from gpt2_multi.tf import loading
-
         return loading.from_pretrained(cls, pretrained_model_name_or_path, **kwargs)
 
     def save_pretrained(self, save_directory, format: str = "safetensors", **kwargs):
         """Write ``config.json`` and the weights through the shared checkpoint layer (default safetensors)."""
-        from gpt2_multi.tf import loading
-
         return loading.save_pretrained(self, save_directory, format=format, **kwargs)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The weights as numpy arrays under HF PyTorch names (canonical: body under ``transformer.``)."""
-        from gpt2_multi.tf import loading
-
         return loading.state_dict(self)
 
     def get_input_embeddings(self) -> keras.layers.Embedding:
@@ -591,17 +566,24 @@ class TFGPT2MainLayer(keras.layers.Layer):
     The causal mask and the padding mask become one additive bias ``(1 | N, 1, T, S)`` shared by the blocks.
     """
 
+    @staticmethod
+    def static_cache_bias(key_valid: tf.Tensor, write_at: Any, query_length: int, dtype: Any) -> tf.Tensor:
+        """The compiled decode loop's bias over its fixed-size cache: ``(N, L)`` bool keys that exist ->
+        ``(N, 1, T, L)``, key ``j`` visible to query ``i`` iff it exists and ``j <= write_at + i``."""
+        allowed = key_valid[:, None, None, :] & causal_mask(query_length, tf.shape(key_valid)[1], write_at)[None, None]
+        return additive_bias(allowed, dtype)
+
     def __init__(self, config: GPT2Config, pt_name: str = layout.BASE_MODEL_PREFIX, **kwargs):
         super().__init__(**kwargs)
         self.config = config
         std = config.initializer_range
         self.wte = keras.layers.Embedding(
             config.vocab_size, config.n_embd, name="wte", dtype=self.dtype_policy,
-            embeddings_initializer=PretrainedOr(pt_name + ".wte.weight", _normal(std))
+            embeddings_initializer=loading.PretrainedOr(pt_name + ".wte.weight", _normal(std))
         )
         self.wpe = keras.layers.Embedding(
             config.n_positions, config.n_embd, name="wpe", dtype=self.dtype_policy,
-            embeddings_initializer=PretrainedOr(pt_name + ".wpe.weight", _normal(std))
+            embeddings_initializer=loading.PretrainedOr(pt_name + ".wpe.weight", _normal(std))
         )
         self.drop = keras.layers.Dropout(config.embd_pdrop, dtype=self.dtype_policy)
         self.h = [TFGPT2Block(config, i, f"{pt_name}.h.{i}", name=f"h_._{i}", dtype=self.dtype_policy) for i in range(config.n_layer)]
@@ -621,15 +603,15 @@ class TFGPT2MainLayer(keras.layers.Layer):
     def _check(self, input_ids, past_length, seq_length, batch, attention_mask, position_ids, token_type_ids, head_mask,
                past_key_values):
         cfg = self.config
-        expected = (2, batch, cfg.n_head, None, cfg.head_dim)
+        expected = (_static(batch), cfg.n_head, _static(past_length), cfg.head_dim)
         for i, layer_past in enumerate(past_key_values):
             if layer_past is None:
                 continue
             shape = static_shape(layer_past)
-            bad = len(shape) != 5 or any(e is not None and d is not None and isinstance(e, int) and d != e for d, e in zip(shape, expected))
-            if bad:
-                want = f"(2, {batch if isinstance(batch, int) else 'batch'}, {cfg.n_head}, past_length, {cfg.head_dim})"
-                raise validation.InputError(f"past_key_values[{i}] has shape {shape} but must be {want}: keys and values stacked")
+            if len(shape) != 5 or shape[0] not in (None, 2):
+                raise validation.InputError(f"past_key_values[{i}] has shape {shape} but must be (2, batch, n_head, "
+                                            "past_length, head_dim): its key and value stacked, as HF's TF cache")
+            validation.check_cache_shape(i, "key", shape[1:], expected, "(batch, n_head, past_length, head_dim)")
         ids = concrete(input_ids)
         if ids is not None:
             validation.check_input_ids(ids, cfg.vocab_size)
@@ -658,14 +640,17 @@ class TFGPT2MainLayer(keras.layers.Layer):
         validation.check_cross_attention(encoder_hidden_states, cfg.add_cross_attention)
         if input_ids is not None:
             input_ids = to_tensor(input_ids)
-            if not input_ids.dtype.is_integer:
-                raise validation.InputError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype.name}")
+            validation.check_integer_ids("input_ids", input_ids.dtype.is_integer, input_ids.dtype.name)
+            if input_ids.shape.rank is not None:
+                validation.check_input_rank(static_shape(input_ids))
             input_shape = shape_list(input_ids)
+            tokens_shape = static_shape(input_ids)
         else:
             inputs_embeds = to_tensor(inputs_embeds, self.compute_dtype)
-            if inputs_embeds.shape.rank is not None and inputs_embeds.shape[-1] != cfg.n_embd:
-                raise validation.InputError(f"inputs_embeds has last dimension {inputs_embeds.shape[-1]} but must be n_embd={cfg.n_embd}")
+            if inputs_embeds.shape.rank is not None:
+                validation.check_embeds_shape(static_shape(inputs_embeds), cfg.n_embd)
             input_shape = shape_list(inputs_embeds)[:-1]
+            tokens_shape = static_shape(inputs_embeds)[:-1]
         seq_length = input_shape[-1]
 
         if past_key_values is None:
@@ -673,8 +658,7 @@ class TFGPT2MainLayer(keras.layers.Layer):
             past_key_values = (None,) * cfg.n_layer
         else:
             past_key_values = tuple(to_tensor(p) for p in past_key_values)
-            if len(past_key_values) != cfg.n_layer:
-                raise validation.InputError(f"past_key_values has {len(past_key_values)} entries but the model has n_layer={cfg.n_layer}")
+            validation.check_cache_layers(len(past_key_values), cfg.n_layer)
             past_length = shape_list(past_key_values[0])[-2]
 
         # Flatten (..., T) to (N, T): the multiple-choice layout.
@@ -688,8 +672,8 @@ class TFGPT2MainLayer(keras.layers.Layer):
             attention_mask = to_tensor(attention_mask)
             if attention_mask.shape.rank is not None and attention_mask.shape.rank > 2:
                 attention_mask = tf.reshape(attention_mask, [-1, shape_list(attention_mask)[-1]])
-        position_ids = flatten_tokens("position_ids", position_ids, seq_length)
-        token_type_ids = flatten_tokens("token_type_ids", token_type_ids, seq_length)
+        position_ids = flatten_tokens("position_ids", position_ids, seq_length, tokens_shape)
+        token_type_ids = flatten_tokens("token_type_ids", token_type_ids, seq_length, tokens_shape)
         if head_mask is not None:
             head_mask = to_tensor(head_mask)
         self._check(input_ids, past_length, seq_length, batch, attention_mask, position_ids, token_type_ids, head_mask,
@@ -807,7 +791,10 @@ def _causal_lm_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return _cross_entropy(logits[..., :-1, :], labels[..., 1:])
 
 
-def _check_labels(labels: tf.Tensor, num_classes: int, name: str = "labels") -> None:
+def _check_labels(labels: tf.Tensor, num_classes: int, name: str = "labels", logits: tf.Tensor | None = None) -> None:
+    """Label values in range (the shared check); token-level labels (given their ``logits``) shaped like the input."""
+    if logits is not None and labels.shape.rank is not None:
+        validation.check_labels_shape(static_shape(labels), static_shape(logits)[:-1])
     value = concrete(labels)
     if value is not None:
         validation.check_labels(value, num_classes, name=name)
@@ -889,8 +876,8 @@ class TFGPT2SequenceSummary(keras.layers.Layer):
                 cls_index = tf.fill(lead, shape_list(hidden_states)[-2] - 1)
             cls_index = tf.cast(tf.reshape(to_tensor(cls_index), lead), tf.int32)
             value, seq = concrete(cls_index), hidden_states.shape[-2]
-            if value is not None and seq is not None and value.size and (value.min() < 0 or value.max() >= seq):
-                raise validation.InputError(f"mc_token_ids must lie in [0, {seq}) (the sequence length), got {value.min()}..{value.max()}")
+            if value is not None and seq is not None:
+                validation.check_labels(value, seq, name="mc_token_ids", ignore_index=None)
             out = tf.gather(hidden_states, cls_index, axis=-2, batch_dims=len(lead))
         out = self.first_dropout(out, training=training)
         if self.summary is not None:
@@ -941,7 +928,7 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
         loss = None
         if args.get("labels") is not None:
             labels = to_tensor(args["labels"])
-            _check_labels(labels, self.config.vocab_size)
+            _check_labels(labels, self.config.vocab_size, logits=logits)
             loss = _causal_lm_loss(logits, labels)
         return self._finish(args, TFCausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=body.past_key_values,
@@ -992,7 +979,7 @@ class TFGPT2DoubleHeadsModel(TFGenerationMixin, TFGPT2PreTrainedModel):
         loss = mc_loss = None
         if args.get("labels") is not None:
             labels = to_tensor(args["labels"])
-            _check_labels(labels, self.config.vocab_size)
+            _check_labels(labels, self.config.vocab_size, logits=logits)
             loss = _causal_lm_loss(logits, labels)
         if args.get("mc_labels") is not None:
             mc_labels = to_tensor(args["mc_labels"])
@@ -1043,10 +1030,7 @@ class TFGPT2ForSequenceClassification(TFGPT2PreTrainedModel):
         pad = self.config.pad_token_id
         ids = args.get("input_ids")
         if pad is None:
-            if isinstance(batch, int) and batch != 1:
-                raise validation.InputError(
-                    f"cannot pick each row's last token in a batch of {batch} without config.pad_token_id; "
-                    "set pad_token_id or pass one sequence at a time")
+            validation.check_pad_token_for_batch(batch if isinstance(batch, int) else None, pad)
             last = tf.fill([batch], seq - 1)
         elif ids is not None:
             ids = tf.reshape(to_tensor(ids), [batch, seq])
@@ -1097,7 +1081,7 @@ class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
         loss = None
         if args.get("labels") is not None:
             labels = to_tensor(args["labels"])
-            _check_labels(labels, self.num_labels)
+            _check_labels(labels, self.num_labels, logits=logits)
             loss = _cross_entropy(logits, labels)
         return self._finish(args, TFTokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=body.hidden_states, attentions=body.attentions))
