@@ -84,13 +84,19 @@ def check_same_shape(name: str, shape: Sequence[int], expected: Sequence[int], w
 
 
 def check_token_shape(name: str, shape: Sequence[int | None], input_shape: Sequence[int | None]) -> None:
-    """``token_type_ids`` / ``position_ids`` are shaped like the input's tokens, or ``(1, T)`` (broadcast over the
-    batch, as HF allows)."""
+    """``token_type_ids`` / ``position_ids`` end in the input's sequence length ``T``, and their leading dims hold one
+    row per input row or a single row broadcast over the batch (``(T,)``, ``(1, T)``; HF reshapes them to ``(-1, T)``
+    the same way)."""
     shape, input_shape = _shape(shape), _shape(input_shape)
-    broadcast = (1,) * (len(input_shape) - 1) + input_shape[-1:]
-    if not (_fits(shape, input_shape) or _fits(shape, broadcast)):
-        alternative = f" or {broadcast}" if broadcast != input_shape else ""
-        raise InputError(f"{name} has shape {shape} but must be {input_shape}{alternative} (the input's tokens)")
+    t = input_shape[-1]
+
+    def rows(dims: tuple[int | None, ...]) -> int | None:
+        return None if any(d is None for d in dims) else int(np.prod(dims, dtype=np.int64))
+
+    n, want = rows(shape[:-1]), rows(input_shape[:-1])
+    ok = len(shape) >= 1 and (shape[-1] is None or t is None or shape[-1] == t) and (n is None or want is None or n in (1, want))
+    if not ok:
+        raise InputError(f"{name} has shape {shape} but must be {input_shape} or (1, {t}) (the input's tokens)")
 
 
 def check_embeds_shape(shape: Sequence[int | None], n_embd: int) -> None:

@@ -199,7 +199,7 @@ def test_bad_input_raises_the_shared_error(backend, row, checkpoints, loaded):
     match = row.static_match if row.static_match is not None and has_static_cache(model) else row.match
     if row.error is not None and isinstance(raised, row.error) and re.search(match, _message(raised)):
         return
-    assert backend in row.today, f"raised {raised!r}; the contract: {row.error} matching {row.match!r}"
+    assert backend in row.today, f"raised {raised!r}; the contract: {row.error} matching {match!r}"
     error, match = row.today[backend]
     assert isinstance(raised, error) and re.search(match, _message(raised)), f"{backend} now raises {raised!r}"
     raise DiffersFromTheContract(f"{backend}: {type(raised).__name__}: {_message(raised)}")

@@ -341,9 +341,12 @@ def _check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
         validation.check_input_ids(ids.detach().cpu().numpy(), limit, name)
 
 
-def _tokens_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> tuple[int, ...]:
-    """The shape of the input's tokens: ``input_ids``' or ``inputs_embeds``' without its last (n_embd) dim."""
-    return tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
+def _tokens_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> tuple[int, ...] | None:
+    """The shape of the input's tokens: ``input_ids``' or ``inputs_embeds``' without its last (n_embd) dim (None
+    without either: the body then raises the shared error)."""
+    if input_ids is not None:
+        return tuple(input_ids.shape)
+    return None if inputs_embeds is None else tuple(inputs_embeds.shape[:-1])
 
 
 def _check_labels(labels: torch.Tensor, num_classes: int, name: str, ignore_index: int | None = -100,
@@ -675,7 +678,7 @@ class GPT2Model(GPT2PreTrainedModel):
             else:
                 validation.check_embeds_shape(tuple(inputs_embeds.shape), cfg.n_embd)
             for name, value in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
-                if value is not None:
+                if value is not None and (input_ids is not None or inputs_embeds is not None):
                     validation.check_token_shape(name, tuple(value.shape), _tokens_shape(input_ids, inputs_embeds))
         if input_ids is not None:
             input_shape = input_ids.shape
@@ -1050,7 +1053,7 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         """
         return_dict = _flag(return_dict, self.config.use_return_dict)
         if labels is not None and _checking():
-            _check_labels(labels, self.num_labels, "labels", tokens_shape=_tokens_shape(input_ids, inputs_embeds))
+            _check_labels(labels, self.num_labels, "labels")  # any shape of B * T labels, as HF's view(-1)
         out = self.transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
             use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,

@@ -251,8 +251,6 @@ def _forward_static(model, ids, positions, kv, write_at, bias):
     return tf.cast(model.project(body.ln_f(x[:, -1, :])), tf.float32), kv
 
 
-
-
 # ------------------------------------------------------------------------------------ greedy / sampling
 # The loop state: (t, token, sequences, unfinished, scores, kv): the index of the last chosen token, that
 # token (N,), the (N, L) buffer (bucket padding, prompt, new tokens, pad), (N,) bool rows still running, the

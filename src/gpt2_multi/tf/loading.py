@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 # While ``from_pretrained`` builds a model this holds the checkpoint (an object with
-# ``take(pt_name, shape, dtype) -> tensor | None``); otherwise None. See loading.py.
+# ``take(pt_name, shape, dtype) -> tensor | None``); otherwise None.
 PRETRAINED_SOURCE: contextvars.ContextVar[Any] = contextvars.ContextVar("gpt2_multi_tf_pretrained", default=None)
 
 
@@ -62,7 +62,6 @@ class PretrainedOr(keras.initializers.Initializer):
 
     def get_config(self):
         return {"pt_name": self.pt_name, "fallback": keras.initializers.serialize(self.fallback)}
-
 
 
 # ------------------------------------------------------------------------------------ the one transform

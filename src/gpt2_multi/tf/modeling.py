@@ -6,7 +6,7 @@ H = n_head, D = head_dim, V = vocab_size, C = choices (multiple choice).
 Variables are named like HF's TF classes (``transformer/h_._0/attn/c_attn/weight``,
 ``transformer/wte/embeddings``, ``ln_1/gamma``), so a variable's path maps to its
 HF PyTorch name through :mod:`gpt2_multi.checkpoint.layout`. Every weight is created
-by a :class:`PretrainedOr` initialiser that knows its PyTorch name: inside
+by a :class:`~gpt2_multi.tf.loading.PretrainedOr` initialiser that knows its PyTorch name: inside
 ``from_pretrained`` it takes the checkpoint's array (no random init, no extra copy),
 otherwise it draws HF's initial values.
 
@@ -1081,7 +1081,7 @@ class TFGPT2ForTokenClassification(TFGPT2PreTrainedModel):
         loss = None
         if args.get("labels") is not None:
             labels = to_tensor(args["labels"])
-            _check_labels(labels, self.num_labels, logits=logits)
+            _check_labels(labels, self.num_labels)  # any shape of B * T labels, as HF
             loss = _cross_entropy(logits, labels)
         return self._finish(args, TFTokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=body.hidden_states, attentions=body.attentions))
