@@ -115,7 +115,8 @@ def check_input_rank(shape: Sequence[int | None]) -> None:
 
 
 def check_labels_shape(shape: Sequence[int | None], input_shape: Sequence[int | None]) -> None:
-    """Token-level labels (the LM head's, token classification's) are shaped like ``input_ids``."""
+    """The LM heads' labels (``labels`` of LM and DoubleHeads, shifted inside) are shaped like ``input_ids``; token
+    classification takes any shape of B * T labels (HF's ``view(-1)``) and does not call this."""
     check_same_shape("labels", shape, input_shape, "one label per input token")
 
 
