@@ -350,3 +350,56 @@ def test_missing_torch_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "pip install 'gpt2-multi[torch]'" in out.stdout, out.stdout + out.stderr
 
+
+
+# ------------------------------------------------------------------ HF's generic loading habits (issue 17)
+def _small_config(**overrides):
+    from gpt2_multi import GPT2Config
+
+    return GPT2Config(**{"vocab_size": 100, "n_positions": 16, "n_embd": 8, "n_layer": 1, "n_head": 2, **overrides})
+
+
+def test_from_pretrained_none_with_config_and_state_dict():
+    from gpt2_multi.pt import GPT2LMHeadModel
+
+    source = GPT2LMHeadModel(_small_config()).eval()
+    model = GPT2LMHeadModel.from_pretrained(None, config=source.config, state_dict=source.state_dict())
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(model(ids).logits, source(ids).logits)
+    with pytest.raises(ValueError, match="needs config="):
+        GPT2LMHeadModel.from_pretrained(None, state_dict=source.state_dict())
+    with pytest.raises(ValueError, match=r"from_pretrained\(None, \.\.\.\) builds a model from state_dict= and config="):
+        GPT2LMHeadModel.from_pretrained(None, config=source.config)
+
+
+def test_from_pretrained_with_a_state_dict_keeps_the_checkpoints_config(tmp_path):
+    from gpt2_multi.pt import GPT2LMHeadModel
+
+    saved = GPT2LMHeadModel(_small_config(n_layer=2)).eval()
+    saved.save_pretrained(tmp_path)
+    other = GPT2LMHeadModel(_small_config(n_layer=2)).eval()  # other weights, same shapes
+    model = GPT2LMHeadModel.from_pretrained(tmp_path, state_dict=other.state_dict())
+    ids = torch.tensor([[4, 5]])
+    assert model.config.n_layer == 2 and torch.equal(model(ids).logits, other(ids).logits)
+
+
+def test_from_pretrained_refuses_a_meta_device_context():
+    from gpt2_multi.pt import GPT2LMHeadModel
+
+    source = GPT2LMHeadModel(_small_config())
+    with torch.device("meta"), pytest.raises(RuntimeError, match=r"cannot run inside a torch.device\('meta'\) context"):
+        GPT2LMHeadModel.from_pretrained(None, config=source.config, state_dict=source.state_dict())
+    with torch.device("meta"):  # building there is fine, as in HF
+        assert GPT2LMHeadModel(_small_config()).lm_head.weight.is_meta
+
+
+def test_the_legacy_gradient_checkpointing_switch(tmp_path):
+    from gpt2_multi.pt import GPT2LMHeadModel
+
+    with pytest.warns(FutureWarning, match="config.gradient_checkpointing=True is deprecated"):
+        model = GPT2LMHeadModel(_small_config(gradient_checkpointing=True))
+    assert model.is_gradient_checkpointing and not hasattr(model.config, "gradient_checkpointing")
+    GPT2LMHeadModel(_small_config()).save_pretrained(tmp_path)
+    with pytest.warns(FutureWarning):
+        loaded = GPT2LMHeadModel.from_pretrained(tmp_path, gradient_checkpointing=True)
+    assert loaded.is_gradient_checkpointing

@@ -394,6 +394,11 @@ class GPT2Config:
         return path
 
     # ------------------------------------------------------------------- misc
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> GPT2Config:
+        """The config of the text model: this one (GPT-2 has no sub-configs). HF's generic code calls it on any
+        model's config to reach its text part."""
+        return self
+
     def copy(self, **overrides: Any) -> GPT2Config:
         return type(self).from_dict(self.to_dict(), **overrides)
 

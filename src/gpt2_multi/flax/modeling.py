@@ -453,6 +453,13 @@ class FlaxGPT2PreTrainedModel:
     head_inputs: ClassVar[tuple[str, ...]] = ()
     encoder_inputs: ClassVar[tuple[str, ...]] = ()  # the cross-attention inputs, on the classes HF gives them
     base_model_prefix = "transformer"
+    config_class = GPT2Config
+    main_input_name = "input_ids"
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether ``generate()`` works: True for the LM and double-heads classes, False for the others (HF's rule)."""
+        return issubclass(cls, FlaxGenerationMixin)
 
     def __init__(self, config: GPT2Config, params: Any = None, *, input_shape: tuple[int, ...] = (1, 1), seed: int = 0,
                  dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32, remat: bool = False, _do_init: bool = True):

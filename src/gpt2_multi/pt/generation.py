@@ -482,9 +482,6 @@ class GenerationMixin:
 
     generation_config: GenerationConfig
 
-    def can_generate(self) -> bool:
-        return True
-
     def generate(
         self,
         input_ids: torch.Tensor | None = None,

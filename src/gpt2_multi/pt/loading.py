@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpt2_multi.checkpoint import LoadReport, load_checkpoint, match_state_dict, save_checkpoint
+from gpt2_multi import hub
+from gpt2_multi.checkpoint import Checkpoint, LoadReport, layout, load_checkpoint, match_state_dict, save_checkpoint
 from gpt2_multi.config import ATTRIBUTE_MAP, COMMON_DEFAULTS, MODEL_DEFAULTS, GPT2Config
 from gpt2_multi.generation import GenerationConfig
 
@@ -123,9 +124,10 @@ def _resolve_config(config: Any, overrides: dict[str, Any]) -> GPT2Config | None
 
 def from_pretrained(
     cls: type,
-    name_or_path: str | os.PathLike,
+    name_or_path: str | os.PathLike | None,
     *,
     config: GPT2Config | str | os.PathLike | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
     torch_dtype: Any = None,
     dtype: Any = None,
     output_loading_info: bool = False,
@@ -140,7 +142,10 @@ def from_pretrained(
         name_or_path: a directory with ``config.json`` and weights (safetensors, sharded safetensors,
             ``pytorch_model.bin``, ``tf_model.h5`` or ``flax_model.msgpack``), a weights file, or a hub
             name in the local HF cache.
+            ``None`` with ``state_dict=`` and ``config=``: build the model from those alone, as HF does.
         config: a :class:`GPT2Config` (or a path to one) to use instead of the checkpoint's.
+        state_dict: weights to load instead of the checkpoint's (any naming style a checkpoint may use);
+            the config still comes from ``name_or_path`` unless ``config`` is given.
         torch_dtype / dtype: parameter dtype: ``torch.float32`` (default), ``torch.bfloat16``, ``"auto"``, ...
         output_loading_info: also return ``{"missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"}``.
         ignore_mismatched_sizes: re-initialise head weights whose shape differs instead of raising.
@@ -153,8 +158,16 @@ def from_pretrained(
     """
     if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
         raise ValueError("pass torch_dtype or dtype, not both")
+    _refuse_meta_context(cls)
+    _legacy_checkpointing = config_overrides.pop("gradient_checkpointing", None)
     config = _resolve_config(config, config_overrides)
-    ckpt = load_checkpoint(name_or_path, format=format, config=config)
+    if state_dict is not None:
+        ckpt = _checkpoint_from_state_dict(name_or_path, config, state_dict)
+    elif name_or_path is None:
+        raise ValueError("from_pretrained(None, ...) builds a model from state_dict= and config=; pass both, "
+                         "or a checkpoint directory or model name")
+    else:
+        ckpt = load_checkpoint(name_or_path, format=format, config=config)
     cfg = ckpt.config.copy(**config_overrides) if config_overrides else ckpt.config
     target = resolve_dtype(torch_dtype if torch_dtype is not None else dtype, cfg, ckpt.tensors)
     tensors, report = match_state_dict(ckpt.tensors, cfg, cls.architecture, ignore_mismatched_sizes=ignore_mismatched_sizes)
@@ -177,9 +190,39 @@ def from_pretrained(
     if hasattr(model, "generation_config"):  # the checkpoint's generation_config.json, for generate()
         model.generation_config = GenerationConfig.for_model(model.config, directory)
     model.eval()
+    if _legacy_checkpointing:
+        enable_legacy_checkpointing(model)
     if output_loading_info:
         return model, report.as_dict()
     return model
+
+
+def _refuse_meta_context(cls: type) -> None:
+    """HF refuses to load under ``with torch.device("meta")``: the weights would be dropped silently."""
+    if torch.empty(0).device.type == "meta":
+        raise RuntimeError(f"{cls.__name__}.from_pretrained cannot run inside a torch.device('meta') context: the "
+                           "loaded weights would have nowhere to go. Build the model there with "
+                           f"{cls.__name__}(config) instead, or load outside the context")
+
+
+def _checkpoint_from_state_dict(name_or_path: Any, config: GPT2Config | None, state_dict: dict[str, Any]) -> Checkpoint:
+    if config is None:
+        if name_or_path is None:
+            raise ValueError("from_pretrained(None, state_dict=...) needs config= (a GPT2Config or a path to one)")
+        config = GPT2Config.from_pretrained(name_or_path)
+    tensors = {k: to_numpy(v.detach()) if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in state_dict.items()}
+    source = hub.resolve(name_or_path) if name_or_path is not None else None
+    return Checkpoint(config, layout.canonical_names(tensors), source=source, format="state_dict")
+
+
+def enable_legacy_checkpointing(model: nn.Module) -> None:
+    """HF's pre-4.x switch ``config.gradient_checkpointing=True``: honoured with a deprecation warning, as HF does,
+    and removed from the config (``gradient_checkpointing_enable()`` is the way now)."""
+    warnings.warn("config.gradient_checkpointing=True is deprecated (as in HF transformers); gradient checkpointing "
+                  "is on. Call model.gradient_checkpointing_enable() instead", FutureWarning, stacklevel=3)
+    if hasattr(model.config, "gradient_checkpointing"):
+        delattr(model.config, "gradient_checkpointing")
+    model.gradient_checkpointing_enable()
 
 
 def _init_missing(model: nn.Module, report: LoadReport) -> None:

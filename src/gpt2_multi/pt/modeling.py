@@ -407,8 +407,16 @@ class GPT2PreTrainedModel(nn.Module):
 
     config_class = GPT2Config
     base_model_prefix = "transformer"
+    main_input_name = "input_ids"
     architecture = "GPT2Model"  # the HF PyTorch class name, used by the checkpoint layer
     supports_gradient_checkpointing = True
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether ``generate()`` works: True for the LM and double-heads classes, False for the others (HF's rule)."""
+        from gpt2_multi.pt.generation import GenerationMixin
+
+        return issubclass(cls, GenerationMixin)
 
     def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
         super().__init__()
@@ -446,6 +454,10 @@ class GPT2PreTrainedModel(nn.Module):
         if not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
         self.tie_weights()
+        if getattr(self.config, "gradient_checkpointing", False):  # HF's legacy switch, honoured as HF does
+            from gpt2_multi.pt.loading import enable_legacy_checkpointing
+
+            enable_legacy_checkpointing(self)
 
     # ---------------------------------------------------------------- embeddings
     @property

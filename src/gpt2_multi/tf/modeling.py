@@ -337,7 +337,15 @@ class TFGPT2PreTrainedModel(keras.Model):
     """
 
     architecture = "GPT2Model"
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+    main_input_name = "input_ids"
     call_order: tuple[str, ...] = CALL_ORDER + ("labels",)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether ``generate()`` works: True for the LM and double-heads classes, False for the others (HF's rule)."""
+        return issubclass(cls, TFGenerationMixin)
 
     def __init__(self, config: GPT2Config | dict, **kwargs):
         super().__init__(**kwargs)
