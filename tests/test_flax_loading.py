@@ -134,14 +134,35 @@ def test_load_peak_memory_is_near_the_weights_size(tmp_path):
     assert result["ratio"] < 1.5, result
 
 
-def test_do_init_false_returns_params_separately():
+def test_do_init_false_returns_params_separately(tmp_path):
     model, params = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"), _do_init=False)
-    assert model.params is None
+    with pytest.raises(ValueError, match="created with _do_init=False"):  # HF: params cannot be accessed
+        model.params  # noqa: B018
+    with pytest.raises(ValueError, match="created with _do_init=False"):
+        model.params = params
     ids = golden_case("lm_plain").inputs["input_ids"]
-    with pytest.raises(ValueError, match="no params"):
+    with pytest.raises(ValueError, match="keeps no params"):
         model(ids)
+    with pytest.raises(ValueError, match="keeps no params"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    model.save_pretrained(tmp_path / "saved", params=params)  # with the params passed, as HF
+    assert (tmp_path / "saved" / "model.safetensors").is_file()
     expected = golden_case("lm_plain").expected["logits"]
     np.testing.assert_allclose(np.asarray(model(ids, params=params).logits), expected, atol=1e-4)
     model.enable_gradient_checkpointing()
     assert model.module.remat
     np.testing.assert_allclose(np.asarray(model(ids, params=params).logits), expected, atol=1e-4)
+
+
+def test_to_bf16_params_save_as_bfloat16_and_to_fp32_restores(tmp_path):
+    model = FlaxGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"))
+    half = model.to_bf16()
+    assert {str(x.dtype) for x in jax.tree_util.tree_leaves(half)} == {"bfloat16"}
+    assert {str(x.dtype) for x in jax.tree_util.tree_leaves(model.to_fp16())} == {"float16"}
+    model.save_pretrained(tmp_path, params=half)
+    from gpt2_multi.checkpoint import load_checkpoint
+
+    assert {str(v.dtype) for v in load_checkpoint(tmp_path).tensors.values()} == {"bfloat16"}
+    back = model.to_fp32(half)
+    assert {str(x.dtype) for x in jax.tree_util.tree_leaves(back)} == {"float32"}

@@ -59,7 +59,8 @@ def test_cache_index_counts_the_filled_positions():
 
 def test_init_cache_shapes_and_no_params():
     model = FlaxGPT2LMHeadModel(tiny_config(), _do_init=False)
-    assert model.params is None
+    with pytest.raises(ValueError, match="_do_init=False"):
+        model.params  # noqa: B018
     cache = model.init_cache(3, 20)
     attn = cache["transformer"]["h"]["1"]["attn"]
     assert attn["cached_key"].shape == (3, 20, 4, 8)

@@ -535,7 +535,7 @@ class FlaxGenerationMixin:
         s = plan.settings
         if streamer is not None and s.num_beams > 1:
             raise ValueError("a streamer cannot be used with beam search (the beams change their past): set num_beams=1")
-        params = self.params if params is None else params
+        params = self._params_or(params)
         if params is None:
             raise ValueError("this model has no params: pass params=... or load it with from_pretrained")
         key = jnp.asarray(np.array(plan.seed, np.uint32)) if s.seeded else _as_key(prng_key)

@@ -198,22 +198,22 @@ def from_pretrained(
 
     Returns the model, or ``(model, loading_info)`` with ``output_loading_info`` (HF's dict:
     missing_keys, unexpected_keys, mismatched_keys, error_msgs). As in HF, ``_do_init=False`` returns
-    ``(model, params)`` with the params kept outside the model (``model.params`` is None).
+    ``(model, params)`` with the params kept outside the model (reading ``model.params`` raises ValueError).
     """
     ckpt = load_checkpoint(name_or_path, format=format, config=config)
     model_config = ckpt.config.copy(**config_overrides) if config_overrides else ckpt.config
     tensors, report = match_state_dict(ckpt.tensors, model_config, cls.architecture,
                                        ignore_mismatched_sizes=ignore_mismatched_sizes)
     model = cls(model_config, dtype=dtype, param_dtype=param_dtype, remat=remat, _do_init=False)
-    model.params = params_from_state_dict(tensors, model.params_shape_tree(), param_dtype=param_dtype,
-                                          config=model_config, missing_keys=report.missing_keys, seed=seed,
-                                          release=True)
+    params = params_from_state_dict(tensors, model.params_shape_tree(), param_dtype=param_dtype,
+                                    config=model_config, missing_keys=report.missing_keys, seed=seed, release=True)
     model.loading_report = report
     if hasattr(model, "generation_config"):  # the LM classes: the checkpoint's generation_config.json
         model.generation_config = GenerationConfig.for_model(model_config, ckpt.directory)
-    if not _do_init:
-        params, model.params = model.params, None
+    if not _do_init:  # HF's contract: the params live outside the model (model.params raises)
         return (model, params, report.as_dict()) if output_loading_info else (model, params)
+    model._is_initialized = True
+    model.params = params
     if output_loading_info:
         return model, report.as_dict()
     return model
@@ -229,7 +229,7 @@ def save_pretrained(
 ) -> list[Path]:
     """Write config.json and the weights (default ``model.safetensors``, HF PyTorch names) into ``save_directory``,
     and ``generation_config.json`` for the models that can generate (as HF)."""
-    params = model.params if params is None else params
+    params = model._params_or(params)
     if params is None:
         raise ValueError("the model has no params to save")
     return save_checkpoint(save_directory, params_to_state_dict(params), model.config, format=format,

@@ -422,6 +422,11 @@ _JIT_CACHE: dict[tuple, Callable] = {}
 _CACHE_SHAPES: dict[tuple, Any] = {}
 
 
+NO_PARAMS = ("this model was created with _do_init=False, so it keeps no params: `model.params` can be neither read "
+             "nor set (as in HF). Keep the params from from_pretrained(..., _do_init=False) or init_weights() outside "
+             "the model and pass params=... to every call, save_pretrained and generate")
+
+
 class FlaxGPT2PreTrainedModel:
     """HF-style Flax model: a Linen ``module`` plus its ``params`` (a plain pytree), callable like HF's Flax models.
 
@@ -472,9 +477,28 @@ class FlaxGPT2PreTrainedModel:
         self.module = self.module_class(config=config, dtype=dtype, param_dtype=param_dtype, remat=remat)
         self._input_shape = tuple(input_shape)
         self._jitted_keys: set[tuple] = set()  # the static settings this model has been called with
+        self._is_initialized = _do_init
         if params is None and _do_init:
             params = self.init_weights(seed, self._input_shape)
-        self.params = params
+        self._params = params
+
+    @property
+    def params(self) -> Any:
+        """The parameter pytree. With ``_do_init=False`` (HF's way of keeping params outside the model) it does not
+        exist: reading or setting it raises ValueError, and every call takes ``params=`` instead."""
+        if not self._is_initialized:
+            raise ValueError(NO_PARAMS)
+        return self._params
+
+    @params.setter
+    def params(self, value: Any) -> None:
+        if not self._is_initialized:
+            raise ValueError(NO_PARAMS)
+        self._params = value
+
+    def _params_or(self, params: Any) -> Any:
+        """``params`` when given, else the model's own (the ValueError of :attr:`params` when it keeps none)."""
+        return params if params is not None else self.params
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
@@ -491,7 +515,7 @@ class FlaxGPT2PreTrainedModel:
         return loading.save_pretrained(self, save_directory, params, **kwargs)
 
     def __repr__(self) -> str:
-        size = f"{self.num_parameters() / 1e6:.1f}M parameters" if self.params is not None else "no params"
+        size = f"{self.num_parameters() / 1e6:.1f}M parameters" if self._params is not None else "no params"
         return (f"{type(self).__name__}(n_layer={self.config.n_layer}, n_embd={self.config.n_embd}, "
                 f"n_head={self.config.n_head}, vocab_size={self.config.vocab_size}, {size}, "
                 f"dtype={jnp.dtype(self.dtype).name}, param_dtype={jnp.dtype(self.param_dtype).name}, remat={self.remat})")
@@ -528,13 +552,13 @@ class FlaxGPT2PreTrainedModel:
         return nn.get_partition_spec(abstract["params"])
 
     def num_parameters(self, params: Any = None) -> int:
-        return int(sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params if params is not None else self.params)))
+        return int(sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(self._params_or(params))))
 
     def _cast(self, params: Any, dtype: Dtype, mask: Any = None) -> Any:
         def cast(x, m=True):
             return x.astype(dtype) if m and jnp.issubdtype(x.dtype, jnp.floating) else x
 
-        params = params if params is not None else self.params
+        params = self._params_or(params)
         if mask is None:
             return jax.tree_util.tree_map(cast, params)
         return jax.tree_util.tree_map(cast, params, mask)
@@ -632,7 +656,7 @@ class FlaxGPT2PreTrainedModel:
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = cfg.use_return_dict if return_dict is None else return_dict
-        params = self.params if params is None else params
+        params = self._params_or(params)
         if params is None:
             raise ValueError("this model has no params: pass params=... or create it with _do_init=True / from_pretrained")
         if train and dropout_rng is None:
