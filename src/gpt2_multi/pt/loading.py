@@ -26,7 +26,14 @@ import torch
 from torch import nn
 
 from gpt2_multi import hub
-from gpt2_multi.checkpoint import Checkpoint, LoadReport, layout, load_checkpoint, match_state_dict, save_checkpoint
+from gpt2_multi.checkpoint import (
+    Checkpoint,
+    LoadReport,
+    layout,
+    load_checkpoint,
+    match_state_dict,
+    save_checkpoint,
+)
 from gpt2_multi.config import ATTRIBUTE_MAP, COMMON_DEFAULTS, MODEL_DEFAULTS, GPT2Config
 from gpt2_multi.generation import GenerationConfig
 
