@@ -185,10 +185,23 @@ def test_from_pretrained_bad_paths(cls, tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(NotADirectoryError):
         cls.from_pretrained(tmp_path / "file.txt")
-    with pytest.raises(TypeError, match="not_an_option"):
-        cls.from_pretrained("gpt2", not_an_option=1)
     with pytest.raises(TypeError):
         cls.from_pretrained(123)
+
+
+def test_keywords_hf_tolerates_are_kept_in_init_kwargs(cls, tmp_path, caplog):
+    """HF keeps keywords it has no use for in ``init_kwargs`` and writes them back; loader options pass silently."""
+    with caplog.at_level("WARNING", logger="gpt2_multi.tokenization.base"):
+        quiet = cls.from_pretrained("gpt2", use_fast=True, revision="main", verbose=False)
+    assert not caplog.records
+    assert quiet.init_kwargs == {"use_fast": True, "revision": "main"} and quiet.verbose is False
+    with caplog.at_level("WARNING", logger="gpt2_multi.tokenization.base"):
+        tok = cls.from_pretrained("gpt2", do_lower_case=True)
+    assert "do_lower_case change nothing" in caplog.text
+    assert tok.encode("Hello") == [15496]  # not lower-cased: GPT-2's BPE has no such option, as in HF
+    tok.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert saved["do_lower_case"] is True and "use_fast" not in saved
 
 
 def test_constructor_needs_files(cls):

@@ -286,6 +286,23 @@ def _as_bool(value: Any, name: str) -> bool:
     return value
 
 
+#: keywords of HF's ``from_pretrained`` that choose how or where to load (or, ``use_fast``, which class
+#: AutoTokenizer builds); HF user code passes them routinely, and they are accepted without a word
+LOADER_OPTIONS = frozenset({
+    "use_fast", "cache_dir", "force_download", "local_files_only", "revision", "token", "use_auth_token",
+    "trust_remote_code", "resume_download", "proxies", "subfolder", "from_slow", "legacy", "_from_auto",
+    "_commit_hash", "from_pipeline",
+})
+
+
+def _json_value(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 class GPT2TokenizerBase:
     """Everything but the BPE engine: special/added tokens, the call contract, decoding, saving and loading.
 
@@ -331,6 +348,8 @@ class GPT2TokenizerBase:
         split_special_tokens: bool = False,
         added_tokens_decoder: Mapping[int | str, Any] | None = None,
         name_or_path: str = "",
+        verbose: bool = True,
+        **kwargs: Any,
     ) -> None:
         if vocab is None and merges is None:
             if vocab_file is None or merges_file is None:
@@ -370,6 +389,16 @@ class GPT2TokenizerBase:
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.name_or_path = str(name_or_path)
+        self.verbose = bool(verbose)
+        # HF keeps keywords it has no use for in init_kwargs (and writes them to tokenizer_config.json);
+        # so do we. The loaders' own options (use_fast=, revision= ...) pass silently; the rest change nothing
+        # for GPT-2's byte-level BPE, which a warning says once.
+        self.init_kwargs: dict[str, Any] = dict(kwargs)
+        inert = sorted(k for k in kwargs if k not in LOADER_OPTIONS)
+        if inert:
+            logger.warning("%s: keyword argument(s) %s change nothing for GPT-2's byte-level BPE tokenizer; they are "
+                           "kept in init_kwargs and saved in tokenizer_config.json, as HF does", type(self).__name__,
+                           ", ".join(inert))
 
         self._added: dict[int, AddedToken] = {}  # id -> token
         self._added_ids: dict[str, int] = {}  # content -> id
@@ -1571,6 +1600,9 @@ class GPT2TokenizerBase:
             config["truncation_side"] = self.truncation_side
         if self.split_special_tokens:
             config["split_special_tokens"] = True
+        for key, value in self.init_kwargs.items():  # what HF would write back: the kept keywords, not loader options
+            if key not in LOADER_OPTIONS and key not in config and _json_value(value):
+                config[key] = value
         return dict(sorted(config.items()))
 
     def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, ...]:
@@ -1636,9 +1668,6 @@ class GPT2TokenizerBase:
     @classmethod
     def _read_pretrained(cls, directory: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Constructor arguments from HF's files in ``directory`` (``kwargs`` override them)."""
-        unknown = set(kwargs) - cls._INIT_KEYS - {"vocab_file", "merges_file", "tokenizer_file", "added_tokens_decoder"}
-        if unknown:
-            raise TypeError(f"from_pretrained got unexpected keyword arguments: {', '.join(sorted(unknown))}")
 
         def read_json(name: str) -> Any:
             path = directory / name
