@@ -566,8 +566,9 @@ def test_add_tokens_are_never_split(cls):
     assert tok.convert_tokens_to_ids("<new>") == 50257 and tok.convert_ids_to_tokens(50257) == "<new>"
     assert tok.get_vocab()["<new>"] == 50257
     assert tok.added_tokens_encoder["hello"] == VOCAB["hello"]  # kept its id in the base vocabulary
-    with pytest.raises(ValueError, match="empty"):
-        tok.add_tokens([""])
+    assert tok.add_tokens([""]) == 0  # HF skips the empty string
+    with pytest.raises(ValueError, match="empty"):  # an AddedToken of nothing is still refused
+        AddedToken("")
 
 
 def test_add_tokens_with_add_prefix_space(cls):
@@ -714,3 +715,16 @@ def test_rust_added_token_objects_are_accepted(cls):
     assert tok.add_tokens([RustAddedToken("<r>", lstrip=True)]) == 1
     assert tok.added_tokens_decoder[50257].lstrip is True
     assert tok.encode("a <r>") == [VOCAB["a"], 50257]
+
+
+def test_hf_exception_types_for_bad_text_and_the_empty_token(tok):
+    """HF raises ValueError for a text of the wrong type (ours is also a TypeError) and skips an empty added token."""
+    for bad in (("a", "b"), 3):
+        with pytest.raises(ValueError, match="encode takes one text"):
+            tok.encode(bad)
+        with pytest.raises(TypeError):
+            tok.encode(bad)
+    with pytest.raises(ValueError, match="text must be a str"):
+        tok(3)
+    size = len(tok)
+    assert tok.add_tokens("") == 0 and tok.add_tokens(["", "<new>"]) == 1 and len(tok) == size + 1

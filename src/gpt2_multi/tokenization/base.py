@@ -286,6 +286,11 @@ def _as_bool(value: Any, name: str) -> bool:
     return value
 
 
+class TextTypeError(TypeError, ValueError):
+    """A text argument of the wrong type. HF raises ValueError here ("Input is not valid"), so ``except
+    ValueError`` code keeps working; it is a TypeError too, which is what it is."""
+
+
 #: keywords of HF's ``from_pretrained`` that choose how or where to load (or, ``use_fast``, which class
 #: AutoTokenizer builds); HF user code passes them routinely, and they are accepted without a word
 LOADER_OPTIONS = frozenset({
@@ -656,6 +661,8 @@ class GPT2TokenizerBase:
             raise TypeError(f"add_tokens takes a token or a list of tokens, got {type(new_tokens).__name__}")
         tokens = []
         for token in new_tokens:
+            if isinstance(token, str) and not token:
+                continue  # HF skips the empty string (nothing could ever match it)
             if isinstance(token, str):
                 tokens.append(AddedToken(token, special=special_tokens))
             else:
@@ -1002,24 +1009,24 @@ class GPT2TokenizerBase:
 
         def words(value: Any, what: str) -> list[str]:
             if not isinstance(value, (list, tuple)):
-                raise TypeError(
+                raise TextTypeError(
                     f"with is_split_into_words=True, {what} must be a list of words (str), got {type(value).__name__}"
                 )
             for i, word in enumerate(value):
                 if not isinstance(word, str):
-                    raise TypeError(f"with is_split_into_words=True, {what}[{i}] must be a str, got {type(word).__name__}")
+                    raise TextTypeError(f"with is_split_into_words=True, {what}[{i}] must be a str, got {type(word).__name__}")
             return list(value)
 
         def plain(value: Any, what: str) -> str:
             if not isinstance(value, str):
-                raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+                raise TextTypeError(f"{what} must be a str, got {type(value).__name__}")
             return value
 
         if text is None:
             raise ValueError("no text given: pass a str, a list of str, or a list of (text, text_pair) pairs")
         if is_split:
             if not isinstance(text, (list, tuple)):
-                raise TypeError(
+                raise TextTypeError(
                     "with is_split_into_words=True, text must be a list of words (one example) or a list of lists "
                     f"of words (a batch), got {type(text).__name__}"
                 )
@@ -1044,13 +1051,13 @@ class GPT2TokenizerBase:
         if isinstance(text, str):
             return False, [(text, None if text_pair is None else plain(text_pair, "text_pair"))]
         if not isinstance(text, (list, tuple)):
-            raise TypeError(
+            raise TextTypeError(
                 "text must be a str, a list of str (a batch), or a list of (text, text_pair) pairs; "
                 f"got {type(text).__name__}"
             )
         if text_pair is not None:
             if not isinstance(text_pair, (list, tuple)):
-                raise TypeError(f"with a batch of texts, text_pair must be a list of str too, got {type(text_pair).__name__}")
+                raise TextTypeError(f"with a batch of texts, text_pair must be a list of str too, got {type(text_pair).__name__}")
             if len(text_pair) != len(text):
                 raise ValueError(f"text and text_pair must have the same length, got {len(text)} and {len(text_pair)}")
             return True, [(plain(a, f"text[{i}]"), plain(b, f"text_pair[{i}]")) for i, (a, b) in enumerate(zip(text, text_pair))]
@@ -1061,7 +1068,7 @@ class GPT2TokenizerBase:
             elif isinstance(example, (list, tuple)) and len(example) == 2:
                 out.append((plain(example[0], f"text[{i}][0]"), plain(example[1], f"text[{i}][1]")))
             else:
-                raise TypeError(
+                raise TextTypeError(
                     f"text[{i}] must be a str or a (text, text_pair) pair, got {type(example).__name__}"
                     + (" (pre-split words need is_split_into_words=True)" if isinstance(example, (list, tuple)) else "")
                 )
@@ -1386,7 +1393,7 @@ class GPT2TokenizerBase:
         """ids of one text (or a pair); a tensor of shape (1, T) with ``return_tensors``."""
         is_split = kwargs.get("is_split_into_words", False)
         if not isinstance(text, str) and not (is_split and isinstance(text, (list, tuple))):
-            raise TypeError(
+            raise TextTypeError(
                 f"encode takes one text (a str) but got {type(text).__name__}; "
                 "use tokenizer(list_of_texts) for a batch, or is_split_into_words=True for a list of words"
             )
