@@ -728,3 +728,10 @@ def test_hf_exception_types_for_bad_text_and_the_empty_token(tok):
         tok(3)
     size = len(tok)
     assert tok.add_tokens("") == 0 and tok.add_tokens(["", "<new>"]) == 1 and len(tok) == size + 1
+
+
+def test_max_len_single_sentence_and_pair(cls):
+    tok = cls.from_pretrained("gpt2")
+    assert tok.max_len_single_sentence == tok.max_len_sentences_pair == 1024  # GPT-2 adds no special tokens
+    bos = cls.from_pretrained("gpt2", add_bos_token=True)
+    assert bos.max_len_single_sentence == 1023 and bos.max_len_sentences_pair == 1022

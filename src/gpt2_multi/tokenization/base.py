@@ -918,6 +918,16 @@ class GPT2TokenizerBase:
         """How many special tokens :meth:`build_inputs_with_special_tokens` adds."""
         return len(self.build_inputs_with_special_tokens([], [] if pair else None))
 
+    @property
+    def max_len_single_sentence(self) -> int:
+        """The most tokens one sequence may have: ``model_max_length`` less the special tokens added to it."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        """The most tokens a pair may have together: ``model_max_length`` less the special tokens added to a pair."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
     def get_special_tokens_mask(
         self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
     ) -> list[int]:
