@@ -234,3 +234,33 @@ def test_overflowing_tokens_worked_example():
         tok(text, truncation=True, max_length=3, stride=3)
     with pytest.raises(ValueError, match="stride=4 is larger than the effective max length 3"):
         tok("eight", truncation=True, max_length=3, stride=4)
+
+
+def _trimmed_vocabulary(directory: Path) -> Path:
+    """A custom byte-level BPE vocabulary with only the ASCII letters and space of the 256 single-byte tokens."""
+    from gpt2_multi.tokenization.bpe import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    vocab = {table[b]: i for i, b in enumerate(b for b in range(128) if chr(b).isalpha() or b == 32)}
+    merges = [("h", "e"), (table[32], "he"), ("l", "l")]
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return directory
+
+
+@pytest.mark.parametrize("cls", [GPT2Tokenizer, GPT2TokenizerFast])
+def test_a_trimmed_vocabulary_loads_and_encodes_as_hfs_gpt2_tokenizer(cls, tmp_path, caplog):
+    """HF accepts a vocabulary without all 256 single-byte tokens: its GPT2Tokenizer encodes such a byte as
+    unk_token. Both of ours do the same (HF's fast tokenizer instead drops it: README, differences from HF)."""
+    directory = _trimmed_vocabulary(tmp_path)
+    hf = transformers.GPT2Tokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+    hf.save_pretrained(tmp_path / "saved")  # a tokenizer saved by HF from a custom vocabulary
+    with caplog.at_level("WARNING", logger="gpt2_multi.tokenization.base"):
+        ours = cls.from_pretrained(tmp_path / "saved")
+    assert "lacks 203 of the 256 single-byte tokens" in caplog.text
+    for text in ["hello he", "he1he", "he! the caf\u00e9", "tab\there", "\u00e9\u00e9"]:
+        assert ours.encode(text) == hf.encode(text), text
+    assert ours.decode(ours.encode("he1he")) == "he<|endoftext|>he"

@@ -373,8 +373,10 @@ class GPT2TokenizerBase:
         builtin_vocab, builtin_merges = bpe.builtin_vocab_and_merges()
         # True when this is GPT-2's own vocabulary (engines and tables built for it are shared).
         self._is_builtin_vocab = vocab == builtin_vocab and merges == builtin_merges
+        self._missing_bytes: list[str] = []
         if not self._is_builtin_vocab:
             bpe.check_merges_in_vocab(vocab, merges)
+            self._missing_bytes = bpe.missing_byte_tokens(vocab)
         tables = bpe.builtin_id_tables() if self._is_builtin_vocab else bpe.id_tables(vocab)
         self._base_tokens, self._base_bytes = tables
         self._base_size = len(self._base_tokens)
@@ -437,9 +439,21 @@ class GPT2TokenizerBase:
             to_add.append(added)
         # Like HF: special tokens given at construction are registered so that they are never split.
         self._add_tokens([t for t in to_add if t.content not in self._added_ids], special=True)
+        if self._missing_bytes:
+            unk = self._unk_for_missing_bytes()
+            logger.warning(
+                "%s: the vocabulary lacks %d of the 256 single-byte tokens (e.g. %s); text with those bytes encodes "
+                "each of them as %s, as HF's GPT2Tokenizer does", type(self).__name__, len(self._missing_bytes),
+                ", ".join(map(repr, self._missing_bytes[:5])),
+                f"unk_token {unk!r}" if unk is not None else "nothing (the vocabulary has no unk_token either)")
         self._post_init()
 
     # -- engine hooks -------------------------------------------------------------------------------------
+
+    def _unk_for_missing_bytes(self) -> str | None:
+        """The token a byte without its own token becomes: ``unk_token`` when the vocabulary has it, else None."""
+        unk = self._special.get("unk_token")
+        return str(unk) if self._missing_bytes and unk is not None and str(unk) in self.encoder else None
 
     def _post_init(self) -> None:
         """Build the BPE engine (subclasses)."""

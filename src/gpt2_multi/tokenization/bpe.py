@@ -29,7 +29,7 @@ from typing import Any
 
 import regex
 
-from gpt2_multi.hub import HUB_ALIASES
+from gpt2_multi.hub import EMBEDDED_MODELS, HUB_ALIASES
 from gpt2_multi.tokenization import _unicode_tables
 
 # The pre-tokenisation pattern of GPT-2 (contractions, letters, numbers, other symbols, spaces).
@@ -38,8 +38,8 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 ENDOFTEXT = "<|endoftext|>"
 
 # Names whose tokenizer is the built-in GPT-2 one: the built-in sizes, by short name and by hub repo id
-# (all OpenAI sizes and distilgpt2 share a vocabulary).
-BUILTIN_NAMES = frozenset({*HUB_ALIASES, *HUB_ALIASES.values()})
+# (all OpenAI sizes and distilgpt2 share a vocabulary), and the models embedded in the package.
+BUILTIN_NAMES = frozenset({*HUB_ALIASES, *HUB_ALIASES.values(), *EMBEDDED_MODELS})
 
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -196,14 +196,15 @@ def load_tokenizer_json(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def missing_byte_tokens(vocab: dict[str, int]) -> list[str]:
+    """The single-byte tokens a (trimmed or custom) byte-level vocabulary lacks. HF accepts such vocabularies;
+    a byte without its token encodes as ``unk_token`` (dropped when the vocabulary has no unk token either)."""
+    return [char for char in bytes_to_unicode().values() if char not in vocab]
+
+
 def check_merges_in_vocab(vocab: dict[str, int], merges: Sequence[tuple[str, str]], source: str = "merges") -> None:
-    """Every byte-level single-byte token, every merge's two parts and its result must be in the vocabulary."""
-    missing = [repr(char) for char in bytes_to_unicode().values() if char not in vocab]
-    if missing:
-        raise ValueError(
-            f"the vocabulary lacks {len(missing)} of the 256 single-byte tokens (e.g. {', '.join(missing[:5])}); "
-            "a byte-level BPE vocabulary must contain all of them"
-        )
+    """Every merge's two parts and its result must be in the vocabulary (single-byte tokens may be missing:
+    see :func:`missing_byte_tokens`)."""
     for rank, (left, right) in enumerate(merges):
         for token in (left, right, left + right):
             if token not in vocab:
@@ -252,17 +253,13 @@ class BytePairEncoder:
     value is the pair to merge first and the merged id comes out of the same number.
     """
 
-    def __init__(self, vocab: dict[str, int], merges: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, vocab: dict[str, int], merges: Sequence[tuple[str, str]], unknown: int | None = None) -> None:
         byte_table = bytes_to_unicode()
         self.stride = max(vocab.values(), default=0) + 1
         stride = self.stride
-        missing = [repr(char) for char in byte_table.values() if char not in vocab]
-        if missing:
-            raise ValueError(
-                f"the vocabulary lacks {len(missing)} of the 256 single-byte tokens (e.g. {', '.join(missing[:5])}); "
-                "a byte-level BPE vocabulary must contain all of them"
-            )
-        self.byte_ids: list[int] = [vocab[byte_table[b]] for b in range(256)]
+        # a byte the vocabulary lacks is the unk id (``unknown``), or nothing when there is none (as HF's slow one)
+        self.byte_ids: list[int | None] = [vocab.get(byte_table[b], unknown) for b in range(256)]
+        self.complete = None not in self.byte_ids
         table: dict[int, int] = {}
         for rank, (left, right) in enumerate(merges):
             try:
@@ -278,6 +275,8 @@ class BytePairEncoder:
     def encode_bytes(self, data: bytes) -> list[int]:
         """BPE of one pre-tokenised word given as UTF-8 bytes; returns token ids."""
         ids = [self.byte_ids[b] for b in data]
+        if not self.complete:
+            ids = [i for i in ids if i is not None]
         if len(ids) < 2:
             return ids
         if len(ids) > _HEAP_THRESHOLD:

@@ -51,11 +51,13 @@ def build_rust_tokenizer(
     merges: list[tuple[str, str]],
     add_prefix_space: bool = False,
     added: dict[int, Any] | None = None,
+    unk_token: str | None = None,
 ) -> Any:
-    """A ``tokenizers.Tokenizer`` laid out like HF's GPT-2 ``tokenizer.json``, with ``added`` (id -> AddedToken)."""
+    """A ``tokenizers.Tokenizer`` laid out like HF's GPT-2 ``tokenizer.json``, with ``added`` (id -> AddedToken);
+    ``unk_token`` is what a byte the vocabulary lacks becomes."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
-    tokenizer = Tokenizer(models.BPE(vocab=dict(vocab), merges=list(merges)))
+    tokenizer = Tokenizer(models.BPE(vocab=dict(vocab), merges=list(merges), unk_token=unk_token))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space, use_regex=True)
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -123,7 +125,7 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
             except ImportError:
                 logger.warning("tiktoken is not installed: GPT2TokenizerFast falls back to the tokenizers library")
         if self._tiktoken is None:
-            self._plain_rust = build_rust_tokenizer(self.encoder, self.bpe_merges)
+            self._plain_rust = build_rust_tokenizer(self.encoder, self.bpe_merges, unk_token=self._unk_for_missing_bytes())
         self._on_added_tokens_changed()
 
     def _on_added_tokens_changed(self) -> None:
@@ -197,7 +199,8 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
         """
         key = (self._version, self.add_prefix_space)
         if self._rust_cache is None or self._rust_cache[0] != key:
-            self._rust_cache = (key, build_rust_tokenizer(self.encoder, self.bpe_merges, self.add_prefix_space, self._added))
+            self._rust_cache = (key, build_rust_tokenizer(self.encoder, self.bpe_merges, self.add_prefix_space, self._added,
+                                                          unk_token=self._unk_for_missing_bytes()))
         return self._rust_cache[1]
 
     def _offsets_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int]]]:

@@ -36,7 +36,8 @@ class GPT2Tokenizer(GPT2TokenizerBase):
         if self._is_builtin_vocab:
             self._bpe = _builtin_encoder()
         else:
-            self._bpe = bpe.BytePairEncoder(self.encoder, self.bpe_merges)
+            unk = self._unk_for_missing_bytes()
+            self._bpe = bpe.BytePairEncoder(self.encoder, self.bpe_merges, None if unk is None else self.encoder[unk])
         self._cache = bpe.TextEncoder(self._bpe.encode_bytes)
 
     def _encode_ordinary(self, segments: list[str]) -> list[list[int]]:
