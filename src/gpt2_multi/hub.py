@@ -1,6 +1,7 @@
 """Resolve what a user passes to ``from_pretrained``: a directory, a file, or a hub name.
 
-Order: a local directory or file; then the local HF cache (``HF_HUB_CACHE``, else
+Order: a local directory or file; then a model that ships in the package (:data:`EMBEDDED_MODELS`,
+``gpt2-multi/tiny``); then the local HF cache (``HF_HUB_CACHE``, else
 ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``), under both the current repo id
 (``openai-community/gpt2``) and the legacy one (``gpt2``); then, unless
 ``HF_HUB_OFFLINE=1``, a download into that cache. When everything fails the error
@@ -32,6 +33,10 @@ HUB_ALIASES: dict[str, str] = {
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
+#: models that ship inside the package (name -> folder under ``gpt2_multi/data``): they load by name, offline,
+#: in every backend, as HF's hub names do; their tokenizer is the built-in GPT-2 one
+EMBEDDED_MODELS: dict[str, str] = {"gpt2-multi/tiny": "tiny"}
+
 
 class HubError(OSError):
     """A name could not be resolved to local files (and could not be downloaded)."""
@@ -42,6 +47,19 @@ def short_name(name: str) -> str | None:
     if name in HUB_ALIASES:
         return name
     return next((short for short, repo in HUB_ALIASES.items() if name == repo), None)
+
+
+def embedded_dir(name: str) -> Path | None:
+    """The package folder of an embedded model (:data:`EMBEDDED_MODELS`), or None for other names."""
+    folder = EMBEDDED_MODELS.get(name)
+    if folder is None:
+        return None
+    from importlib import resources
+
+    path = Path(str(resources.files("gpt2_multi").joinpath("data", folder)))
+    if not (path / CONFIG_NAME).is_file():
+        raise HubError(f"{name!r} ships with gpt2-multi, but its files are missing from the installed package: {path}")
+    return path
 
 
 def cache_dir() -> Path:
@@ -121,6 +139,9 @@ def resolve(name_or_path: str | os.PathLike, *, files: tuple[str, ...] = (CONFIG
     if path.is_file():
         return path.parent
     name = str(name_or_path)
+    embedded = embedded_dir(name)
+    if embedded is not None:
+        return embedded
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or not name:
         raise HubError(f"no such file or directory: {name_or_path}")
     tried = []
