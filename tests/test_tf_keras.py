@@ -355,3 +355,45 @@ def test_keras_export_with_named_inputs(lm, tmp_path):
     assert np.abs(out["logits"].numpy()[1] - lm(ids).logits.numpy()[1]).max() > 1e-3
     with pytest.raises(ValueError, match="naming each input"):
         lm.export(str(tmp_path / "bad"), input_signature=[spec, spec])
+
+
+# ------------------------------------------------------------------ HF's TF habits (issue 17)
+def test_save_pretrained_saved_model_true_writes_a_servable_savedmodel(lm, tmp_path):
+    written = lm.save_pretrained(tmp_path, saved_model=True)
+    target = tmp_path / "saved_model" / "1"
+    assert target in written and (target / "saved_model.pb").is_file() and (tmp_path / "model.safetensors").is_file()
+    assert not list((tmp_path / "saved_model").glob(".*.tmp"))
+    serve = tf.saved_model.load(str(target)).signatures["serving_default"]
+    ids = ids_batch(3, (2, 5)).astype(np.int32)
+    np.testing.assert_allclose(serve(input_ids=tf.constant(ids))["logits"].numpy(), lm(ids).logits.numpy(), atol=1e-5)
+
+
+def test_class_attributes_dummy_inputs_and_from_config_forms(lm):
+    assert gtf.TFGPT2LMHeadModel.main_input_name == "input_ids"
+    assert gtf.TFGPT2LMHeadModel.config_class is GPT2Config
+    assert lm(lm.dummy_inputs).logits.shape == (3, 5, lm.config.vocab_size)
+    double = gtf.TFGPT2DoubleHeadsModel(lm.config)
+    assert double(double.dummy_inputs).logits.shape[:3] == (2, 2, 5)
+    for form in (lm.config, lm.config.to_dict(), lm.get_config()):  # HF's config object, HF's flat dict, Keras' own
+        rebuilt = gtf.TFGPT2LMHeadModel.from_config(form)
+        assert rebuilt.config.to_dict() == lm.config.to_dict()
+    assert gtf.TFGPT2LMHeadModel.from_config(lm.config.to_dict(), n_layer=1).config.n_layer == 1
+
+
+def test_set_input_embeddings_copies_into_the_named_variable(tmp_path):
+    model = gtf.TFGPT2LMHeadModel.from_pretrained(checkpoint_dir("lm", "safetensors"))
+    wte = model.get_input_embeddings()
+    assert isinstance(wte, keras.layers.Embedding)
+    new = np.random.default_rng(0).normal(size=(model.config.vocab_size + 2, model.config.n_embd)).astype(np.float32)
+    layer = keras.layers.Embedding(*new.shape)
+    layer.build((None,))
+    layer.embeddings.assign(new)
+    model.set_input_embeddings(layer)
+    assert model.config.vocab_size == new.shape[0] and model.get_input_embeddings() is wte
+    np.testing.assert_array_equal(wte.embeddings.numpy(), new)
+    model.save_pretrained(tmp_path)
+    from gpt2_multi.checkpoint import load_checkpoint
+
+    np.testing.assert_array_equal(load_checkpoint(tmp_path).tensors["transformer.wte.weight"], new)
+    with pytest.raises(ValueError, match=r"needs \(vocab, n_embd="):
+        model.set_input_embeddings(np.zeros((4, 3), np.float32))

@@ -179,9 +179,32 @@ def save_pretrained(
     *,
     format: str = "safetensors",
     max_shard_size: int | str = "5GB",
+    saved_model: bool = False,
+    version: int = 1,
 ) -> list[Path]:
     """Write ``config.json``, the weights (``format``: safetensors, pt-bin, tf, flax) and, for the models that
-    can generate, ``generation_config.json`` (as HF); return the files written."""
-    return save_checkpoint(save_directory, state_dict(model), model.config, format=format,
-                           architecture=model.architecture, max_shard_size=max_shard_size,
-                           generation_config=getattr(model, "generation_config", None))
+    can generate, ``generation_config.json`` (as HF); return the files written. ``saved_model=True`` also writes
+    a TensorFlow SavedModel to ``saved_model/<version>/``, as HF's TF classes do (its ``serving_default``
+    signature: int32 ``input_ids`` -> the output tensors), built in a temporary directory and renamed into place."""
+    written = save_checkpoint(save_directory, state_dict(model), model.config, format=format,
+                              architecture=model.architecture, max_shard_size=max_shard_size,
+                              generation_config=getattr(model, "generation_config", None))
+    if saved_model:
+        import shutil
+        import tempfile
+
+        import tensorflow as tf
+
+        target = Path(save_directory) / "saved_model" / str(int(version))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            tf.saved_model.save(model, str(tmp))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        written.append(target)
+    return written

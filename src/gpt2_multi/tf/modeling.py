@@ -375,8 +375,14 @@ class TFGPT2PreTrainedModel(keras.Model):
         return {**base, "config": self.config.to_dict()}
 
     @classmethod
-    def from_config(cls, config: dict, custom_objects=None):
+    def from_config(cls, config: Any, custom_objects=None, **kwargs):
+        """Keras' ``from_config`` of :meth:`get_config`'s dict, and HF's forms too: a :class:`GPT2Config`, or a flat
+        dict of config fields (what HF's TF ``get_config`` returns), with ``kwargs`` as config overrides."""
+        if isinstance(config, GPT2Config):
+            return cls(config.copy(**kwargs) if kwargs else config)
         config = dict(config)
+        if "config" not in config:  # HF's flat form
+            return cls(GPT2Config.from_dict(config, **kwargs))
         model_config = config.pop("config")
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
@@ -433,7 +439,8 @@ class TFGPT2PreTrainedModel(keras.Model):
         return loading.from_pretrained(cls, pretrained_model_name_or_path, **kwargs)
 
     def save_pretrained(self, save_directory, format: str = "safetensors", **kwargs):
-        """Write ``config.json`` and the weights through the shared checkpoint layer (default safetensors)."""
+        """Write ``config.json`` and the weights through the shared checkpoint layer (default safetensors);
+        ``saved_model=True`` (and ``version=``) also writes a SavedModel, as HF (see :func:`loading.save_pretrained`)."""
         return loading.save_pretrained(self, save_directory, format=format, **kwargs)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -441,7 +448,31 @@ class TFGPT2PreTrainedModel(keras.Model):
         return loading.state_dict(self)
 
     def get_input_embeddings(self) -> keras.layers.Embedding:
+        """The word embedding layer (``transformer.wte``), a ``keras.layers.Embedding`` as in HF's TF GPT-2."""
         return self.transformer.wte
+
+    def set_input_embeddings(self, value: Any) -> None:
+        """Give the word embedding ``value``'s weights: a ``keras.layers.Embedding``, a variable or an array (V, E).
+
+        The values are copied into this model's own ``wte`` (resized first when V differs, as
+        :meth:`resize_token_embeddings`), so the variable keeps its name and the checkpoint layout stays HF's;
+        a tied LM head follows.
+        """
+        weights = value.embeddings if isinstance(value, keras.layers.Embedding) else value
+        array = np.asarray(keras.ops.convert_to_numpy(weights))
+        if array.ndim != 2 or array.shape[1] != self.config.n_embd:
+            raise ValueError(f"set_input_embeddings needs (vocab, n_embd={self.config.n_embd}) weights, got shape {array.shape}")
+        if array.shape[0] != self.config.vocab_size:
+            self.resize_token_embeddings(int(array.shape[0]))
+        self.transformer.wte.embeddings.assign(array.astype(keras.backend.standardize_dtype(self.transformer.wte.embeddings.dtype)))
+
+    @property
+    def dummy_inputs(self) -> dict[str, tf.Tensor]:
+        """HF's TF ``dummy_inputs``: small token ids to build or trace the model with (``(B, C, T)`` for double heads)."""
+        ids = tf.constant([[7, 6, 0, 0, 1], [1, 2, 3, 0, 0], [0, 0, 0, 4, 5]], tf.int32) % self.config.vocab_size
+        if self._serving_rank == 3:
+            ids = tf.stack([ids[:2], ids[1:]])  # (2 examples, 2 choices, 5 tokens)
+        return {"input_ids": ids}
 
     def get_output_embeddings(self):
         """The LM projection: the untied ``lm_head`` Dense layer, else the (tied) word embedding; None without an LM head."""
