@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from gpt2_multi.activations import ACTIVATIONS  # noqa: E402
 from gpt2_multi.generation import BeamSearch, prepare, sampling  # noqa: E402
 from gpt2_multi.pt import GPT2LMHeadModel, modeling  # noqa: E402
-from gpt2_multi.pt.generation import DynamicCache, StaticCache, position_ids_from_mask, uniforms  # noqa: E402
+from gpt2_multi.pt.generation import GrowingDecoder, StaticDecoder, position_ids_from_mask, uniforms  # noqa: E402
 from tiny import count_calls, one_torch_thread, tiny_config  # noqa: E402, F401 (one_torch_thread: an autouse fixture)
 
 from fixture_cases import checkpoint_dir  # noqa: E402
@@ -61,9 +61,9 @@ def decode_logits(model, ids, mask, prompt, path):
     rows, length = ids.shape
     with torch.inference_mode():
         if path == "dynamic":
-            cache = DynamicCache(model)
+            cache = GrowingDecoder(model)
         else:  # a few spare slots: the unwritten ones must stay masked
-            cache = StaticCache(model, rows, length + 3, compiled=path == "compiled")
+            cache = StaticDecoder(model, rows, length + 3, compiled=path == "compiled")
         out = [cache.prefill(ids[:, :prompt], mask[:, :prompt])]
         for j in range(prompt, length - 1):
             out.append(cache.step(ids[:, j]))

@@ -136,7 +136,8 @@ def test_default_positions_continue_after_the_cache():
     model = make(GPT2Model)
     x = ids(seq=8)
     with torch.no_grad():
-        past = model(x[:, :5], use_cache=True).past_key_values
+        # a legacy tuple: reused three times (a DynamicCache would grow with each call, as HF's does)
+        past = model(x[:, :5], use_cache=True).past_key_values.to_legacy_cache()
         implicit = model(x[:, 5:], past_key_values=past).last_hidden_state
         explicit = model(x[:, 5:], past_key_values=past, position_ids=torch.arange(5, 8)[None]).last_hidden_state
         wrong = model(x[:, 5:], past_key_values=past, position_ids=torch.arange(0, 3)[None]).last_hidden_state

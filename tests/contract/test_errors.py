@@ -68,6 +68,8 @@ def _first_layer_only(past):
     if isinstance(past, dict):
         return {k: ({"0": v["0"]} if k == "h" else _first_layer_only(v)) if isinstance(v, dict) else v
                 for k, v in past.items()}
+    if hasattr(past, "to_legacy_cache"):  # PyTorch's DynamicCache
+        return type(past).from_legacy_cache(past.to_legacy_cache()[:1])
     return past[:1]
 
 

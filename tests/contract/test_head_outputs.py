@@ -142,6 +142,8 @@ def _shapes(backend: str, head: str, config) -> dict[str, tuple]:
 
 
 def _leaves(value) -> list:
+    if hasattr(value, "to_legacy_cache"):  # PyTorch's DynamicCache: its (key, value) pairs
+        return _leaves(value.to_legacy_cache())
     if isinstance(value, dict):
         return [leaf for key in sorted(value) for leaf in _leaves(value[key])]
     if isinstance(value, (tuple, list)):

@@ -18,6 +18,7 @@ except ImportError as err:  # pragma: no cover - exercised in a venv without tor
         f"gpt2_multi.pt needs PyTorch, which is not installed: {backends.get('pt').install_hint()}"
     ) from err
 
+from gpt2_multi.pt.cache import Cache, DynamicCache, StaticCache
 from gpt2_multi.pt.generation import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, GenerationMixin
 from gpt2_multi.pt.modeling import (
     ACT2FN,
@@ -45,6 +46,9 @@ from gpt2_multi.pt.outputs import (
 )
 
 __all__ = [
+    "Cache",
+    "DynamicCache",
+    "StaticCache",
     "ACT2FN",
     "GenerateBeamDecoderOnlyOutput",
     "GenerateDecoderOnlyOutput",

@@ -11,11 +11,12 @@ Shapes: B prompts, N = B * num_return_sequences (or B * num_beams) rows, T promp
 
 Three decode paths, the same tokens (the tests hold them equal, and each equal to the full forward):
 
-* reference, ``cache_implementation="dynamic"``: the model's ``forward`` with a growing tuple cache
-  (HF's ``DynamicCache`` semantics); ``use_cache=False`` recomputes the whole sequence each step.
-* fast, the default (``cache_implementation=None``): :class:`StaticCache`, a preallocated cache written in
-  place, and :func:`decode_step`, which runs the model's own blocks (``GPT2Block.forward``, hence the one
-  ``attention_core`` and ``write_cache`` of :mod:`gpt2_multi.pt.modeling`) without the forward's input
+* reference, ``cache_implementation="dynamic"`` (:class:`GrowingDecoder`): the model's ``forward`` with the
+  :class:`~gpt2_multi.pt.cache.DynamicCache` it returns; ``use_cache=False`` recomputes the whole sequence each step.
+* fast, the default (``cache_implementation=None``, :class:`StaticDecoder`): a preallocated
+  :class:`~gpt2_multi.pt.cache.StaticCache` written in place, and :func:`decode_step`, which runs the model's own
+  blocks (``GPT2Block.forward``, hence the one ``attention_core`` of :mod:`gpt2_multi.pt.modeling` and the one
+  ``write_cache`` of :mod:`gpt2_multi.pt.cache`) without the forward's input
   validation, with one mask for all layers and attention over the filled part of the cache. This is what
   ``model.generate(...)`` runs.
 * ``compile=True`` or ``cache_implementation="static"`` (HF's name): the same, with each block step under
@@ -52,6 +53,7 @@ from gpt2_multi.generation import (
     sampling,
 )
 from gpt2_multi.outputs import ModelOutput
+from gpt2_multi.pt.cache import StaticCache
 
 CACHE_IMPLEMENTATIONS = (None, "dynamic", "static")
 _STATIC_BUCKET = 64  # compiled static caches are sized in multiples of this many slots
@@ -250,9 +252,9 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return positions.masked_fill(mask == 0, 1)
 
 
-class DynamicCache:
-    """The reference path: decodes through the model's own ``forward`` (``model.transformer``) with a growing
-    tuple cache. With ``use_cache=False`` each step recomputes the whole sequence (HF's behaviour)."""
+class GrowingDecoder:
+    """The reference path: decodes through the model's own ``forward`` (``model.transformer``) with the
+    DynamicCache it returns. With ``use_cache=False`` each step recomputes the whole sequence (HF's behaviour)."""
 
     def __init__(self, model: torch.nn.Module, use_cache: bool = True) -> None:
         self.model, self.use_cache = model, use_cache
@@ -286,7 +288,7 @@ class DynamicCache:
         """Keep rows ``index`` (beam search)."""
         self.mask, self.ids, self.next_position = self.mask[index], self.ids[index], self.next_position[index]
         if self.use_cache:
-            self.past = tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in self.past)
+            self.past.reorder_cache(index)  # the model's DynamicCache (HF's reorder)
 
     def key_values(self):
         return self.past if self.use_cache else None
@@ -329,7 +331,7 @@ def decode_step(model, tokens, positions, bias, keys, values, index, length, ste
     return model.lm_head(body.ln_f(hidden[:, -1])).float()
 
 
-class StaticCache:
+class StaticDecoder:
     """The fast path: a preallocated cache (L, N, H, S, D) for keys and values, written in place by the blocks.
 
     The prefill and each step run :func:`decode_step` (attention over the filled slots). ``compiled``: each
@@ -341,9 +343,8 @@ class StaticCache:
         cfg = model.config
         self.model, self.slots, self.compiled = model, slots, compiled
         self.dtype = model.dtype
-        shape = (cfg.n_layer, rows, cfg.n_head, slots, cfg.head_dim)
-        self.keys = torch.zeros(shape, dtype=self.dtype, device=model.device)
-        self.values = torch.zeros(shape, dtype=self.dtype, device=model.device)
+        self.cache = StaticCache(cfg, rows, slots, device=model.device, dtype=self.dtype)  # (L, N, H, S, D) buffers
+        self.keys, self.values = self.cache.key_buffer, self.cache.value_buffer
 
     def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         n, t = input_ids.shape
@@ -387,9 +388,11 @@ class StaticCache:
         self.additive.copy_(self.additive.index_select(0, index))
         self.next_position = self.next_position[index]
 
-    def key_values(self):
-        return tuple((self.keys[i, :, :, :self.length], self.values[i, :, :, :self.length])
-                     for i in range(self.keys.shape[0]))
+    def key_values(self) -> StaticCache:
+        """The cache as HF's generate returns it: a Cache object (its filled slots are the tokens fed)."""
+        self.cache.filled = [self.length] * len(self.cache.layers)
+        self.cache._refresh()
+        return self.cache
 
 
 # --------------------------------------------------------------------------------------- decoding loops
@@ -549,12 +552,12 @@ class GenerationMixin:
         if not config.use_cache or cache_implementation == "dynamic":
             if compiled:
                 raise ValueError("compile=True needs the static cache: use_cache=True and cache_implementation 'static' or None")
-            cache = DynamicCache(self, use_cache=config.use_cache)
+            cache = GrowingDecoder(self, use_cache=config.use_cache)
         else:
             slots = plan.total_length
             if compiled:
                 slots = min(max(self.config.n_positions, slots), math.ceil(slots / _STATIC_BUCKET) * _STATIC_BUCKET)
-            cache = StaticCache(self, plan.rows, slots, compiled=compiled)
+            cache = StaticDecoder(self, plan.rows, slots, compiled=compiled)
 
         device = self.device
         ids = torch.from_numpy(plan.input_ids).to(device=device, dtype=torch.long)
@@ -591,13 +594,11 @@ class GenerationMixin:
 
 __all__ = [
     "CACHE_IMPLEMENTATIONS",
-    "DynamicCache",
     "GenerateBeamDecoderOnlyOutput",
     "GenerateDecoderOnlyOutput",
     "GenerationMixin",
     "LogitsProcessor",
     "Sampler",
-    "StaticCache",
     "block_step",
     "compiled_block_step",
     "decode_step",

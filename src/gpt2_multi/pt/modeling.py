@@ -33,6 +33,7 @@ from gpt2_multi import validation
 from gpt2_multi.checkpoint.layout import multiple_choice_summary_size
 from gpt2_multi.config import GPT2Config, infer_problem_type
 from gpt2_multi.generation import GenerationConfig
+from gpt2_multi.pt.cache import DynamicCache, LayerSlot, is_cache, write_cache
 from gpt2_multi.pt.generation import GenerationMixin
 from gpt2_multi.pt.outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
@@ -163,38 +164,6 @@ def attention_core(
     if head_mask is not None:
         probs = probs * head_mask
     return torch.matmul(probs, value), (probs if output_probs else None)
-
-
-def write_cache(
-    past: tuple[torch.Tensor, torch.Tensor] | None,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    index: int | torch.Tensor | None = None,
-    length: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add this call's keys and values (B, H, T, D) to a layer's cache; returns the keys and values to attend to.
-
-    * growing cache (``index`` None): ``past`` None or (key, value) each (B, H, P, D) -> the concatenation
-      (B, H, P + T, D), HF's tuple cache.
-    * preallocated cache (``index`` given): ``past`` the layer's (key, value) buffers (B, H, S_max, D),
-      written in place at slots [index, index + T): an int is a slice write, a (T,) long tensor an
-      ``index_copy_`` (the position stays a tensor: one ``torch.compile`` graph for every step).
-      Returns the first ``length`` slots (None: every slot; the caller masks the unwritten ones).
-    """
-    if index is None:
-        if past is None:
-            return key, value
-        return torch.cat((past[0].to(key.dtype), key), dim=-2), torch.cat((past[1].to(value.dtype), value), dim=-2)
-    keys, values = past
-    if isinstance(index, int):
-        keys.narrow(2, index, key.shape[-2]).copy_(key)
-        values.narrow(2, index, value.shape[-2]).copy_(value)
-    else:
-        keys.index_copy_(2, index, key)
-        values.index_copy_(2, index, value)
-    if length is None:
-        return keys, values
-    return keys.narrow(2, 0, length), values.narrow(2, 0, length)
 
 
 class GPT2Attention(nn.Module):
@@ -414,8 +383,6 @@ class GPT2PreTrainedModel(nn.Module):
     @classmethod
     def can_generate(cls) -> bool:
         """Whether ``generate()`` works: True for the LM and double-heads classes, False for the others (HF's rule)."""
-        from gpt2_multi.pt.generation import GenerationMixin
-
         return issubclass(cls, GenerationMixin)
 
     def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
@@ -626,7 +593,7 @@ class GPT2Model(GPT2PreTrainedModel):
             _check_ids(input_ids, cfg.vocab_size, "input_ids")
         if token_type_ids is not None:
             _check_ids(token_type_ids, cfg.vocab_size, "token_type_ids")
-        if past_key_values is not None:
+        if past_key_values is not None and len(past_key_values):
             validation.check_cache_layers(len(past_key_values), cfg.n_layer)
             expected = (batch, cfg.n_head, past_length, cfg.head_dim)
             for i, layer in enumerate(past_key_values):
@@ -702,21 +669,31 @@ class GPT2Model(GPT2PreTrainedModel):
             inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], inputs_embeds.shape[-1])
             batch, seq = inputs_embeds.shape[:2]
             device = inputs_embeds.device
-        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[-2]
+        # the cache: a legacy tuple (returned as a tuple), or a cache object (updated in place and returned); with
+        # none, a DynamicCache when use_cache (HF 4.57's default)
+        cache = past_key_values if past_key_values is not None and is_cache(past_key_values) else None
+        if past_key_values is None and use_cache and not (self.gradient_checkpointing and self.training):
+            cache = DynamicCache()
+        if cache is not None:
+            past_length = cache.get_seq_length()
+            legacy = cache.to_legacy_cache() if past_length and hasattr(cache, "to_legacy_cache") else None
+        else:
+            past_length = 0 if past_key_values is None else past_key_values[0][0].shape[-2]
+            legacy = past_key_values
         if token_type_ids is not None:
             token_type_ids = token_type_ids.reshape(-1, seq) if token_type_ids.numel() == batch * seq else token_type_ids
         if attention_mask is not None and attention_mask.dim() > 2 and attention_mask.shape[:-1] == input_shape[:-1]:
             attention_mask = attention_mask.reshape(batch, -1)  # (B, C, T) multiple-choice inputs
         if _checking():
-            self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids, past_key_values, batch, seq, past_length)
+            self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids, legacy, batch, seq, past_length)
             if attention_mask is not None:
                 validation.check_attention_mask(tuple(attention_mask.shape), batch, past_length, seq)
             validation.check_cross_attention(encoder_hidden_states, cfg.add_cross_attention)
 
         # Embeddings.
+        if cache_position is None:
+            cache_position = torch.arange(past_length, past_length + seq, device=device)
         if position_ids is None:
-            if cache_position is None:
-                cache_position = torch.arange(past_length, past_length + seq, device=device)
             position_ids = cache_position.unsqueeze(0)
         else:
             position_ids = position_ids.reshape(-1, seq)
@@ -752,7 +729,10 @@ class GPT2Model(GPT2PreTrainedModel):
         for i, block in enumerate(self.h):
             if output_hidden_states:
                 all_hidden += (hidden_states,)
-            layer_past = None if past_key_values is None else past_key_values[i]
+            if cache is not None:
+                layer_past = LayerSlot(cache, i, {"cache_position": cache_position})
+            else:
+                layer_past = None if past_key_values is None else past_key_values[i]
             args = (hidden_states, layer_past, bias, is_causal, head_masks[i], encoder_hidden_states,
                     encoder_bias, use_cache, output_attentions, use_sdpa)
             if checkpointing:
@@ -770,6 +750,8 @@ class GPT2Model(GPT2PreTrainedModel):
         hidden_states = hidden_states.view((-1,) + tuple(input_shape[1:]) + (hidden_states.shape[-1],))
         if output_hidden_states:
             all_hidden += (hidden_states,)
+        if cache is not None:
+            presents = cache if use_cache else None
         out = BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states, past_key_values=presents, hidden_states=all_hidden,
             attentions=all_attentions, cross_attentions=all_cross,
