@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -16,7 +17,8 @@ from gpt2_multi.conformance import training as training_lib
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", help="a checkpoint directory (default: the embedded demo model + the grid)")
+    parser.add_argument("checkpoint", nargs="?", help="a checkpoint directory (default: the trained embedded model "
+                        "gpt2-multi/tiny, a seeded random model and the config grid)")
     parser.add_argument("--golden", type=Path, help="a golden fixtures directory (hf-tiny layout) to check against too")
     parser.add_argument("--backends", help=f"comma-separated subset of {','.join(BACKENDS)} (default: every installed stack)")
     parser.add_argument("--full", action="store_true", help="every input kind for every config of the grid (slow)")
@@ -40,10 +42,19 @@ def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) 
         from gpt2_multi.demo import make_demo_checkpoint
 
         demo = make_demo_checkpoint(workdir / "demo")
-        cases = case_lib.checkpoint_cases(demo) + case_lib.generated_cases(full=args.full)
+        cases = (case_lib.checkpoint_cases(_trained_model()) + case_lib.checkpoint_cases(demo)
+                 + case_lib.generated_cases(full=args.full))
     if args.golden:
         cases = case_lib.golden_cases(args.golden) + cases
     return cases
+
+
+def _trained_model() -> Path:
+    """The embedded trained model: peaked attention and trained activations, which random weights lack."""
+    from gpt2_multi.demo import DEFAULT_MODEL
+    from gpt2_multi.hub import resolve
+
+    return resolve(DEFAULT_MODEL)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,13 +118,15 @@ def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path
     if args.golden and (Path(args.golden) / "generation").is_dir():
         runs.append((Path(args.golden) / "generation" / "model", generation.golden_generation_cases(args.golden)))
     if len(backends) >= 2:
-        if args.checkpoint:
-            path = Path(args.checkpoint)
-        else:
-            path = generation.make_generation_checkpoint(workdir / "generation-model")
-        config = GPT2Config.from_pretrained(path)
-        if (config.architectures or ["GPT2LMHeadModel"])[0] in ("GPT2LMHeadModel", "GPT2DoubleHeadsModel"):
-            runs.append((path, generation.generation_cases(config)))
+        paths = [Path(args.checkpoint)] if args.checkpoint else [
+            _trained_model(), generation.make_generation_checkpoint(workdir / "generation-model")]
+        for path in paths:
+            config = GPT2Config.from_pretrained(path)
+            if (config.architectures or ["GPT2LMHeadModel"])[0] in ("GPT2LMHeadModel", "GPT2DoubleHeadsModel"):
+                cases = generation.generation_cases(config)
+                if not args.checkpoint and path == paths[0]:  # the trained model's rows are named after it
+                    cases = [dataclasses.replace(c, name=f"{path.name}/{c.name}") for c in cases]
+                runs.append((path, cases))
     for path, cases in runs:
         drivers = {b: Driver(b, path) for b in backends}
         comparisons, errors = generation.run_generation(cases, drivers)

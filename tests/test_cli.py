@@ -151,4 +151,4 @@ def test_generate_errors(capsys):
     assert main(["generate", "--backend", ran[0], "--max-new-tokens", "0"]) == 2
     assert "--max-new-tokens must be >= 1" in capsys.readouterr().err
     assert main(["generate", "--backend", ran[0], "--max-new-tokens", "500"]) == 2
-    assert "exceeds the model's n_positions=128" in capsys.readouterr().err
+    assert "exceeds the model's n_positions=256" in capsys.readouterr().err

@@ -115,7 +115,8 @@ def test_one_table_of_built_in_sizes():
     from gpt2_multi.tokenization import bpe
 
     assert set(hub.HUB_ALIASES) == set(config_module.BUILTIN_CONFIGS)
-    assert bpe.BUILTIN_NAMES == set(config_module.BUILTIN_CONFIGS) | set(hub.HUB_ALIASES.values())
+    # the embedded models use GPT-2's own tokenizer too
+    assert bpe.BUILTIN_NAMES == set(config_module.BUILTIN_CONFIGS) | set(hub.HUB_ALIASES.values()) | set(hub.EMBEDDED_MODELS)
     for short, repo in hub.HUB_ALIASES.items():
         assert hub.short_name(short) == hub.short_name(repo) == short
     assert hub.short_name("someone/gpt2") is None

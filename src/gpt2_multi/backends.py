@@ -27,6 +27,9 @@ The cache adapters (each stack's layout -> ``(B, H, S, D)``):
 * Flax: the ``cache`` collection holds ``cached_key``/``cached_value`` ``(B, max_length, H, D)``
   and ``cache_index``; the filled part ``[:, :S]`` is transposed to ``(B, H, S, D)``.
 
+``gpt2-multi train`` also imports the stack's ``training`` module (``gpt2_multi/<name>/training.py``) for
+its ``Trainer`` class (interface: :mod:`gpt2_multi.training.run`).
+
 Adding a backend: write the stack package (``gpt2_multi/<name>/`` with the HF class names under a prefix,
 and its ``backend.py`` with the functions above) and add one :func:`register` call below.
 """
@@ -79,11 +82,18 @@ class Backend:
     @property
     def ops(self) -> ModuleType:
         """The stack's ``backend`` module (imports the framework)."""
-        return importlib.import_module(f"{self.package}.backend")
+        return self._import(f"{self.package}.backend")
+
+    @staticmethod
+    def _import(module: str) -> ModuleType:
+        from gpt2_multi import logs
+
+        with logs.captured_stderr():  # the command line keeps a framework's import-time C++ log lines off the terminal
+            return importlib.import_module(module)
 
     def model_class(self, architecture: str) -> type:
         """The stack's class for HF's PyTorch class name ``architecture`` (``GPT2LMHeadModel``, ...)."""
-        return getattr(importlib.import_module(self.package), self.class_prefix + architecture)
+        return getattr(self._import(self.package), self.class_prefix + architecture)
 
     def install_hint(self) -> str:
         return f"pip install 'gpt2-multi[{self.extra}]'"
@@ -242,6 +252,13 @@ class Driver:
         import numpy as np
 
         return self.ops.step(self.model, np.asarray(input_ids, dtype=np.int64), state, max_length)
+
+    def lm_loss(self, input_ids: np.ndarray) -> float:
+        """The model's own LM loss on ``input_ids`` (B, T) as labels: the mean next-token cross-entropy."""
+        import numpy as np
+
+        ids = np.asarray(input_ids, dtype=np.int64)
+        return float(self.ops.forward(self.model, {"input_ids": ids, "labels": ids}, {}, [])["loss"])
 
     def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None, **kwargs) -> Generated:
         """The backend's own ``model.generate`` on numpy prompts (B, T); numpy results.

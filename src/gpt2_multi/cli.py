@@ -4,15 +4,17 @@
     gpt2-multi generate --backend {pt,tf,flax} [--model PATH] --prompt TEXT [--max-new-tokens N] [--do-sample ...]
     gpt2-multi convert SRC DST --to {safetensors,pt-bin,tf,flax} [--max-shard-size 5GB]
     gpt2-multi conform [CKPT] [--golden DIR] [--full] [--json]
+    gpt2-multi train --backend {pt,tf,flax} --data FILE_OR_DIR --out DIR [--init PATH | --config NAME_OR_JSON] [--steps N] ...
     gpt2-multi info PATH
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +24,14 @@ import numpy as np
 from gpt2_multi import __version__
 from gpt2_multi.backends import BACKENDS
 from gpt2_multi.checkpoint import FORMATS, CheckpointError, convert, find_weights, load_checkpoint
-from gpt2_multi.demo import DEMO_CONFIG, DEMO_PROMPT, DEMO_SEED, make_demo_checkpoint
+from gpt2_multi.demo import (
+    DEFAULT_MODEL,
+    DEMO_EVAL_LENGTH,
+    DEMO_EVAL_WINDOWS,
+    DEMO_PROMPT,
+    HELDOUT_FILE,
+    embedded_summary,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="load one checkpoint in every installed backend; print parity and generations")
-    demo.add_argument("--model", help="a checkpoint directory or hub name (default: an embedded seeded small GPT-2)")
+    demo.add_argument("--model", default=DEFAULT_MODEL,
+                      help=f"a checkpoint directory or model name (default: {DEFAULT_MODEL}, trained and shipped in the package)")
     demo.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {','.join(BACKENDS)} (default: all installed)")
     demo.add_argument("--prompt", default=DEMO_PROMPT)
-    demo.add_argument("--new-tokens", type=int, default=16)
-    demo.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the embedded model's weights")
+    demo.add_argument("--new-tokens", type=int, default=24)
+    demo.add_argument("--verbose", action="store_true", help="let the frameworks' own log lines through")
 
     conv = sub.add_parser("convert", help="convert a checkpoint between formats")
     conv.add_argument("src", help="a checkpoint directory, weights file or hub name")
@@ -47,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="stream a continuation of a prompt from one backend")
     gen.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
-    gen.add_argument("--model", help="checkpoint directory or hub name (default: the embedded demo model)")
+    gen.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint directory or model name (default: {DEFAULT_MODEL})")
     gen.add_argument("--prompt", default=DEMO_PROMPT)
     gen.add_argument("--max-new-tokens", type=int, default=32)
     gen.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
@@ -56,6 +66,37 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--repetition-penalty", type=float, default=1.0)
     gen.add_argument("--seed", type=int, default=0, help="sampling seed")
+    gen.add_argument("--verbose", action="store_true", help="let the frameworks' own log lines through")
+
+    train = sub.add_parser("train", help="train or fine-tune a GPT-2 LM on plain UTF-8 text, in any backend",
+                           description="Train (or fine-tune) a GPT-2 language model on plain UTF-8 text with the chosen "
+                           "framework's own loop. Checkpoints go to OUT/checkpoint-<step> (safetensors, loadable by every "
+                           "backend); the final model to OUT itself. Ctrl-C writes a checkpoint and stops; --resume "
+                           "continues, in any backend.")
+    train.add_argument("--backend", choices=BACKENDS, required=True)
+    train.add_argument("--data", required=True, help="a UTF-8 text file, or a directory of *.txt files")
+    train.add_argument("--out", required=True, help="output directory (checkpoints and the final model)")
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--init", help="fine-tune: start from this checkpoint directory or model name")
+    start.add_argument("--config", help="train from scratch: 'tiny' (the default), a built-in size (gpt2, ...), a "
+                       "config.json, a model name, or inline JSON")
+    train.add_argument("--steps", type=int, help="total optimizer steps (default 1000)")
+    train.add_argument("--batch-size", type=int, help="sequences per step (default 16)")
+    train.add_argument("--seq-len", type=int, help="tokens per sequence (default 128; at most n_positions)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    train.add_argument("--min-lr-ratio", type=float, help="final learning rate / peak, after the cosine decay (default 0.1)")
+    train.add_argument("--warmup", type=int, help="linear warm-up steps (default min(100, steps / 10))")
+    train.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (default 0.1)")
+    train.add_argument("--seed", type=int, help="seeds the fresh weights, the batches and dropout (default 0)")
+    train.add_argument("--eval-every", type=int, help="held-out loss every K steps (default 100)")
+    train.add_argument("--save-every", type=int, help="checkpoint every K steps (default: --eval-every)")
+    train.add_argument("--eval-windows", type=int, help="held-out windows of --seq-len tokens evaluated (default 64)")
+    train.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--stop-at", type=int, help="stop after this step, as Ctrl-C does (checkpoint written; the "
+                       "schedule stays that of --steps, so --resume continues the same run)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--verbose", action="store_true", help="let the frameworks' own log lines through")
 
     conform = sub.add_parser("conform", help="run the conformance suite: every backend, same logits and KV caches")
     _add_conform_arguments(conform)
@@ -77,6 +118,14 @@ def _add_conform_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from gpt2_multi import logs
+
+    quiet = contextlib.nullcontext() if getattr(args, "verbose", False) else logs.quiet_environment()
+    with quiet:  # before any framework is imported
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "demo":
             return cmd_demo(args)
@@ -86,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_info(args)
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "train":
+            return cmd_train(args)
         if args.command == "conform":
             from gpt2_multi.conformance.cli import run as run_conformance
 
@@ -145,6 +196,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         "config": {k: getattr(config, k) for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner",
                                                     "activation_function", "tie_word_embeddings", "num_labels")},
     }
+    card = _model_card(directory)
+    if card:
+        summary["about"] = card
+    trained = directory / "training.json"
+    if trained.is_file():
+        record = json.loads(trained.read_text())
+        last = record["evals"][-1]
+        summary["training"] = {"steps": record["step"], "backend": record["backend"],
+                               "train_tokens": record["data"]["train_tokens"], "heldout_loss": last["loss"],
+                               "heldout_perplexity": last["perplexity"], "seconds": record.get("train_seconds")}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -156,30 +217,62 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  vocab          {c['vocab_size']}, context {c['n_positions']}, tied embeddings {c['tie_word_embeddings']}")
     for f in formats:
         print(f"  format         {f['format']:<12} {', '.join(f['files'])} ({f['bytes']:,} bytes)")
+    if "training" in summary:
+        t = summary["training"]
+        took = f" in {t['seconds'] / 60:.0f} min" if t["seconds"] else ""
+        print(f"  trained        {t['steps']} steps in {t['backend']}{took} on {t['train_tokens']:,} tokens; held-out "
+              f"loss {t['heldout_loss']:.4f}, perplexity {t['heldout_perplexity']:.2f}")
+    if card:
+        print(f"  about          {card}")
     return 0
+
+
+def _model_card(directory: Path) -> str | None:
+    """The first paragraph of a checkpoint's model card (``README.md``), front matter and headings skipped."""
+    path = directory / "README.md"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    if text.startswith("---"):
+        text = text.split("---", 2)[-1]
+    for block in text.split("\n\n"):
+        block = block.strip()
+        if block and not block.startswith("#"):
+            return " ".join(block.split())
+    return None
 
 
 # -------------------------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gpt2_multi import backends
+    from gpt2_multi import backends, hub
 
     requested = backends.parse_backends(args.backends)
     if args.new_tokens < 0:
         raise ValueError(f"--new-tokens must be >= 0, got {args.new_tokens}")
-
-    with tempfile.TemporaryDirectory(prefix="gpt2-multi-demo-") as tmp:
-        if args.model:
-            model_path = args.model
-            print(f"checkpoint: {model_path}")
-        else:
-            model_path = str(make_demo_checkpoint(Path(tmp) / "demo", args.seed))
-            print(f"checkpoint: embedded demo GPT-2 (seed {args.seed}: {DEMO_CONFIG['n_layer']} layers, "
-                  f"n_embd {DEMO_CONFIG['n_embd']}, real GPT-2 vocabulary), written as safetensors to {model_path}")
-        return _run_demo(model_path, requested, args.prompt, args.new_tokens)
+    embedded = args.model in hub.EMBEDDED_MODELS
+    if embedded:
+        print(f"checkpoint: {args.model}, the model that ships in the package ({embedded_summary(args.model)}; "
+              f"`gpt2-multi info {args.model}` says more)")
+    else:
+        print(f"checkpoint: {args.model}")
+    heldout = hub.resolve(args.model) / HELDOUT_FILE if embedded else None
+    return _run_demo(args.model, requested, args.prompt, args.new_tokens, heldout)
 
 
-def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: int) -> int:
-    from gpt2_multi import GPT2Config, backends
+def _heldout_windows(path: Path | None, tokenizer, config) -> np.ndarray | None:
+    """The demo's perplexity text: the first DEMO_EVAL_WINDOWS windows of the embedded model's held-out text."""
+    if path is None or not path.is_file():
+        return None
+    from gpt2_multi.training.data import eval_windows
+
+    length = min(DEMO_EVAL_LENGTH, config.n_positions)
+    ids = np.asarray(tokenizer.encode(path.read_text(encoding="utf-8")), dtype=np.int32)
+    windows = eval_windows(ids, length, DEMO_EVAL_WINDOWS)
+    return windows if len(windows) else None
+
+
+def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: int, heldout: Path | None = None) -> int:
+    from gpt2_multi import GPT2Config, backends, logs
     from gpt2_multi.hub import resolve
     from gpt2_multi.tokenization import GPT2TokenizerFast
 
@@ -193,6 +286,7 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
                          f"(vocab_size={config.vocab_size}); the demo tokenizes with the GPT-2 vocabulary")
     if ids.shape[1] + new_tokens > config.n_positions:
         raise ValueError(f"prompt ({ids.shape[1]} tokens) + --new-tokens {new_tokens} exceeds n_positions={config.n_positions}")
+    windows = _heldout_windows(heldout, tokenizer, config)
     print(f"prompt: {prompt!r} -> {ids.shape[1]} tokens\n")
 
     missing = []
@@ -205,24 +299,32 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
 
     results: dict[str, dict] = {}
     for b in runnable:
-        t0 = time.perf_counter()
-        driver = backends.Driver(b, model_path)
-        t1 = time.perf_counter()
-        step, _ = driver.forward(ids)
-        t2 = time.perf_counter()
-        if new_tokens:  # the backend's own generate(): greedy, no eos stop, every row the full length
-            out = driver.generate(ids, max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
-            tokens = out.sequences[:, ids.shape[1]:ids.shape[1] + new_tokens]
-        else:
-            tokens = np.zeros((1, 0), np.int64)
-        t3 = time.perf_counter()
-        results[b] = {"step": step, "tokens": tokens, "load": t1 - t0, "forward": t2 - t1, "generate": t3 - t2}
+        with logs.captured_stderr():  # the framework's import and first calls print C++ log lines
+            t0 = time.perf_counter()
+            driver = backends.Driver(b, model_path)
+            load = time.perf_counter() - t0
+            step, _ = driver.forward(ids)
+            r = {"step": step, "load": load, "tokens": np.zeros((1, 0), np.int64), "compile": 0.0, "decode": 0.0}
+            if windows is not None:
+                losses = [driver.lm_loss(w[None]) for w in windows]
+                r["perplexity"] = math.exp(float(np.mean(losses)))
+            if new_tokens:  # the backend's own generate(): greedy, no eos stop, every row the full length
+                settings = dict(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+                t1 = time.perf_counter()
+                driver.generate(ids, **settings)  # the first call compiles (XLA, jit) and decodes
+                t2 = time.perf_counter()
+                out = driver.generate(ids, **settings)  # the second only decodes
+                t3 = time.perf_counter()
+                r["tokens"] = out.sequences[:, ids.shape[1]:ids.shape[1] + new_tokens]
+                r["decode"] = t3 - t2
+                r["compile"] = max(0.0, (t2 - t1) - (t3 - t2))
+        results[b] = r
 
     if results:
-        print(f"{'backend':<18} {'load s':>8} {'forward s':>10} {'generate s':>11} {'tokens/s':>9}")
+        print(f"{'backend':<18} {'load s':>7} {'compile s':>10} {'decode s':>9} {'tokens/s':>9}  (greedy, {new_tokens} new tokens)")
         for b, r in results.items():
-            rate = new_tokens / r["generate"] if new_tokens and r["generate"] > 0 else float("nan")
-            print(f"{backends.get(b).label:<18} {r['load']:>8.3f} {r['forward']:>10.3f} {r['generate']:>11.3f} {rate:>9.1f}")
+            rate = new_tokens / r["decode"] if new_tokens and r["decode"] > 0 else float("nan")
+            print(f"{backends.get(b).label:<18} {r['load']:>7.2f} {r['compile']:>10.2f} {r['decode']:>9.3f} {rate:>9.1f}")
         print()
 
     names = list(results)
@@ -241,6 +343,12 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
     elif len(names) == 1:
         print("parity: only one backend ran, nothing to compare\n")
 
+    if windows is not None and results:
+        print(f"held-out perplexity ({windows.size:,} tokens of text the model never trained on):")
+        for b, r in results.items():
+            print(f"  {backends.get(b).label:<18} {r['perplexity']:.3f}")
+        print()
+
     for b, r in results.items():
         text = tokenizer.decode(r["tokens"][0].tolist())
         print(f"{backends.get(b).label:<18} {prompt}\u2192{text!r}")
@@ -253,6 +361,24 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
     return 0
 
 
+# ------------------------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    """``gpt2-multi train``: see :mod:`gpt2_multi.training.run`. Exit status 130 after a Ctrl-C (checkpoint written)."""
+    from gpt2_multi.training.run import RUN_KEYS, TrainSettings, train
+
+    if args.keep < 1:
+        raise ValueError(f"--keep must be >= 1, got {args.keep}")
+    settings = TrainSettings(backend=args.backend, data=args.data, out=args.out, init=args.init, config=args.config,
+                             keep=args.keep, stop_at=args.stop_at, resume=args.resume, progress=not args.no_progress,
+                             **{k: getattr(args, k) for k in RUN_KEYS})
+    result = train(settings)
+    last = result.evals[-1] if result.evals else None
+    held = f"held-out loss {last['loss']:.4f}, perplexity {last['perplexity']:.2f}; " if last else ""
+    print(f"{'stopped' if result.interrupted else 'done'} at step {result.step}: {held}{result.seconds:.1f} s; "
+          f"model written to {result.out}")
+    return 130 if result.interrupted else 0
+
+
 # ---------------------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
     """Stream a continuation: the backend's own ``model.generate(..., streamer=TextStreamer(tokenizer))``.
@@ -261,7 +387,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     shared seeded stream (:mod:`gpt2_multi.generation.sampling`), and each backend runs its fast path
     (PyTorch's preallocated cache, TensorFlow's XLA loop, Flax's jitted loop; a streamer is fed from it).
     """
-    from gpt2_multi import backends
+    from gpt2_multi import backends, logs
     from gpt2_multi.streamers import TextStreamer
     from gpt2_multi.tokenization import GPT2TokenizerFast
 
@@ -270,23 +396,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
                          f"({backends.get(args.backend).install_hint()})")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    with tempfile.TemporaryDirectory(prefix="gpt2-multi-generate-") as tmp:
-        model_path = args.model or str(make_demo_checkpoint(Path(tmp) / "demo"))
-        tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
-        start = time.perf_counter()
-        driver = backends.Driver(args.backend, model_path)
-        load_s = time.perf_counter() - start
-        ids = np.array([tokenizer.encode(args.prompt)], dtype=np.int64)
-        if ids.size == 0:
-            raise ValueError("the prompt is empty; pass --prompt with some text")
-        settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample)
-        if args.do_sample:
-            settings.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-        if args.repetition_penalty != 1.0:
-            settings["repetition_penalty"] = args.repetition_penalty
-        t0 = time.perf_counter()
-        out = driver.generate(ids, streamer=TextStreamer(tokenizer), **settings)
-        elapsed = time.perf_counter() - t0
+    tokenizer = GPT2TokenizerFast.from_pretrained("gpt2")
+    start = time.perf_counter()
+    with logs.captured_stderr():
+        driver = backends.Driver(args.backend, args.model)
+    load_s = time.perf_counter() - start
+    ids = np.array([tokenizer.encode(args.prompt)], dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("the prompt is empty; pass --prompt with some text")
+    settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample)
+    if args.do_sample:
+        settings.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.repetition_penalty != 1.0:
+        settings["repetition_penalty"] = args.repetition_penalty
+    t0 = time.perf_counter()
+    out = driver.generate(ids, streamer=TextStreamer(tokenizer), **settings)
+    elapsed = time.perf_counter() - t0
     new = out.sequences[0, ids.shape[1]:]
     eos = driver.config.eos_token_id
     n_new = int(np.argmax(new == eos)) + 1 if eos is not None and (new == eos).any() else new.size
