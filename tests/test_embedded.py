@@ -46,6 +46,7 @@ def test_both_tokenizers_load_by_name(cls):
     gpt2 = cls.from_pretrained("gpt2")
     text = "The function returns a new list."
     assert tok.encode(text) == gpt2.encode(text) == [464, 2163, 5860, 257, 649, 1351, 13]
+    assert tok.model_max_length == 256 and gpt2.model_max_length == 1024  # the model's context, not GPT-2's
 
 
 def _lm_class(backend: str):
@@ -89,6 +90,10 @@ def test_the_trained_model_agrees_across_backends(heldout_windows):
 
 def test_the_recorded_training_matches_the_model():
     record = json.loads((hub.resolve(DEFAULT_MODEL) / "training.json").read_text())
+    tok = GPT2TokenizerFast.from_pretrained("gpt2")
+    heldout = tok.encode((hub.resolve(DEFAULT_MODEL) / HELDOUT_FILE).read_text(encoding="utf-8"))
+    assert len(heldout) == record["data"]["heldout_tokens"] == 28964  # the decoded text re-encodes to those tokens
+    assert record["evals"][-1]["perplexity"] == pytest.approx(56.617, abs=1e-3)  # the README's figure
     assert record["name"] == DEFAULT_MODEL and record["step"] == record["run"]["steps"]
     losses = [e["loss"] for e in record["evals"]]
     assert losses == sorted(losses, reverse=True)  # the held-out loss fell at every evaluation

@@ -79,7 +79,7 @@ def test_reorder_and_crop(model, ids):
 @torch.no_grad()
 def test_static_cache_prefill_and_steps_equal_the_full_forward(model, ids):
     full = model(ids).logits
-    cache = StaticCache(model.config, max_batch_size=2, max_cache_len=16)
+    cache = StaticCache(model.config, max_cache_len=16)  # HF 4.57's form: the batch comes with the first call
     assert cache.get_max_cache_shape() == 16 and cache.get_seq_length() == 0
     first = model(ids[:, :5], past_key_values=cache)
     assert first.past_key_values is cache and cache.get_seq_length() == 5
@@ -89,6 +89,10 @@ def test_static_cache_prefill_and_steps_equal_the_full_forward(model, ids):
     assert cache.key_buffer.shape == (3, 2, 2, 16, 8) and cache.layers[0].keys.shape == (2, 2, 9, 8)
     with pytest.raises(ValueError, match="holds 16 tokens"):
         model(torch.zeros(2, 8, dtype=torch.long), past_key_values=cache)
+    old_style = StaticCache(model.config, 2, 16)  # HF 4.4x's (config, max_batch_size, max_cache_len)
+    assert old_style.key_buffer.shape == (3, 2, 2, 16, 8)
+    with pytest.raises(ValueError, match="made for a batch of 2, but this call has 1 rows"):
+        model(ids[:1, :3], past_key_values=old_style)
 
 
 class UsersCache:

@@ -83,7 +83,7 @@ def test_a_trained_model_gives_the_same_logits_in_every_backend(full_runs):
 @needs_backend
 def test_a_resumed_run_continues_the_same_curve(full_runs, backend, tmp_path):
     first = _run(backend, tmp_path, stop_at=4)
-    assert first.interrupted and first.step == 4 and [s for s, _ in checkpoints(tmp_path)] == [4]
+    assert not first.interrupted and first.step == 4 and [s for s, _ in checkpoints(tmp_path)] == [4]
     second = _run(backend, tmp_path, resume=True)
     assert not second.interrupted and second.step == 8
     np.testing.assert_allclose(_losses(second), _losses(full_runs[backend]), rtol=0, atol=1e-5)
@@ -144,6 +144,8 @@ def _cli(tmp_path, *args: str) -> list[str]:
     ("nothing_to_resume", "holds no checkpoint to resume"),
     ("steps", "--steps must be a positive integer, got 0"),
     ("short", "the training data is too short"),
+    ("stop_at", "--stop-at 5 must lie after the run's current step (0) and at most --steps (2)"),
+    ("warmup", "--warmup 3 is longer than the run (--steps 2)"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, case, message):
     data = tmp_path / "data.txt"
@@ -169,10 +171,17 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, case, m
         args[5] = "0"
     elif case == "short":
         data.write_text("Too short.")
+    elif case == "stop_at":
+        args += ["--stop-at", "5"]
+    elif case == "warmup":
+        args += ["--warmup", "3"]
     assert main(_cli(tmp_path, *args)) == 2
     assert message in capsys.readouterr().err
     out = tmp_path / "out"
-    assert not out.is_dir() or not any(out.iterdir()), list(out.iterdir())  # nothing written
+    if case == "out_file":
+        assert out.read_text() == "a file"  # untouched
+    else:
+        assert not out.exists() or not any(out.iterdir()), list(out.iterdir())  # nothing written
 
 
 def test_unknown_backend_is_refused_by_the_parser(tmp_path, capsys):
@@ -216,6 +225,20 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "stopped after step" in stderr
     (step, where), = checkpoints(out)
-    assert 0 < step < 100000 and f"stopped at step {step}" in stdout
+    assert 0 < step < 100000 and f"stopped at step {step} of 100000" in stdout
     assert (out / "model.safetensors").is_file() and (where / "optimizer.safetensors").is_file()
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.skipif(not INSTALLED, reason="no backend installed")
+def test_stop_at_is_a_clean_stop_and_resume_needs_a_later_one(tmp_path, capsys):
+    args = ["--data", str(CORPUS), "--config", CONFIG, "--steps", "4", "--seq-len", "32", "--batch-size", "2",
+            "--eval-every", "2", "--eval-windows", "2"]
+    assert main(_cli(tmp_path, *args, "--stop-at", "3")) == 0  # asked for: status 0, not Ctrl-C's 130
+    assert "stopped at step 3 of 4" in capsys.readouterr().out
+    assert [s for s, _ in checkpoints(tmp_path / "out")] == [2, 3]
+    resume = ["--data", str(CORPUS), "--resume"]
+    assert main(_cli(tmp_path, *resume, "--stop-at", "2")) == 2
+    assert "--stop-at 2 must lie after the run's current step (3)" in capsys.readouterr().err
+    assert main(_cli(tmp_path, *resume)) == 0
+    assert "done at step 4 of 4" in capsys.readouterr().out

@@ -299,25 +299,25 @@ def _run_demo(model_path: str, requested: list[str], prompt: str, new_tokens: in
 
     results: dict[str, dict] = {}
     for b in runnable:
-        with logs.captured_stderr():  # the framework's import and first calls print C++ log lines
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        with logs.captured_stderr():  # the framework's import and first model print C++ log lines
             driver = backends.Driver(b, model_path)
-            load = time.perf_counter() - t0
-            step, _ = driver.forward(ids)
-            r = {"step": step, "load": load, "tokens": np.zeros((1, 0), np.int64), "compile": 0.0, "decode": 0.0}
-            if windows is not None:
-                losses = [driver.lm_loss(w[None]) for w in windows]
-                r["perplexity"] = math.exp(float(np.mean(losses)))
-            if new_tokens:  # the backend's own generate(): greedy, no eos stop, every row the full length
-                settings = dict(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
-                t1 = time.perf_counter()
-                driver.generate(ids, **settings)  # the first call compiles (XLA, jit) and decodes
-                t2 = time.perf_counter()
-                out = driver.generate(ids, **settings)  # the second only decodes
-                t3 = time.perf_counter()
-                r["tokens"] = out.sequences[:, ids.shape[1]:ids.shape[1] + new_tokens]
-                r["decode"] = t3 - t2
-                r["compile"] = max(0.0, (t2 - t1) - (t3 - t2))
+        load = time.perf_counter() - t0
+        step, _ = driver.forward(ids)
+        r = {"step": step, "load": load, "tokens": np.zeros((1, 0), np.int64), "compile": 0.0, "decode": 0.0}
+        if windows is not None:
+            losses = [driver.lm_loss(w[None]) for w in windows]
+            r["perplexity"] = math.exp(float(np.mean(losses)))
+        if new_tokens:  # the backend's own generate(): greedy, no eos stop, every row the full length
+            settings = dict(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
+            t1 = time.perf_counter()
+            driver.generate(ids, **settings)  # the first call compiles (XLA, jit) and decodes
+            t2 = time.perf_counter()
+            out = driver.generate(ids, **settings)  # the second only decodes
+            t3 = time.perf_counter()
+            r["tokens"] = out.sequences[:, ids.shape[1]:ids.shape[1] + new_tokens]
+            r["decode"] = t3 - t2
+            r["compile"] = max(0.0, (t2 - t1) - (t3 - t2))
         results[b] = r
 
     if results:
@@ -374,7 +374,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(settings)
     last = result.evals[-1] if result.evals else None
     held = f"held-out loss {last['loss']:.4f}, perplexity {last['perplexity']:.2f}; " if last else ""
-    print(f"{'stopped' if result.interrupted else 'done'} at step {result.step}: {held}{result.seconds:.1f} s; "
+    print(f"{'stopped' if result.step < result.total else 'done'} at step {result.step} of {result.total}: "
+          f"{held}{result.seconds:.1f} s; "
           f"model written to {result.out}")
     return 130 if result.interrupted else 0
 

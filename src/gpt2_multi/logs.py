@@ -25,7 +25,8 @@ from collections.abc import Iterator
 
 #: lines the frameworks print that carry nothing for a user of the command line
 NOISE = re.compile(
-    r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # absl / glog-style C++ lines: I0000 00:00:... port.cc:153] ...
+    r"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"  # absl / glog-style info and warning lines: I0000 00:00:... port.cc:153] ...
+    r"|E\d{4} [\d:.]+\s+\d+ \S+:\d+\] failed call to cuInit"  # the one error line: no GPU on this machine
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|To enable the following instructions: .*rebuild TensorFlow"  # the CPU-feature guard
     r"|.*(?:This TensorFlow binary is optimized to use available CPU instructions)"

@@ -18,10 +18,13 @@ cache interface, which generic HF code relies on:
 * :class:`DynamicCache` grows by concatenation (HF's default, and what a model returns when it was given
   no cache);
 * :class:`StaticCache` preallocates ``max_cache_len`` slots and writes in place at ``cache_position``
-  (what ``generate()``'s fast path uses; HF's ``StaticCache(config, max_batch_size, max_cache_len, ...)``).
+  (what ``generate()``'s fast path uses). It takes HF 4.57's ``StaticCache(config, max_cache_len)`` (the batch
+  is allocated on the first update) and HF 4.4x's ``StaticCache(config, max_batch_size, max_cache_len)``.
 
-The models accept a legacy tuple, one of these, or any object with this interface, and return the kind they
-were given (a cache object is updated in place and returned).
+The models accept a legacy tuple, one of these, or any object with ``update`` / ``get_seq_length`` whose
+``update`` returns the layer's keys and values *so far* (HF transformers' own ``DynamicCache`` does, and is
+tested; HF's ``StaticCache`` returns all ``max_cache_len`` slots and relies on HF's own masking, so it is not
+accepted here: use ours). They return the kind they were given (a cache object is updated in place).
 """
 
 from __future__ import annotations
@@ -180,19 +183,35 @@ class StaticCache(Cache):
     long tensor of slots; default: right after the filled part).
     """
 
-    is_compileable = True
-
-    def __init__(self, config: Any, max_batch_size: int, max_cache_len: int, device: Any = None,
-                 dtype: torch.dtype = torch.float32) -> None:
-        shape = (config.n_layer, max_batch_size, config.n_head, max_cache_len, config.n_embd // config.n_head)
-        self.key_buffer = torch.zeros(shape, dtype=dtype, device=device)
-        self.value_buffer = torch.zeros(shape, dtype=dtype, device=device)
+    def __init__(self, config: Any, *sizes: int, max_cache_len: int | None = None, max_batch_size: int | None = None,
+                 device: Any = None, dtype: torch.dtype = torch.float32) -> None:
+        if len(sizes) == 2:  # HF 4.4x: (config, max_batch_size, max_cache_len)
+            max_batch_size, max_cache_len = sizes
+        elif len(sizes) == 1:  # HF 4.57: (config, max_cache_len)
+            max_cache_len = sizes[0]
+        elif sizes:
+            raise TypeError(f"StaticCache(config, max_cache_len) or (config, max_batch_size, max_cache_len), got {len(sizes)} sizes")
+        if not isinstance(max_cache_len, int) or max_cache_len < 1:
+            raise ValueError(f"StaticCache needs max_cache_len, a positive int; got {max_cache_len!r}")
+        self.config, self.device, self.dtype = config, device, dtype
         self.max_cache_len = max_cache_len
+        self.key_buffer: torch.Tensor | None = None
+        self.value_buffer: torch.Tensor | None = None
         self.filled = [0] * config.n_layer  # slots written, per layer
         super().__init__(config.n_layer)
+        if max_batch_size is not None:
+            self._allocate(max_batch_size, device, dtype)
+
+    def _allocate(self, batch: int, device: Any, dtype: torch.dtype) -> None:
+        cfg = self.config
+        shape = (cfg.n_layer, batch, cfg.n_head, self.max_cache_len, cfg.n_embd // cfg.n_head)
+        self.key_buffer = torch.zeros(shape, dtype=dtype, device=device)
+        self.value_buffer = torch.zeros(shape, dtype=dtype, device=device)
         self._refresh()
 
     def _refresh(self, layer_idx: int | None = None) -> None:
+        if self.key_buffer is None:
+            return
         for i in range(len(self.layers)) if layer_idx is None else (layer_idx,):
             n = self.filled[i]
             self.layers[i].keys = self.key_buffer[i, :, :, :n] if n else None
@@ -203,6 +222,11 @@ class StaticCache(Cache):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                cache_kwargs: dict[str, Any] | None = None) -> KV:
+        if self.key_buffer is None:  # HF 4.57's form: the batch, device and dtype of the first keys
+            self._allocate(key_states.shape[0], key_states.device, key_states.dtype)
+        if key_states.shape[0] != self.key_buffer.shape[1]:
+            raise ValueError(f"the static cache was made for a batch of {self.key_buffer.shape[1]}, but this call has "
+                             f"{key_states.shape[0]} rows")
         position = (cache_kwargs or {}).get("cache_position")
         t = key_states.shape[-2]
         if position is None:
@@ -222,6 +246,8 @@ class StaticCache(Cache):
         return keys, values
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.key_buffer is None:
+            return
         index = beam_idx.to(self.key_buffer.device)
         self.key_buffer.copy_(self.key_buffer.index_select(1, index))
         self.value_buffer.copy_(self.value_buffer.index_select(1, index))
@@ -229,8 +255,9 @@ class StaticCache(Cache):
 
     def reset(self) -> None:
         """Forget everything (the buffers stay allocated)."""
-        self.key_buffer.zero_()
-        self.value_buffer.zero_()
+        if self.key_buffer is not None:
+            self.key_buffer.zero_()
+            self.value_buffer.zero_()
         self.filled = [0] * len(self.layers)
         self._refresh()
 

@@ -343,7 +343,8 @@ class StaticDecoder:
         cfg = model.config
         self.model, self.slots, self.compiled = model, slots, compiled
         self.dtype = model.dtype
-        self.cache = StaticCache(cfg, rows, slots, device=model.device, dtype=self.dtype)  # (L, N, H, S, D) buffers
+        self.cache = StaticCache(cfg, max_batch_size=rows, max_cache_len=slots, device=model.device,
+                                 dtype=self.dtype)  # (L, N, H, S, D) buffers
         self.keys, self.values = self.cache.key_buffer, self.cache.value_buffer
 
     def prefill(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,10 @@ class Trainer:
 
     # -- the loop
     def fit(self, loop: TrainLoop) -> None:
+        with torch.random.fork_rng(devices=[]):  # the per-step seeds leave the caller's generator as it was
+            self._fit(loop)
+
+    def _fit(self, loop: TrainLoop) -> None:
         for step in range(loop.start, loop.stop):
             torch.manual_seed(hash((self.seed, step)) & 0x7FFF_FFFF_FFFF_FFFF)
             for group in self.optimizer.param_groups:

@@ -295,7 +295,7 @@ class TextTypeError(TypeError, ValueError):
 #: AutoTokenizer builds); HF user code passes them routinely, and they are accepted without a word
 LOADER_OPTIONS = frozenset({
     "use_fast", "cache_dir", "force_download", "local_files_only", "revision", "token", "use_auth_token",
-    "trust_remote_code", "resume_download", "proxies", "subfolder", "from_slow", "legacy", "_from_auto",
+    "trust_remote_code", "resume_download", "proxies", "from_slow", "legacy", "_from_auto",
     "_commit_hash", "from_pipeline",
 })
 
@@ -1772,8 +1772,12 @@ class GPT2TokenizerBase:
         if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
             raise TypeError(f"from_pretrained takes a name or a path, got {type(pretrained_model_name_or_path).__name__}")
         directory = cls._resolve_directory(pretrained_model_name_or_path)
-        init = cls._read_pretrained(directory, kwargs)
         name = str(pretrained_model_name_or_path)
+        if name in bpe.EMBEDDED_MODELS and "model_max_length" not in kwargs:  # GPT-2's vocabulary, the model's context
+            from gpt2_multi.config import GPT2Config
+
+            kwargs["model_max_length"] = GPT2Config.from_pretrained(name).n_positions
+        init = cls._read_pretrained(directory, kwargs)
         tokenizer = cls._from_init(init)
         tokenizer.name_or_path = name
         return tokenizer

@@ -11,7 +11,9 @@ optimizer loop, Keras ``fit``, an optax step under ``jax.jit``. Its interface:
 ``Trainer(path, hyper, seed)``                     the stack's ``GPT2LMHeadModel`` loaded from the checkpoint at ``path``
                                                    and an AdamW optimizer (:class:`gpt2_multi.training.AdamWHyper`,
                                                    decay masked by :func:`gpt2_multi.training.decays`); ``seed``
-                                                   seeds dropout (step ``s`` draws from ``(seed, s)``)
+                                                   seeds dropout where the framework lets a step be seeded
+                                                   (PyTorch and Flax: step ``s`` draws from ``(seed, s)``;
+                                                   Keras draws its own masks)
 ``fit(loop)``                                      runs steps ``loop.start .. loop.stop - 1``: inputs ``loop.batch(s)``,
                                                    learning rate ``loop.learning_rate(s)``; after each step calls
                                                    ``loop.step_done(s, loss)`` and stops early when it returns False
@@ -131,14 +133,16 @@ def _check_run(run: dict[str, Any], config) -> None:
     for key in positive:
         if not isinstance(run[key], int) or run[key] < 1:
             raise TrainingError(f"--{key.replace('_', '-')} must be a positive integer, got {run[key]!r}")
-    if not run["lr"] > 0:
+    if not run["lr"] > 0 or not math.isfinite(run["lr"]):
         raise TrainingError(f"--lr must be > 0, got {run['lr']}")
     if not 0 <= run["min_lr_ratio"] <= 1:
         raise TrainingError(f"--min-lr-ratio must lie in [0, 1], got {run['min_lr_ratio']}")
     if not isinstance(run["warmup"], int) or run["warmup"] < 0:
         raise TrainingError(f"--warmup must be an integer >= 0, got {run['warmup']!r}")
-    if run["weight_decay"] < 0:
+    if not run["weight_decay"] >= 0:  # NaN fails too
         raise TrainingError(f"--weight-decay must be >= 0, got {run['weight_decay']}")
+    if run["warmup"] > run["steps"]:
+        raise TrainingError(f"--warmup {run['warmup']} is longer than the run (--steps {run['steps']})")
     if run["seq_len"] > config.n_positions:
         raise TrainingError(f"--seq-len {run['seq_len']} is longer than the model's context: n_positions={config.n_positions}")
 
@@ -232,6 +236,8 @@ def _write_model(directory: Path, weights: dict[str, np.ndarray], config, tokeni
     from gpt2_multi.checkpoint import save_checkpoint
     from gpt2_multi.generation import GenerationConfig
 
+    if getattr(config, "torch_dtype", None) not in (None, "float32"):  # the weights written are float32
+        config = config.copy(torch_dtype="float32")
     save_checkpoint(directory, weights, config, architecture=ARCHITECTURE,
                     generation_config=GenerationConfig.from_model_config(config))
     tokenizer.save_pretrained(directory)
@@ -290,7 +296,8 @@ class TrainLoop:
 class TrainResult:
     out: Path
     step: int
-    interrupted: bool
+    interrupted: bool  # by Ctrl-C (a --stop-at stop is not an interruption)
+    total: int = 0  # the run's --steps
     history: list[dict[str, float]] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
@@ -407,12 +414,15 @@ def train(settings: TrainSettings) -> TrainResult:
     if run["save_every"] is None:
         run["save_every"] = run["eval_every"]
     _check_run(run, config)
-    if settings.stop_at is not None and settings.stop_at < 1:
-        raise TrainingError(f"--stop-at must be a step >= 1, got {settings.stop_at}")
     start = opt_state.step if opt_state is not None else 0
     if start >= run["steps"]:
         raise TrainingError(f"--resume: the run in {out} has already done {start} of its {run['steps']} steps; "
                             "pass a larger --steps to train further")
+    if settings.stop_at is not None and not start < settings.stop_at <= run["steps"]:
+        raise TrainingError(f"--stop-at {settings.stop_at} must lie after the run's current step ({start}) and at most "
+                            f"--steps ({run['steps']})")
+    if not isinstance(settings.keep, int) or settings.keep < 1:
+        raise TrainingError(f"--keep must be a positive integer, got {settings.keep!r}")
     tokenizer = _tokenizer_for(source)
     streams = tokenize_corpus(settings.data, tokenizer, run["seq_len"])
     top = int(max(streams.train.max(), streams.heldout.max()))
@@ -445,7 +455,7 @@ def _run(trainer, settings, run, config, tokenizer, streams: TokenStreams, out: 
     windows = eval_windows(streams.heldout, run["seq_len"], run["eval_windows"])
     history = list(stored.get("history", [])) if stored else []
     evals = list(stored.get("evals", [])) if stored else []
-    result = TrainResult(out, start, False, history, evals)
+    result = TrainResult(out, start, False, total=run["steps"], history=history, evals=evals)
     print(f"training {config.n_layer} layers x n_embd {config.n_embd} ({sum(v.size for v in trainer.weights().values()):,} "
           f"parameters) in {settings.backend} on {streams.train.size:,} tokens from {streams.files} file(s) "
           f"({streams.heldout.size:,} held out); steps {start}..{run['steps']}, batch {run['batch_size']} x "
@@ -488,7 +498,10 @@ def _run(trainer, settings, run, config, tokenizer, streams: TokenStreams, out: 
             if done % run["save_every"] == 0 and done != run["steps"]:
                 save_checkpoint_dir(out, done, trainer, config, tokenizer, state(), settings.keep)
             clock["t"] = time.perf_counter()
-            return not (interrupt.requested or done == settings.stop_at)
+            if interrupt.requested:
+                result.interrupted = True
+                return False
+            return not (settings.stop_at is not None and done >= settings.stop_at)
 
         try:
             trainer.fit(TrainLoop(start, run["steps"], lambda s: batch_at(streams.train, s, run["batch_size"], run["seq_len"], run["seed"]),
@@ -496,12 +509,14 @@ def _run(trainer, settings, run, config, tokenizer, streams: TokenStreams, out: 
         finally:
             if bar is not None:
                 bar.close()
-        result.interrupted = result.step < run["steps"]
-        if result.interrupted:
+        stopped = result.step < run["steps"]
+        if stopped:  # Ctrl-C or --stop-at: the checkpoint first, with no evaluation in the way
             print(f"stopped after step {result.step}: writing a checkpoint (continue with --resume)", file=sys.stderr)
-        if not evals or evals[-1]["step"] != result.step:
+        elif not evals or evals[-1]["step"] != result.step:
             evaluate(result.step)
-        save_checkpoint_dir(out, result.step, trainer, config, tokenizer, state(), settings.keep)
+        saved = checkpoints(out)
+        if not saved or saved[-1][0] != result.step:  # step_done may have just written it
+            save_checkpoint_dir(out, result.step, trainer, config, tokenizer, state(), settings.keep)
         _write_model(out, trainer.weights(), config, tokenizer)
     result.seconds = time.perf_counter() - clock["started"]
     return result
