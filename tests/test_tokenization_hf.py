@@ -264,3 +264,86 @@ def test_a_trimmed_vocabulary_loads_and_encodes_as_hfs_gpt2_tokenizer(cls, tmp_p
     for text in ["hello he", "he1he", "he! the caf\u00e9", "tab\there", "\u00e9\u00e9"]:
         assert ours.encode(text) == hf.encode(text), text
     assert ours.decode(ours.encode("he1he")) == "he<|endoftext|>he"
+
+
+PREPARE_CALLS = [
+    ((list(range(10, 15)),), {}),
+    ((list(range(10, 15)), list(range(20, 25))), {"return_token_type_ids": True, "return_special_tokens_mask": True}),
+    ((list(range(10, 15)), list(range(20, 25))), {"truncation": True, "max_length": 7}),
+    ((list(range(10, 16)), list(range(20, 23))), {"truncation": True, "max_length": 4}),
+    ((list(range(10, 15)), list(range(20, 25))), {"truncation": "only_first", "max_length": 7}),
+    ((list(range(10, 15)), list(range(20, 25))),
+     {"truncation": "only_second", "max_length": 7, "return_overflowing_tokens": True, "stride": 1}),
+    ((list(range(10, 15)),), {"truncation": True, "max_length": 3, "return_overflowing_tokens": True, "stride": 1}),
+    ((list(range(10, 15)),), {"truncation": True, "max_length": 3, "return_overflowing_tokens": True,
+                              "return_tensors": "np", "prepend_batch_axis": True}),
+    ((list(range(10, 15)), list(range(20, 25))), {"padding": "max_length", "max_length": 12, "return_tensors": "np"}),
+    ((list(range(10, 15)), list(range(20, 25))),
+     {"padding": True, "pad_to_multiple_of": 8, "padding_side": "left", "return_token_type_ids": True,
+      "return_length": True}),
+    ((list(range(10, 15)),), {"add_special_tokens": False, "return_attention_mask": False}),
+    ((list(range(10, 15)), list(range(20, 25))), {"truncation": True, "max_length": 7, "return_overflowing_tokens": True}),
+    (("not ids",), {}),
+]
+
+
+@pytest.mark.parametrize("klass", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_prepare_for_model_matches_hf(klass, side):
+    """prepare_for_model runs HF's Python rules in both HF classes; ours match HF's slow one (HF's fast one
+    fails with an AssertionError on return_special_tokens_mask), errors included (by type)."""
+    hf = transformers.GPT2Tokenizer.from_pretrained(str(DATA), truncation_side=side)
+    hf.pad_token = hf.eos_token
+    ours = klass.from_pretrained("gpt2", truncation_side=side)
+    ours.pad_token = ours.eos_token
+    def run(tokenizer, args, kwargs):
+        try:
+            return _plain(tokenizer.prepare_for_model(*args, **kwargs))
+        except (ValueError, TypeError) as err:
+            return ("error", "TypeError" if isinstance(err, TypeError) else "ValueError")
+
+    for args, kwargs in PREPARE_CALLS:
+        expected, got = run(hf, args, kwargs), run(ours, args, kwargs)
+        assert got == expected, (args, kwargs)
+        assert list(got) == list(expected)  # HF's key order
+
+
+def test_prepare_for_model_refuses_what_hf_leaves_untruncated():
+    ours = GPT2Tokenizer.from_pretrained("gpt2")
+    hf = transformers.GPT2Tokenizer.from_pretrained(str(DATA))
+    # HF logs an error and returns 10 tokens for max_length=3; we say why instead.
+    assert len(hf.prepare_for_model(list(range(5)), list(range(5)), truncation="only_first", max_length=3).input_ids) == 10
+    with pytest.raises(ValueError, match="only_first.*must remove 7 tokens.*has only 5"):
+        ours.prepare_for_model(list(range(5)), list(range(5)), truncation="only_first", max_length=3)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        ours.prepare_for_model([50257])
+    assert ours.truncate_sequences([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], 3) == hf.truncate_sequences(
+        [1, 2, 3, 4, 5], [6, 7, 8, 9, 10], 3)
+
+
+@pytest.mark.parametrize("legacy_format", [None, True, False])
+def test_save_pretrained_legacy_format_writes_hfs_files(tmp_path, legacy_format):
+    hf = transformers.GPT2TokenizerFast.from_pretrained(str(DATA))
+    ours = GPT2TokenizerFast.from_pretrained("gpt2")
+    for tokenizer in (hf, ours):
+        tokenizer.add_tokens(["<new>"])
+    hf.save_pretrained(tmp_path / "hf", legacy_format=legacy_format)
+    written = ours.save_pretrained(tmp_path / "ours", legacy_format=legacy_format)
+    names = sorted(p.name for p in (tmp_path / "ours").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "hf").iterdir())
+    assert sorted(Path(p).name for p in written) == names
+    text = "a <new> tokenizer saved"
+    for klass in (GPT2Tokenizer, GPT2TokenizerFast):  # each format loads back, in both classes and in HF
+        assert klass.from_pretrained(tmp_path / "ours")(text).input_ids == hf(text).input_ids
+    reference = (transformers.GPT2Tokenizer if legacy_format else transformers.GPT2TokenizerFast)
+    assert reference.from_pretrained(str(tmp_path / "ours"))(text).input_ids == hf(text).input_ids
+
+
+def test_slow_tokenizers_refuse_legacy_format_false(tmp_path):
+    with pytest.raises(ValueError):
+        transformers.GPT2Tokenizer.from_pretrained(str(DATA)).save_pretrained(tmp_path / "hf", legacy_format=False)
+    with pytest.raises(ValueError, match="only fast tokenizers"):
+        GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(tmp_path / "ours", legacy_format=False)
+    assert not (tmp_path / "ours").exists()
+    with pytest.raises(NotImplementedError, match="huggingface-cli upload"):
+        GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(tmp_path / "ours", push_to_hub=True)

@@ -14,20 +14,27 @@ from __future__ import annotations
 
 import codecs
 import copy
-import importlib
+import functools
 import json
 import logging
 import operator
 import os
 import re
-from collections import UserDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from gpt2_multi import backends
 from gpt2_multi.io_utils import atomic_write_text
-from gpt2_multi.tokenization import bpe
+from gpt2_multi.tokenization import bpe, chat
+from gpt2_multi.tokenization import truncation as truncating
+from gpt2_multi.tokenization.encoding import (  # noqa: F401  (check_tensor_type, to_tensor: public here too)
+    TENSOR_TYPES,
+    BatchEncoding,
+    Encoding,
+    check_tensor_type,
+    to_tensor,
+)
+from gpt2_multi.tokenization.truncation import PADDING_STRATEGIES, TRUNCATION_STRATEGIES
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +50,6 @@ ADDED_TOKENS_FILE = "added_tokens.json"
 
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
-PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
-TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
-TENSOR_TYPES = ("np", *(b.tensor_type for b in backends.REGISTRY.values()))
 
 # Unicode White_Space (what Rust's char::is_whitespace tests; str.isspace() also accepts \x1c-\x1f).
 _WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
@@ -151,125 +155,6 @@ class InvalidTokenIdError(ValueError, IndexError):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tensors and BatchEncoding.
-
-
-def _backend_for(tensor_type: str):
-    """The registered backend whose tensors ``return_tensors=tensor_type`` asks for; a clear ImportError when its
-    framework is missing."""
-    backend = next(b for b in backends.REGISTRY.values() if b.tensor_type == tensor_type)
-    try:
-        importlib.import_module(backend.tensor_module)
-    except ImportError as err:
-        raise ImportError(
-            f"return_tensors={tensor_type!r} needs {backend.label}, which could not be imported ({err}); "
-            f"install it ({backend.install_hint()}), or use return_tensors='np'"
-        ) from err
-    return backend
-
-
-def check_tensor_type(tensor_type: Any) -> str | None:
-    """Validate ``return_tensors``: None, "np", "pt", "tf" or "jax" (HF's TensorType values are accepted)."""
-    if tensor_type is None:
-        return None
-    value = getattr(tensor_type, "value", tensor_type)
-    if value == "numpy":
-        value = "np"
-    if value not in TENSOR_TYPES:
-        raise ValueError(f"return_tensors must be one of {', '.join(map(repr, TENSOR_TYPES))} or None, got {tensor_type!r}")
-    return value
-
-
-def _check_rectangular(key: str, value: Any) -> None:
-    if isinstance(value, list) and value and isinstance(value[0], list):
-        lengths = sorted({len(row) for row in value})
-        if len(lengths) > 1:
-            raise ValueError(
-                f"cannot make a tensor of {key!r}: its sequences have different lengths ({lengths[0]} to {lengths[-1]}). "
-                "Pass padding=True (and truncation=True if some are too long) to get sequences of one length"
-            )
-
-
-def to_tensor(value: Any, tensor_type: str, key: str = "input_ids") -> Any:
-    """``value`` (nested lists of ints) as an array/tensor of ``tensor_type``.
-
-    dtypes follow HF: numpy and PyTorch int64; TensorFlow and JAX their default int (int32).
-    """
-    _check_rectangular(key, value)
-    if tensor_type == "np":
-        import numpy as np
-
-        return np.asarray(value, dtype=np.int64)
-    return _backend_for(tensor_type).make_int_tensor(value)
-
-
-class BatchEncoding(UserDict):
-    """The result of calling a tokenizer: a dict (``input_ids``, ``attention_mask``, ...) with attribute access.
-
-    ``enc.input_ids`` is ``enc["input_ids"]``. Integer or slice keys select examples of a
-    batch: ``enc[0]`` is a dict of the first example's fields.
-    """
-
-    def __init__(
-        self,
-        data: Mapping[str, Any] | None = None,
-        tensor_type: str | None = None,
-        prepend_batch_axis: bool = False,
-        n_sequences: int | None = None,
-    ) -> None:
-        super().__init__(data or {})
-        self.n_sequences = n_sequences
-        self.convert_to_tensors(tensor_type, prepend_batch_axis=prepend_batch_axis)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("data", "__setstate__", "__getstate__") or name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return self.data[name]
-        except KeyError:
-            raise AttributeError(f"this BatchEncoding has no field {name!r} (it has: {', '.join(self.data)})") from None
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            try:
-                return self.data[key]
-            except KeyError:
-                raise KeyError(f"this BatchEncoding has no field {key!r} (it has: {', '.join(self.data)})") from None
-        if isinstance(key, (int, slice)):
-            return {name: value[key] for name, value in self.data.items()}
-        raise KeyError(f"a BatchEncoding key must be a field name, an example index or a slice, got {key!r}")
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"data": self.data, "n_sequences": self.n_sequences}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.data = state["data"]
-        self.n_sequences = state.get("n_sequences")
-
-    @property
-    def encodings(self) -> None:
-        """HF keeps Rust ``Encoding`` objects here; this implementation does not (always None)."""
-        return None
-
-    def convert_to_tensors(self, tensor_type: Any = None, prepend_batch_axis: bool = False) -> BatchEncoding:
-        """Convert every field in place to ``tensor_type`` ("np", "pt", "tf", "jax"); None leaves lists."""
-        tensor_type = check_tensor_type(tensor_type)
-        if tensor_type is None:
-            return self
-        for key, value in list(self.data.items()):
-            if isinstance(value, (list, tuple)):
-                self.data[key] = to_tensor([value] if prepend_batch_axis else value, tensor_type, key)
-        return self
-
-    def to(self, device: Any) -> BatchEncoding:
-        """Move PyTorch tensors to ``device`` (other values are left as they are)."""
-        for key, value in self.data.items():
-            if hasattr(value, "to") and callable(value.to):
-                self.data[key] = value.to(device=device)
-        return self
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The base class.
 
 
@@ -354,6 +239,7 @@ class GPT2TokenizerBase:
         added_tokens_decoder: Mapping[int | str, Any] | None = None,
         name_or_path: str = "",
         verbose: bool = True,
+        chat_template: Any = None,
         **kwargs: Any,
     ) -> None:
         if vocab is None and merges is None:
@@ -397,6 +283,8 @@ class GPT2TokenizerBase:
         self.truncation_side = truncation_side
         self.name_or_path = str(name_or_path)
         self.verbose = bool(verbose)
+        #: a Jinja chat template, or templates by name; None for GPT-2 (see :meth:`apply_chat_template`)
+        self.chat_template: str | dict[str, str] | None = chat.normalize_templates(chat_template)
         # HF keeps keywords it has no use for in init_kwargs (and writes them to tokenizer_config.json);
         # so do we. The loaders' own options (use_fast=, revision= ...) pass silently; the rest change nothing
         # for GPT-2's byte-level BPE, which a warning says once.
@@ -909,7 +797,8 @@ class GPT2TokenizerBase:
             return self._encode_chunks(value, True, split_special)
         return self._encode_chunks([value], self.add_prefix_space, split_special)
 
-    def _offsets_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int]]]:
+    def _places_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """ids of one text (or list of words) and each token's (start, end, word): hook of the fast tokenizer."""
         raise NotImplementedError(
             f"return_offsets_mapping=True is not available with {type(self).__name__} (pure Python, like HF's slow "
             "tokenizer); use GPT2TokenizerFast"
@@ -1100,106 +989,31 @@ class GPT2TokenizerBase:
 
     # -- truncation and padding ----------------------------------------------------------------------
 
-    def _cut(self, values: list[Any], keep: int) -> list[Any]:
-        if len(values) <= keep:
-            return values
-        return values[len(values) - keep :] if self.truncation_side == "left" else values[:keep]
-
-    def _keep_lengths(
-        self, n1: int, n2: int | None, strategy: str, max_length: int | None, n_special: int
-    ) -> tuple[int, int | None]:
-        """How many tokens of each sequence HF's fast (Rust) truncation keeps, ``max_length`` including special tokens."""
-        if strategy == "do_not_truncate" or max_length is None:
-            return n1, n2
-        total = n1 + (n2 or 0)
-        budget = max_length - n_special
-        if budget < 0:
-            raise ValueError(
-                f"max_length={max_length} is smaller than the {n_special} special tokens this tokenizer adds"
-            )
-        if total <= budget:
-            return n1, n2
-        if budget == 0:  # HF's engine empties every sequence, whatever the strategy
-            return 0, None if n2 is None else 0
-        remove = total - budget
-        if strategy == "longest_first":
-            if n2 is None:
-                return budget, None
-            a, b = min(n1, n2), max(n1, n2)
-            b = a if a > budget else max(a, budget - a)
-            if a + b > budget:
-                a = budget // 2
-                b = a + budget % 2
-            return (b, a) if n1 > n2 else (a, b)
-        if strategy == "only_second" and n2 is None:
-            raise ValueError(
-                f"truncation='only_second' was asked for a single sequence of {total} tokens > max_length={max_length}; "
-                "it needs a text_pair (use truncation=True or 'only_first')"
-            )
-        target = n1 if strategy == "only_first" else n2
-        assert target is not None
-        if target <= remove:
-            which = "first" if strategy == "only_first" else "second"
-            other = "'only_second' or 'longest_first'" if which == "first" else "'only_first' or 'longest_first'"
-            raise ValueError(
-                f"truncation={strategy!r} must remove {remove} tokens, but the {which} sequence has only "
-                f"{target}; use another strategy ({other})"
-            )
-        return (n1 - remove, n2) if strategy == "only_first" else (n1, target - remove)
-
-    @staticmethod
-    def _check_stride(first: list[Any], second: list[Any] | None, keep_first: int, keep_second: int | None,
-                      stride: int) -> None:
-        """HF's engine cannot cut a sequence into windows of ``keep`` tokens with a stride that is not smaller."""
-        for name, keep, values in (("first", keep_first, first), ("second", keep_second, second)):
-            if values is not None and keep is not None and 0 < keep < len(values) and stride >= keep:
-                raise ValueError(
-                    f"stride={stride} must be less than the {keep} tokens truncation keeps of the {name} sequence; "
-                    "use a smaller stride or another truncation strategy"
-                )
-
     def _truncate(
         self, first: list[Any], second: list[Any] | None, strategy: str, max_length: int | None, n_special: int,
         stride: int = 0,
     ) -> tuple[list[Any], list[Any] | None]:
         """HF's fast (Rust) truncation of a sequence or a pair to ``max_length`` including special tokens."""
-        keep_first, keep_second = self._keep_lengths(
+        keep_first, keep_second = truncating.keep_lengths(
             len(first), None if second is None else len(second), strategy, max_length, n_special
         )
         self._check_stride(first, second, keep_first, keep_second, stride)
-        return self._cut(first, keep_first), None if second is None else self._cut(second, keep_second or 0)
+        side = self.truncation_side
+        return truncating.cut(first, keep_first, side), None if second is None else truncating.cut(second, keep_second or 0, side)
 
-    def _windows(self, values: list[Any], keep: int, stride: int) -> list[list[Any]]:
-        """HF's engine's overflow: the kept part of ``values`` first, then the windows of ``keep`` tokens that
-        overlap the previous one by ``stride``, walking away from the kept side (``truncation_side``)."""
-        n = len(values)
-        if keep >= n:
-            return [values]
-        if keep == 0:
-            return [values[:0], values]
-        step = keep - stride
-        parts = []
-        if self.truncation_side == "left":
-            stop = n
-            while True:
-                start = max(stop - keep, 0)
-                parts.append(values[start:stop])
-                if start == 0:
-                    return parts
-                stop -= step
-        start = 0
-        while True:
-            stop = min(start + keep, n)
-            parts.append(values[start:stop])
-            if stop == n:
-                return parts
-            start += step
+    @staticmethod
+    def _check_stride(first: list[Any], second: list[Any] | None, keep_first: int, keep_second: int | None,
+                      stride: int) -> None:
+        lengths = {"first": (len(first), keep_first)}
+        if second is not None:
+            lengths["second"] = (len(second), keep_second)
+        truncating.check_stride(lengths, stride)
 
     def _prepare_overflowing(
         self,
         first: list[int],
         second: list[int] | None,
-        offsets: tuple[list[Any], list[Any] | None] | None,
+        places: tuple[list[Any], list[Any] | None] | None,
         add_special_tokens: bool,
         trunc: str,
         max_length: int | None,
@@ -1211,8 +1025,8 @@ class GPT2TokenizerBase:
         window of the other, in HF's engine's order)."""
         n_special = self.num_special_tokens_to_add(pair=second is not None) if add_special_tokens else 0
         if trunc == "do_not_truncate" or max_length is None:
-            return [self._prepare(first, second, offsets, add_special_tokens, trunc, max_length, want)]
-        keep_first, keep_second = self._keep_lengths(
+            return [self._prepare(first, second, places, add_special_tokens, trunc, max_length, want)]
+        keep_first, keep_second = truncating.keep_lengths(
             len(first), None if second is None else len(second), trunc, max_length, n_special
         )
         self._check_stride(first, second, keep_first, keep_second, stride)
@@ -1221,8 +1035,8 @@ class GPT2TokenizerBase:
             if values is None:
                 return [(None, None)]
             assert keep is not None
-            windows = self._windows(values, keep, stride)
-            spans = self._windows(offsets[index], keep, stride) if offsets is not None else [None] * len(windows)
+            windows = truncating.windows(values, keep, stride, self.truncation_side)
+            spans = truncating.windows(places[index], keep, stride, self.truncation_side) if places is not None else [None] * len(windows)
             return list(zip(windows, spans))
 
         parts_first, parts_second = parts(first, keep_first, 0), parts(second, keep_second, 1)
@@ -1231,7 +1045,7 @@ class GPT2TokenizerBase:
             combos += [(window, parts_second[0])] + [(window, other) for other in parts_second[1:]]
         combos += [(parts_first[0], other) for other in parts_second[1:]]
         return [
-            self._prepare(a, b, None if offsets is None else (a_off, b_off), add_special_tokens, "do_not_truncate", None, want)
+            self._prepare(a, b, None if places is None else (a_off, b_off), add_special_tokens, "do_not_truncate", None, want)
             for (a, a_off), (b, b_off) in combos
         ]
 
@@ -1239,13 +1053,16 @@ class GPT2TokenizerBase:
         self,
         first: list[int],
         second: list[int] | None,
-        offsets: tuple[list[Any], list[Any] | None] | None,
+        places: tuple[list[Any], list[Any] | None] | None,
         add_special_tokens: bool,
         trunc: str,
         max_length: int | None,
         want: dict[str, bool],
         stride: int = 0,
     ) -> dict[str, list[Any]]:
+        """One row: the (truncated) sequences with their special tokens, and the fields ``want`` asks for.
+        With ``places`` (each token's (start, end, word)), also ``_places``: (start, end, word, sequence) per
+        token, None for an added special token."""
         bos_id = self.bos_token_id
         use_bos = add_special_tokens and self.add_bos_token and bos_id is not None
         n_special = (2 if second is not None else 1) if use_bos else 0
@@ -1267,41 +1084,32 @@ class GPT2TokenizerBase:
             out["attention_mask"] = [1] * len(ids)
         if want["special_tokens_mask"]:
             out["special_tokens_mask"] = assemble([0] * len(first), None if second is None else [0] * len(second), 1, 1)
-        if offsets is not None:
-            off_first, off_second = self._truncate(offsets[0], offsets[1], trunc, max_length, n_special)
-            out["offset_mapping"] = assemble(off_first, off_second, (0, 0), (0, 0))
+        if places is not None:
+            at_first, at_second = self._truncate(places[0], places[1], trunc, max_length, n_special)
+            out["_places"] = assemble(
+                [(*p, 0) for p in at_first], None if at_second is None else [(*p, 1) for p in at_second], None, None
+            )
         return out
 
-    def _pad_example(self, example: dict[str, list[Any]], length: int, side: str) -> None:
-        missing = length - len(example["input_ids"])
-        if missing <= 0:
-            return
-        fill = {
+    def _pad_fill(self) -> dict[str, Any]:
+        """What each field is padded with."""
+        return {
             "input_ids": self.pad_token_id,
             "token_type_ids": self.pad_token_type_id,
             "attention_mask": 0,
             "special_tokens_mask": 1,
-            "offset_mapping": (0, 0),
+            "_places": None,
         }
-        for key, value in example.items():
-            if key in fill:
-                pad = [fill[key]] * missing
-                example[key] = pad + value if side == "left" else value + pad
 
     def _pad_batch(
         self, examples: list[dict[str, list[Any]]], pad: str, max_length: int | None, multiple: int | None, side: str
     ) -> None:
-        if pad == "do_not_pad" or not examples:
+        length = truncating.padded_length([len(e["input_ids"]) for e in examples], pad, max_length, multiple)
+        if length is None:
             return
-        if pad == "longest":
-            length = max(len(e["input_ids"]) for e in examples)
-        else:
-            assert max_length is not None
-            length = max_length
-        if multiple is not None and length % multiple:
-            length += multiple - length % multiple
+        fill = self._pad_fill()
         for example in examples:
-            self._pad_example(example, length, side)
+            truncating.pad_row(example, length, fill, side)
 
     # -- the call ----------------------------------------------------------------------------------------
 
@@ -1366,41 +1174,83 @@ class GPT2TokenizerBase:
             "attention_mask": bool(return_attention_mask) if return_attention_mask is not None else "attention_mask" in self.model_input_names,
             "special_tokens_mask": bool(return_special_tokens_mask),
         }
-        rows: list[dict[str, list[Any]]] = []
-        sample_of_row: list[int] = []
-        for sample, (first_text, second_text) in enumerate(examples):
-            if return_offsets_mapping:
-                first, first_off = self._offsets_one(first_text, is_split, split_special)
-                second, second_off = (None, None) if second_text is None else self._offsets_one(second_text, is_split, split_special)
-                offsets = (first_off, second_off)
-            else:
-                first = self._encode_one(first_text, is_split, split_special)
-                second = None if second_text is None else self._encode_one(second_text, is_split, split_special)
-                offsets = None
-            if overflowing:
-                new_rows = self._prepare_overflowing(first, second, offsets, add_special, trunc, max_length, stride, want)
-            else:
-                new_rows = [self._prepare(first, second, offsets, add_special, trunc, max_length, want, stride)]
-            rows += new_rows
-            sample_of_row += [sample] * len(new_rows)
-        self._pad_batch(rows, pad, max_length, pad_to_multiple_of, padding_side or self.padding_side)
+        side = padding_side or self.padding_side
+        options = (is_split, split_special, add_special, trunc, max_length, stride, overflowing, want, pad, pad_to_multiple_of, side)
+        rows, sample_of_row = self._rows(examples, options, align=return_offsets_mapping)
         if rows:
-            keys = list(rows[0])
+            keys = [k for k in rows[0] if k != "_places"]
         else:
             keys = ["input_ids"] + [k for k in ("token_type_ids", "attention_mask", "special_tokens_mask") if want[k]]
         data: dict[str, Any] = {key: [row[key] for row in rows] for key in keys}
+        encodings = None
+        if return_offsets_mapping:
+            data["offset_mapping"] = [[(0, 0) if p is None else (p[0], p[1]) for p in row["_places"]] for row in rows]
+            encodings = self._encodings_of(rows, examples, sample_of_row)
         if return_length:
             # The length after padding, like HF's fast tokenizer.
             data["length"] = [len(row["input_ids"]) for row in rows]
         if overflowing:
             data["overflow_to_sample_mapping"] = sample_of_row
         n_sequences = 2 if any(second is not None for _, second in examples) else 1
+        align = None
+        if self.is_fast and encodings is None:
+            align = functools.partial(self._align_later, examples, options, data["input_ids"])
         if batched or overflowing or tensor_type is not None:  # overflowing rows: a batch even for one text
-            return BatchEncoding(data, tensor_type=tensor_type, n_sequences=n_sequences)
-        # One example without tensors: plain lists (``length`` stays a one-item list, as in HF's fast tokenizer).
-        return BatchEncoding(
-            {key: (value if key == "length" else value[0]) for key, value in data.items()}, n_sequences=n_sequences
-        )
+            out = BatchEncoding(data, encodings, tensor_type=tensor_type, n_sequences=n_sequences, align=align)
+        else:
+            # One example without tensors: plain lists (``length`` stays a one-item list, as in HF's fast tokenizer).
+            out = BatchEncoding(
+                {key: (value if key == "length" else value[0]) for key, value in data.items()}, encodings,
+                n_sequences=n_sequences, align=align,
+            )
+        return out
+
+    def _rows(
+        self, examples: list[tuple[Any, Any]], options: tuple[Any, ...], align: bool
+    ) -> tuple[list[dict[str, list[Any]]], list[int]]:
+        """Encode, truncate, add special tokens to and pad each example: (rows, the example of each row).
+        With ``align``, each row also has ``_places`` (see :meth:`_prepare`)."""
+        is_split, split_special, add_special, trunc, max_length, stride, overflowing, want, pad, multiple, side = options
+        rows: list[dict[str, list[Any]]] = []
+        sample_of_row: list[int] = []
+        for sample, (first_text, second_text) in enumerate(examples):
+            if align:
+                first, first_at = self._places_one(first_text, is_split, split_special)
+                second, second_at = (None, None) if second_text is None else self._places_one(second_text, is_split, split_special)
+                places = (first_at, second_at)
+            else:
+                first = self._encode_one(first_text, is_split, split_special)
+                second = None if second_text is None else self._encode_one(second_text, is_split, split_special)
+                places = None
+            if overflowing:
+                new_rows = self._prepare_overflowing(first, second, places, add_special, trunc, max_length, stride, want)
+            else:
+                new_rows = [self._prepare(first, second, places, add_special, trunc, max_length, want, stride)]
+            rows += new_rows
+            sample_of_row += [sample] * len(new_rows)
+        self._pad_batch(rows, pad, max_length, multiple, side)
+        return rows, sample_of_row
+
+    def _encodings_of(
+        self, rows: list[dict[str, list[Any]]], examples: list[tuple[Any, Any]], sample_of_row: list[int]
+    ) -> list[Encoding]:
+        return [
+            Encoding(row["input_ids"], [self._id_to_token(i) for i in row["input_ids"]], row["_places"],
+                     1 if examples[sample][1] is None else 2)
+            for row, sample in zip(rows, sample_of_row)
+        ]
+
+    def _align_later(self, examples: list[tuple[Any, Any]], options: tuple[Any, ...], ids: Any) -> list[Encoding]:
+        """A BatchEncoding's alignment, computed when first asked for: the same call again, with each token's
+        place; it must give the ids the BatchEncoding was made with."""
+        rows, sample_of_row = self._rows(examples, options, align=True)
+        if [row["input_ids"] for row in rows] != ids:
+            raise RuntimeError(
+                "cannot align this BatchEncoding with its text: encoding the text again gives other ids (the "
+                "tokenizer was changed after the call, e.g. by add_tokens or add_prefix_space, or input_ids were "
+                "edited in place); call the tokenizer again"
+            )
+        return self._encodings_of(rows, examples, sample_of_row)
 
     def encode(
         self,
@@ -1481,6 +1331,225 @@ class GPT2TokenizerBase:
         if batched:
             return BatchEncoding({k: [r[k] for r in rows] for k in rows[0]}, tensor_type=tensor_type)
         return BatchEncoding(rows[0], tensor_type=tensor_type)
+
+    def _ids_argument(self, ids: Any, name: str) -> list[int]:
+        if isinstance(ids, str) or (isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], str)):
+            raise TextTypeError(
+                f"prepare_for_model takes token ids ({name}: a list of int), got text; encode text with tokenizer(text)"
+            )
+        if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple)):
+            raise TypeError(f"prepare_for_model takes one sequence of ids ({name}: a list of int), got a list of lists")
+        return self._id_list(ids)
+
+    def truncate_sequences(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        num_tokens_to_remove: int = 0,
+        truncation_strategy: str = "longest_first",
+        stride: int = 0,
+    ) -> tuple[list[int], list[int] | None, list[int]]:
+        """HF's Python truncation: (ids, pair_ids, overflowing tokens); see :func:`truncating.truncate_sequences`."""
+        strategy = getattr(truncation_strategy, "value", truncation_strategy)
+        if strategy not in TRUNCATION_STRATEGIES:
+            raise ValueError(f"truncation_strategy must be one of {', '.join(map(repr, TRUNCATION_STRATEGIES))}; got {strategy!r}")
+        return truncating.truncate_sequences(list(ids), None if pair_ids is None else list(pair_ids),
+                                             num_tokens_to_remove, strategy, stride, self.truncation_side)
+
+    def prepare_for_model(
+        self,
+        ids: Any,
+        pair_ids: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        prepend_batch_axis: bool = False,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Make model input of token ids (one sequence or a pair), as HF's ``prepare_for_model``: special tokens,
+        truncation, padding, the masks and tensors.
+
+        Both classes run HF's Python rules here, as both HF classes do: truncation is
+        :meth:`truncate_sequences` (a pair with ``longest_first`` may split its budget unlike a tokenizer
+        call), and ``return_overflowing_tokens`` gives ``overflowing_tokens`` (what was cut, plus ``stride``
+        tokens) and ``num_truncated_tokens``. Where HF logs an error and returns the ids untruncated (a
+        strategy that would empty its sequence), this raises ValueError.
+        """
+        if kwargs:
+            unknown = sorted(k for k in kwargs if k not in LOADER_OPTIONS)
+            if unknown:
+                raise TypeError(f"prepare_for_model got unexpected keyword arguments: {', '.join(unknown)}")
+        if return_offsets_mapping:
+            raise ValueError("prepare_for_model takes token ids, which carry no text, so it has no offsets to return")
+        tensor_type = check_tensor_type(return_tensors)
+        if padding_side is not None:
+            _side(padding_side, "padding_side")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+            raise ValueError(f"stride must be a non-negative int, got {stride!r}")
+        add_special = _as_bool(add_special_tokens, "add_special_tokens")
+        first = self._ids_argument(ids, "ids")
+        second = None if pair_ids is None else self._ids_argument(pair_ids, "pair_ids")
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        if return_token_type_ids and not add_special:
+            raise ValueError(
+                "return_token_type_ids=True needs add_special_tokens=True in prepare_for_model (as in HF: which "
+                "tokens are special decides the type ids)"
+            )
+        if _as_bool(return_overflowing_tokens, "return_overflowing_tokens"):
+            truncating.check_overflow(trunc, second is not None)
+        want_types = "token_type_ids" in self.model_input_names if return_token_type_ids is None else bool(return_token_type_ids)
+        want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else bool(return_attention_mask)
+        total = len(first) + len(second or []) + (self.num_special_tokens_to_add(pair=second is not None) if add_special else 0)
+        out: dict[str, Any] = {}
+        if trunc != "do_not_truncate" and max_length is not None and total > max_length:
+            first, second, overflow = self.truncate_sequences(first, second, total - max_length, trunc, stride)
+            if return_overflowing_tokens:
+                out["overflowing_tokens"], out["num_truncated_tokens"] = overflow, total - max_length
+        elif return_overflowing_tokens:
+            out["overflowing_tokens"], out["num_truncated_tokens"] = [], 0 if max_length is None else total - max_length
+        if add_special:
+            out["input_ids"] = self.build_inputs_with_special_tokens(first, second)
+            types = self.create_token_type_ids_from_sequences(first, second)
+            special = self.get_special_tokens_mask(first, second)
+        else:
+            out["input_ids"] = first + (second or [])
+            types = [0] * len(out["input_ids"])
+            special = [0] * len(out["input_ids"])
+        if want_types:
+            out["token_type_ids"] = types
+        if return_special_tokens_mask:
+            out["special_tokens_mask"] = special
+        if want_mask:
+            out["attention_mask"] = [1] * len(out["input_ids"])
+        self._pad_batch([out], pad, max_length, pad_to_multiple_of, padding_side or self.padding_side)
+        if return_length:
+            out["length"] = len(out["input_ids"])
+        return BatchEncoding(out, tensor_type=tensor_type, prepend_batch_axis=prepend_batch_axis,
+                             n_sequences=1 if second is None else 2)
+
+    # -- chat templates -----------------------------------------------------------------------------------
+
+    def get_chat_template(self, chat_template: str | None = None, tools: Any = None) -> str:
+        """The template :meth:`apply_chat_template` would use: ``chat_template`` (a template or the name of one
+        of this tokenizer's), else this tokenizer's (of named ones, "tool_use" when there are tools, else
+        "default"). :class:`~gpt2_multi.tokenization.chat.ChatTemplateError` (a ValueError) when there is none."""
+        return chat.select_template(chat.normalize_templates(self.chat_template), chat_template, tools)
+
+    def apply_chat_template(
+        self,
+        conversation: Any,
+        tools: Sequence[Any] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        tokenize: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = False,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Render a conversation with a chat template and (by default) tokenize it, as HF's ``apply_chat_template``.
+
+        ``conversation`` is a list of ``{"role": ..., "content": ...}`` messages, or a batch of such lists.
+        The template (see :mod:`gpt2_multi.tokenization.chat`) sees ``messages``, ``tools`` (JSON schemas;
+        functions with type hints and a Google-style docstring are converted), ``documents``,
+        ``add_generation_prompt``, the special tokens and ``**kwargs``. ``continue_final_message`` ends the
+        text inside the final message, so that generation continues it.
+
+        Returns the text (``tokenize=False``), the ids (default; special tokens are the template's job, so
+        none is added), or with ``return_dict=True`` the :class:`BatchEncoding`, where
+        ``return_assistant_tokens_mask=True`` adds ``assistant_masks``: 1 for the tokens inside the
+        template's ``{% generation %}`` blocks (needs GPT2TokenizerFast, as in HF).
+        """
+        for name, value in (("add_generation_prompt", add_generation_prompt), ("continue_final_message", continue_final_message),
+                            ("tokenize", tokenize), ("return_dict", return_dict),
+                            ("return_assistant_tokens_mask", return_assistant_tokens_mask)):
+            _as_bool(value, name)
+        if return_dict and not tokenize:
+            raise ValueError("return_dict=True needs tokenize=True (there is no BatchEncoding of an untokenized text)")
+        if return_assistant_tokens_mask and not return_dict:
+            raise ValueError("return_assistant_tokens_mask=True needs return_dict=True (the mask is a field of it)")
+        if continue_final_message and add_generation_prompt:
+            raise ValueError(
+                "continue_final_message and add_generation_prompt do not go together: the first continues the final "
+                "message, the second starts a new assistant turn"
+            )
+        if continue_final_message and return_assistant_tokens_mask:
+            raise ValueError("continue_final_message=True does not go with return_assistant_tokens_mask=True")
+        if return_assistant_tokens_mask and not self.is_fast:
+            raise ValueError(
+                "return_assistant_tokens_mask=True needs the token-to-text alignment of GPT2TokenizerFast "
+                f"({type(self).__name__} has none, like HF's slow tokenizers)"
+            )
+        template = self.get_chat_template(chat_template, tools)
+        if return_assistant_tokens_mask and not re.search(r"\{%-?\s*generation\s*-?%\}", template):
+            logger.warning("return_assistant_tokens_mask=True, but the chat template has no {%% generation %%} block: "
+                           "the mask is all zeros")
+        conversations, batched = self._conversations(conversation)
+        for document in documents or ():
+            if not isinstance(document, Mapping):
+                raise TypeError(f"documents must be dicts (e.g. with 'title' and 'text'), got {type(document).__name__}")
+        variables = {**{k: str(v) if not isinstance(v, list) else [str(t) for t in v]
+                        for k, v in self.special_tokens_map.items()}, **kwargs}
+        texts, spans = chat.render(
+            template, conversations, tools=chat.tool_schemas(tools), documents=None if documents is None else list(documents),
+            add_generation_prompt=add_generation_prompt, continue_final_message=continue_final_message, variables=variables,
+        )
+        if not tokenize:
+            return texts if batched else texts[0]
+        encoded = self(
+            texts if batched else texts[0], padding=padding, truncation=truncation, max_length=max_length,
+            add_special_tokens=False, return_tensors=return_tensors, **dict(tokenizer_kwargs or {}),
+        )
+        if not return_dict:
+            return encoded["input_ids"]
+        if return_assistant_tokens_mask:
+            if len(encoded.encodings) != len(texts):
+                raise ValueError("return_assistant_tokens_mask=True does not go with return_overflowing_tokens=True")
+            masks = [chat.assistant_mask(row, row_spans) for row, row_spans in zip(encoded.encodings, spans)]
+            encoded["assistant_masks"] = masks if batched or return_tensors is not None else masks[0]
+            if return_tensors is not None:
+                encoded.convert_to_tensors(return_tensors)
+        return encoded
+
+    @staticmethod
+    def _conversations(conversation: Any) -> tuple[list[Any], bool]:
+        """(the conversations, batched?) of apply_chat_template's first argument, checked."""
+        def is_chat(value: Any) -> bool:
+            return hasattr(value, "messages") or (
+                isinstance(value, (list, tuple)) and all(isinstance(m, Mapping) for m in value)
+            )
+
+        if hasattr(conversation, "messages"):
+            return [conversation], False
+        if isinstance(conversation, (list, tuple)) and conversation and not isinstance(conversation[0], Mapping):
+            for i, chat_ in enumerate(conversation):
+                if not is_chat(chat_):
+                    raise TypeError(f"conversation[{i}] must be a list of messages (dicts), got {type(chat_).__name__}")
+            return list(conversation), True
+        if not is_chat(conversation):
+            raise TypeError(
+                "apply_chat_template takes a list of messages such as [{'role': 'user', 'content': 'Hi'}], or a batch "
+                f"of such lists; got {type(conversation).__name__}"
+            )
+        return [conversation], False
 
     # -- decoding -------------------------------------------------------------------------------------------
 
@@ -1636,12 +1705,41 @@ class GPT2TokenizerBase:
                 config[key] = value
         return dict(sorted(config.items()))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, ...]:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> tuple[str, ...]:
         """Write HF's tokenizer files to ``save_directory``; returns the paths written.
 
-        vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json, added_tokens.json
-        (only if tokens were added beyond the base vocabulary) and, for the fast tokenizer, tokenizer.json.
+        tokenizer_config.json and special_tokens_map.json, then HF's ``legacy_format`` choice:
+
+        * None (default): both formats: vocab.json, merges.txt, added_tokens.json (only if tokens were
+          added beyond the base vocabulary) and, for the fast tokenizer, tokenizer.json;
+        * True: only the first three (what HF's slow tokenizer reads);
+        * False: only tokenizer.json (fast tokenizer only, as in HF).
+
+        Chat templates go to chat_template.jinja and additional_chat_templates/NAME.jinja, or with
+        ``save_jinja_files=False`` into tokenizer_config.json (HF's older layout).
+
+        Every file is written atomically. ``push_to_hub`` is refused (this package does not reach the hub);
+        other keywords (HF passes them on to the hub upload) are ignored.
         """
+        if legacy_format not in (None, True, False):
+            raise ValueError(f"legacy_format must be None, True or False, got {legacy_format!r}")
+        if legacy_format is False and not self.is_fast:
+            raise ValueError(
+                f"legacy_format=False writes only tokenizer.json, which {type(self).__name__} does not write "
+                "(as in HF, only fast tokenizers can); save with GPT2TokenizerFast, or with legacy_format=None"
+            )
+        if push_to_hub:
+            raise NotImplementedError(
+                "push_to_hub=True: gpt2-multi does not upload to the Hugging Face hub; save to a directory and "
+                "upload it with `huggingface-cli upload`"
+            )
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
             raise NotADirectoryError(f"save_directory {str(directory)!r} exists and is not a directory")
@@ -1649,8 +1747,19 @@ class GPT2TokenizerBase:
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         written: list[str] = []
         config_path = directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
-        atomic_write_text(config_path, json.dumps(self._tokenizer_config(), indent=2, ensure_ascii=False) + "\n")
+        save_jinja_files = kwargs.get("save_jinja_files", True)
+        config = self._tokenizer_config()
+        templates = chat.normalize_templates(self.chat_template)
+        if not save_jinja_files and templates is not None:
+            config["chat_template"] = chat.config_value(templates)
+        atomic_write_text(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         written.append(str(config_path))
+        if save_jinja_files:
+            for name, text in chat.template_files(templates, prefix).items():
+                path = directory / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, text)
+                written.append(str(path))
         special_map: dict[str, Any] = {
             name: self._token_json(token) for name, token in sorted(self._special.items()) if token is not None
         }
@@ -1659,13 +1768,15 @@ class GPT2TokenizerBase:
         map_path = directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
         atomic_write_text(map_path, json.dumps(special_map, indent=2, ensure_ascii=False) + "\n")
         written.append(str(map_path))
-        written.extend(self.save_vocabulary(directory, filename_prefix))
-        extra = {t.content: i for i, t in sorted(self._added.items()) if t.content not in self.encoder}
-        if extra:
-            added_path = directory / f"{prefix}{ADDED_TOKENS_FILE}"
-            atomic_write_text(added_path, json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-            written.append(str(added_path))
-        written.extend(self._save_extra(directory, prefix))
+        if legacy_format is not False:
+            written.extend(self.save_vocabulary(directory, filename_prefix))
+            extra = {t.content: i for i, t in sorted(self._added.items()) if t.content not in self.encoder}
+            if extra:
+                added_path = directory / f"{prefix}{ADDED_TOKENS_FILE}"
+                atomic_write_text(added_path, json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+                written.append(str(added_path))
+        if legacy_format is not True:
+            written.extend(self._save_extra(directory, prefix))
         return tuple(written)
 
     def _save_extra(self, directory: Path, prefix: str) -> list[str]:
@@ -1749,6 +1860,9 @@ class GPT2TokenizerBase:
             if int(index) not in added:
                 added[int(index)] = AddedToken(content, special=False)
         init["added_tokens_decoder"] = added
+        templates = chat.read_templates(directory, config.get("chat_template"))
+        if templates is not None:
+            init["chat_template"] = templates
         vocab_path, merges_path = directory / bpe.VOCAB_FILE, directory / bpe.MERGES_FILE
         if vocab_path.is_file() and merges_path.is_file():
             init["vocab_file"], init["merges_file"] = str(vocab_path), str(merges_path)

@@ -5,8 +5,9 @@
   token); tiktoken's rank-ordered BPE gives the same ids as the merges-ordered BPE for this
   vocabulary (checked by the tests and the benchmark). Any other vocabulary uses the Rust
   ``tokenizers`` BPE, which is HF's own fast engine.
-* offsets (``return_offsets_mapping=True``) and ``tokenizer.json``: a ``tokenizers.Tokenizer`` that
-  mirrors this tokenizer's state (added tokens, ``add_prefix_space``), built on first use.
+* each token's characters and word (``return_offsets_mapping=True``, a BatchEncoding's alignment
+  methods) and ``tokenizer.json``: a ``tokenizers.Tokenizer`` that mirrors this tokenizer's state
+  (added tokens, ``add_prefix_space``), built on first use.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
                                                           unk_token=self._unk_for_missing_bytes()))
         return self._rust_cache[1]
 
-    def _offsets_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int]]]:
+    def _places_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int, int]]]:
         if is_split:
             for word in value:
                 self._check_encodable(word)
@@ -212,7 +213,7 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
         rust = self.backend_tokenizer
         rust.encode_special_tokens = split_special
         encoding = rust.encode(value, is_pretokenized=is_split, add_special_tokens=False)
-        return list(encoding.ids), [tuple(o) for o in encoding.offsets]
+        return list(encoding.ids), [(start, end, word) for (start, end), word in zip(encoding.offsets, encoding.word_ids)]
 
     # -- saving/loading -------------------------------------------------------------------------------
 
