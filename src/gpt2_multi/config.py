@@ -294,11 +294,36 @@ class GPT2Config:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigError(f"{key} must be a non-negative int or None, got {value!r}")
+        self._check_pruned_heads()
         eos = self.eos_token_id
         eos_list = eos if isinstance(eos, list) else [eos]
         for value in eos_list:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigError(f"eos_token_id must be a non-negative int, a list of them, or None, got {eos!r}")
+
+    def _check_pruned_heads(self) -> None:
+        """``pruned_heads``: layer -> the heads pruned from it (JSON's string keys become ints, as in HF)."""
+        value = self.pruned_heads
+        if not isinstance(value, dict):
+            raise ConfigError(f"pruned_heads must be a dict of layer -> list of heads, got {type(value).__name__}")
+        out: dict[int, list[int]] = {}
+        for key, heads in value.items():
+            try:
+                layer = int(key)
+            except (TypeError, ValueError):
+                raise ConfigError(f"pruned_heads keys must be layer indices, got {key!r}") from None
+            if not 0 <= layer < self.n_layer:
+                raise ConfigError(f"pruned_heads names layer {layer}, but the model has layers 0..{self.n_layer - 1}")
+            if not isinstance(heads, (list, tuple, set)) or not all(isinstance(h, int) and not isinstance(h, bool) for h in heads):
+                raise ConfigError(f"pruned_heads[{layer}] must be a list of head indices, got {heads!r}")
+            bad = [h for h in heads if not 0 <= h < self.n_head]
+            if bad:
+                raise ConfigError(f"pruned_heads[{layer}] names head {bad[0]}, but a layer has heads 0..{self.n_head - 1}")
+            if len(set(heads)) >= self.n_head:
+                raise ConfigError(f"pruned_heads[{layer}] prunes all {self.n_head} heads; a layer keeps at least one")
+            if heads:
+                out[layer] = sorted(set(heads))
+        object.__setattr__(self, "pruned_heads", out)
 
     # ------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict[str, Any]:

@@ -208,3 +208,14 @@ def warn_summary_pooling(config: object) -> None:
     summary_type = getattr(config, "summary_type", None)
     if summary_type in ("last", "first", "mean"):
         _warn_summary_pooling_once(summary_type)
+
+
+def check_unpruned(config: object, framework: str) -> None:
+    """TensorFlow and Flax build every layer with ``n_head`` heads: a config with ``pruned_heads`` (written by
+    PyTorch's ``prune_heads``) is refused with this one message, as HF's TF and Flax classes cannot prune either."""
+    pruned = getattr(config, "pruned_heads", None)
+    if pruned:
+        raise NotImplementedError(
+            f"this config has pruned attention heads ({pruned}); {framework} models keep every head, as in HF, "
+            "so a pruned model runs in PyTorch only (gpt2_multi.pt)"
+        )

@@ -65,10 +65,11 @@ def body_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {"wte.weight": (config.vocab_size, e), "wpe.weight": (config.n_positions, e)}
     for i in range(config.n_layer):
         p = f"h.{i}."
+        a = (config.n_head - len(config.pruned_heads.get(i, ()))) * config.head_dim  # narrower where heads are pruned
         shapes.update({
             p + "ln_1.weight": (e,), p + "ln_1.bias": (e,),
-            p + "attn.c_attn.weight": (e, 3 * e), p + "attn.c_attn.bias": (3 * e,),
-            p + "attn.c_proj.weight": (e, e), p + "attn.c_proj.bias": (e,),
+            p + "attn.c_attn.weight": (e, 3 * a), p + "attn.c_attn.bias": (3 * a,),
+            p + "attn.c_proj.weight": (a, e), p + "attn.c_proj.bias": (e,),
             p + "ln_2.weight": (e,), p + "ln_2.bias": (e,),
         })
         if config.add_cross_attention:

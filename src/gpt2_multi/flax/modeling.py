@@ -470,6 +470,7 @@ class FlaxGPT2PreTrainedModel:
                  dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32, remat: bool = False, _do_init: bool = True):
         if not isinstance(config, GPT2Config):
             raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
+        validation.check_unpruned(config, "Flax")
         self.config = config
         self.dtype = dtype
         self.param_dtype = param_dtype

@@ -204,6 +204,11 @@ class StaticCache(Cache):
 
     def _allocate(self, batch: int, device: Any, dtype: torch.dtype) -> None:
         cfg = self.config
+        if getattr(cfg, "pruned_heads", None):
+            raise ValueError(
+                f"a StaticCache holds n_head={cfg.n_head} heads in every layer, but this model's heads are pruned "
+                f"({cfg.pruned_heads}); use a DynamicCache (generate: cache_implementation='dynamic')"
+            )
         shape = (cfg.n_layer, batch, cfg.n_head, self.max_cache_len, cfg.n_embd // cfg.n_head)
         self.key_buffer = torch.zeros(shape, dtype=dtype, device=device)
         self.value_buffer = torch.zeros(shape, dtype=dtype, device=device)

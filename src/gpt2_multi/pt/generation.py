@@ -548,6 +548,13 @@ class GenerationMixin:
             raise ValueError("a streamer cannot be used with beam search (the beams change their past): set num_beams=1")
 
         compiled = compile or cache_implementation == "static"
+        if self.config.pruned_heads:  # layers of different widths: only the growing cache holds them
+            if compiled:
+                raise ValueError(
+                    "this model's heads are pruned (config.pruned_heads), so its layers differ in width and the static "
+                    "cache cannot hold them: use cache_implementation='dynamic' (the default for pruned models)"
+                )
+            cache_implementation = "dynamic"
         if compiled and self.training:
             raise ValueError("compile=True runs the blocks without dropout: call model.eval() first")
         if not config.use_cache or cache_implementation == "dynamic":

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -83,6 +85,19 @@ class Conv1D(nn.Module):
 
     def extra_repr(self) -> str:
         return f"nf={self.nf}, nx={self.nx}"
+
+
+def _sliced_conv1d(layer: Conv1D, index: torch.Tensor, dim: int) -> Conv1D:
+    """A new Conv1D with the inputs (``dim=0``) or outputs (``dim=1``) of ``layer`` at ``index``."""
+    weight = layer.weight.detach().index_select(dim, index).clone()
+    bias = layer.bias.detach().clone() if dim == 0 else layer.bias.detach()[index].clone()
+    out = Conv1D(weight.shape[1], weight.shape[0]).to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+    out.weight.requires_grad_(layer.weight.requires_grad)
+    out.bias.requires_grad_(layer.bias.requires_grad)
+    return out
 
 
 # ---------------------------------------------------------------------------------- attention
@@ -184,21 +199,47 @@ class GPT2Attention(nn.Module):
         self.head_dim = config.head_dim
         self.layer_idx = layer_idx
         self.is_cross_attention = is_cross_attention
+        # Heads pruned from this layer (HF's original numbering): a checkpoint of a pruned model is built pruned.
+        self.pruned_heads: set[int] = set() if is_cross_attention else set(config.pruned_heads.get(layer_idx, ()))
+        self.num_heads = config.n_head - len(self.pruned_heads)
+        self.split_size = self.num_heads * self.head_dim  # the width of q, k and v: n_embd unless pruned
         if is_cross_attention:
             self.c_attn = Conv1D(2 * self.embed_dim, self.embed_dim)
             self.q_attn = Conv1D(self.embed_dim, self.embed_dim)
         else:
-            self.c_attn = Conv1D(3 * self.embed_dim, self.embed_dim)
-        self.c_proj = Conv1D(self.embed_dim, self.embed_dim)
+            self.c_attn = Conv1D(3 * self.split_size, self.embed_dim)
+        self.c_proj = Conv1D(self.embed_dim, self.split_size)
         self.attn_dropout = nn.Dropout(config.attn_pdrop)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, E) -> (B, H, T, D)
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, T, D) -> (B, T, E)
+    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, T, D) -> (B, T, H * D)
         x = x.transpose(1, 2).contiguous()
-        return x.view(*x.shape[:-2], self.embed_dim)
+        return x.view(*x.shape[:-2], self.split_size)
+
+    def prune_heads(self, heads: Iterable[int]) -> None:
+        """Remove self-attention heads (HF's original numbering; heads already pruned are skipped): the
+        q, k, v columns of ``c_attn`` and the rows of ``c_proj`` that belong to them go."""
+        if self.is_cross_attention:
+            raise ValueError("heads are pruned from self-attention only (as in HF)")
+        heads = set(heads) - self.pruned_heads
+        if not heads:
+            return
+        current = [h for h in range(self.config.n_head) if h not in self.pruned_heads]
+        keep = [i for i, h in enumerate(current) if h not in heads]
+        if not keep:
+            raise ValueError(f"pruning heads {sorted(heads)} would leave layer {self.layer_idx} with no head")
+        d = self.head_dim
+        device = self.c_attn.weight.device
+        columns = torch.tensor([i * d + j for i in keep for j in range(d)], device=device)
+        qkv = torch.cat([columns + k * self.split_size for k in range(3)])
+        self.c_attn = _sliced_conv1d(self.c_attn, qkv, dim=1)
+        self.c_proj = _sliced_conv1d(self.c_proj, columns, dim=0)
+        self.num_heads = len(keep)
+        self.split_size = self.num_heads * d
+        self.pruned_heads |= heads
 
     def forward(
         self,
@@ -225,7 +266,7 @@ class GPT2Attention(nn.Module):
             query = self.q_attn(hidden_states)
             key, value = self.c_attn(encoder_hidden_states).split(self.embed_dim, dim=2)
         else:
-            query, key, value = self.c_attn(hidden_states).split(self.embed_dim, dim=2)
+            query, key, value = self.c_attn(hidden_states).split(self.split_size, dim=2)
         query, key, value = self._split_heads(query), self._split_heads(key), self._split_heads(value)
         key, value = write_cache(layer_past, key, value, cache_index, cache_length)
         present = (key, value) if use_cache else None
@@ -426,6 +467,29 @@ class GPT2PreTrainedModel(nn.Module):
 
             enable_legacy_checkpointing(self)
 
+    # ---------------------------------------------------------------- head pruning (deprecated, as in HF)
+    def prune_heads(self, heads_to_prune: dict[int, Iterable[int]]) -> None:
+        """Remove attention heads: ``{layer: [head, ...]}`` in HF's original numbering (deprecated).
+
+        The union with what was pruned before is recorded in ``config.pruned_heads``, so a saved pruned
+        model loads pruned. PyTorch only, as in HF (its TF and Flax classes cannot prune); pruned models
+        decode with the dynamic cache (``cache_implementation="static"`` and ``compile=True`` need every
+        layer to have ``n_head`` heads).
+        """
+        warnings.warn(
+            "prune_heads is deprecated: HF transformers 4.x has it, v5 removes it; mask heads with head_mask instead",
+            FutureWarning, stacklevel=2,
+        )
+        if not isinstance(heads_to_prune, dict):
+            raise TypeError(f"heads_to_prune must be a dict of layer -> heads, got {type(heads_to_prune).__name__}")
+        merged = {layer: set(heads) for layer, heads in self.config.pruned_heads.items()}
+        for layer, heads in heads_to_prune.items():
+            merged.setdefault(int(layer), set()).update(int(h) for h in heads)
+        proposed = self.config.copy(pruned_heads={layer: sorted(heads) for layer, heads in merged.items()})
+        for layer, heads in heads_to_prune.items():
+            self.base_model.h[int(layer)].attn.prune_heads(heads)
+        self.config.pruned_heads = proposed.pruned_heads  # checked by copy(): layers, heads, one head kept
+
     # ---------------------------------------------------------------- embeddings
     @property
     def base_model(self) -> GPT2Model:
@@ -585,7 +649,12 @@ class GPT2Model(GPT2PreTrainedModel):
         head_mask = head_mask.to(dtype=self.wte.weight.dtype)
         if head_mask.dim() == 1:
             head_mask = head_mask.expand(n_layer, n_head)
-        return [head_mask[i].view(1, n_head, 1, 1) for i in range(n_layer)]
+        masks = []
+        for i, block in enumerate(self.h):
+            kept = [h for h in range(n_head) if h not in block.attn.pruned_heads]
+            row = head_mask[i] if len(kept) == n_head else head_mask[i, kept]  # a pruned layer: its heads' entries
+            masks.append(row.view(1, len(kept), 1, 1))
+        return masks
 
     def _check_inputs(self, input_ids, inputs_embeds, token_type_ids, position_ids, past_key_values, batch, seq, past_length):
         cfg = self.config
@@ -595,10 +664,10 @@ class GPT2Model(GPT2PreTrainedModel):
             _check_ids(token_type_ids, cfg.vocab_size, "token_type_ids")
         if past_key_values is not None and len(past_key_values):
             validation.check_cache_layers(len(past_key_values), cfg.n_layer)
-            expected = (batch, cfg.n_head, past_length, cfg.head_dim)
             for i, layer in enumerate(past_key_values):
                 if len(layer) != 2:
                     raise validation.InputError(f"past_key_values[{i}] must be a (key, value) pair, got {len(layer)} entries")
+                expected = (batch, self.h[i].attn.num_heads, past_length, cfg.head_dim)
                 for name, t in zip(("key", "value"), layer):
                     validation.check_cache_shape(i, name, tuple(t.shape), expected, "(batch, n_head, past_length, head_dim)")
         if position_ids is None:

@@ -353,6 +353,7 @@ class TFGPT2PreTrainedModel(keras.Model):
             config = GPT2Config.from_dict(config)
         if not isinstance(config, GPT2Config):
             raise TypeError(f"config must be a GPT2Config (or its dict), got {type(config).__name__}")
+        validation.check_unpruned(config, "TensorFlow")
         self.config = config
         # HF's TF contract lets the first argument be a dict, a list of inputs or a nested list of ids.
         self._allow_non_tensor_positional_args = True
