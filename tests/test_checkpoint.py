@@ -140,6 +140,24 @@ def test_h5_datasets_are_memory_mapped_copy_on_write(tmp_path):
     assert tf_h5.load(path)["transformer.wte.weight"][0, 0] == reference["transformer.wte.weight"][0, 0]
 
 
+def test_written_h5_datasets_start_on_64_byte_boundaries(tmp_path):
+    """Every dataset of our tf_model.h5 starts on a 64-byte boundary, odd sizes included, so the loaded memory maps are
+    aligned as in HF's files (PyTorch's kernels give other last bits on misaligned views)."""
+    import h5py
+
+    from gpt2_multi.checkpoint import tf_h5
+
+    source = load_checkpoint(checkpoint_dir("double", "safetensors"))
+    save_checkpoint(tmp_path, source.tensors, source.config, format="tf")
+    offsets = {}
+    with h5py.File(tmp_path / "tf_model.h5", "r") as f:
+        f.visititems(lambda name, obj: offsets.update({name: obj.id.get_offset()}) if isinstance(obj, h5py.Dataset) else None)
+    assert len(offsets) == len(source.tensors) and all(o is not None for o in offsets.values())
+    assert {name: o % 64 for name, o in offsets.items() if o % 64} == {}
+    loaded = tf_h5.load(tmp_path / "tf_model.h5")
+    assert {k: v.ctypes.data % 64 for k, v in loaded.items() if v.ctypes.data % 64} == {}
+
+
 def test_h5_big_endian_datasets_load_as_native(tmp_path):
     """A tf_model.h5 written with big-endian floats (another writer) loads with native byte order, same values."""
     import h5py

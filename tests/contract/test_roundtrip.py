@@ -68,13 +68,7 @@ def _save_params():
 
 
 #: (A, B, source, format) -> why B's outputs on A's save are not exactly its outputs on the original
-KNOWN_DIFFERENCES = {
-    # PyTorch only writes safetensors and pytorch_model.bin: its tf_model.h5 comes from convert
-    ("pt", "pt", "double", "tf"): "PyTorch's numbers depend on where the loaded tensors lie in memory: the (1, 32) "
-                                  "multiple_choice_head.summary.weight read from a tf_model.h5 written by "
-                                  "checkpoint.convert is a view 4 bytes past a 64-byte boundary (HF's and save_pretrained's "
-                                  "files: aligned), and one mc_logits entry moves by 1 ulp; the parameters are bit-identical",
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str, str, str], str] = {}  # none today; a new entry is a strict xfail
 
 
 def _pair_params():

@@ -81,7 +81,9 @@ def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], architecture: 
         tf_name = layout.pt_to_tf_name(name)
         top = tf_name.split("/", 1)[0]
         groups.setdefault(top, []).append((f"{scope}/{tf_name}", layout.pt_to_tf_array(name, np.asarray(value))))
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    # Every dataset starts on a 64-byte boundary, so the memory maps that loading makes from it are aligned as
+    # HF's and Keras' own files are: PyTorch's kernels take other code paths on misaligned views (1 ulp apart).
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", alignment_threshold=1, alignment_interval=64) as handle:
         handle.attrs["backend"] = "tensorflow"
         handle.attrs["keras_version"] = "2.15.0"
         handle.attrs["layer_names"] = np.array([k.encode() for k in sorted(groups)], dtype=object)
