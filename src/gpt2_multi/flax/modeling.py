@@ -18,8 +18,8 @@ H n_head, D head_dim, V vocab_size, C choices (double heads).
 
 The parameter tree mirrors HF's Flax GPT-2 (``transformer/h/0/attn/c_attn/kernel`` ...; Conv1D kernels
 stored (out, in), Dense kernels (in, out)), so HF's ``flax_model.msgpack`` and the shared name map
-(``gpt2_multi.checkpoint.layout.pt_to_flax_path``) address it directly. Every parameter carries logical
-axis names from :mod:`gpt2_multi.flax.sharding`.
+(``gpt2_multi.checkpoint.layout.pt_to_flax_path``) address it directly. The modules carry no sharding
+annotations: :mod:`gpt2_multi.flax.sharding` maps parameter paths to logical axes (a regex table).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from gpt2_multi.flax.outputs import (
     FlaxSequenceClassifierOutputWithPast,
     FlaxTokenClassifierOutput,
 )
-from gpt2_multi.flax.sharding import axes_for
+from gpt2_multi.flax.sharding import param_logical_axes
 from gpt2_multi.validation import InputError
 
 Dtype = Any
@@ -59,15 +59,11 @@ from gpt2_multi.flax.activations import get_activation  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- Conv1D
-def _init(config: GPT2Config, parent: str, leaf: str) -> Callable:
-    """The initialiser of one parameter, with its logical axes attached."""
+def _init(config: GPT2Config, leaf: str) -> Callable:
+    """The initialiser of a ``kernel`` / ``embedding`` (HF's normal draw), a LayerNorm ``scale`` (ones) or a ``bias`` (zeros)."""
     if leaf in ("kernel", "embedding"):
-        base = nn.initializers.normal(stddev=config.initializer_range)
-    elif leaf == "scale":
-        base = nn.initializers.ones
-    else:
-        base = nn.initializers.zeros
-    return nn.with_logical_partitioning(base, axes_for(parent, leaf))
+        return nn.initializers.normal(stddev=config.initializer_range)
+    return nn.initializers.ones if leaf == "scale" else nn.initializers.zeros
 
 
 class FlaxConv1D(nn.Module):
@@ -75,27 +71,25 @@ class FlaxConv1D(nn.Module):
 
     features: int
     config: GPT2Config
-    axes_name: str  # key into sharding.PARAM_AXES: "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        kernel = self.param("kernel", _init(self.config, self.axes_name, "kernel"), (self.features, x.shape[-1]), self.param_dtype)
-        bias = self.param("bias", _init(self.config, self.axes_name, "bias"), (self.features,), self.param_dtype)
+        kernel = self.param("kernel", _init(self.config, "kernel"), (self.features, x.shape[-1]), self.param_dtype)
+        bias = self.param("bias", _init(self.config, "bias"), (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         return jnp.einsum("...i,oi->...o", x, kernel) + bias
 
 
 def _dense(config: GPT2Config, features: int, name: str, dtype: Dtype, param_dtype: Dtype, use_bias: bool = True) -> nn.Dense:
     return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
-                    kernel_init=_init(config, name, "kernel"), bias_init=_init(config, name, "bias") if use_bias else nn.initializers.zeros)
+                    kernel_init=_init(config, "kernel"), bias_init=_init(config, "bias"))
 
 
-def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype, axes_name: str | None = None) -> nn.LayerNorm:
-    axes_name = axes_name or name  # the key into sharding.PARAM_AXES (ln_cross_attn shares ln_1's axes)
+def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name,
-                        scale_init=_init(config, axes_name, "scale"), bias_init=_init(config, axes_name, "bias"))
+                        scale_init=_init(config, "scale"), bias_init=_init(config, "bias"))
 
 
 # ---------------------------------------------------------------------------------- attention
@@ -216,12 +210,11 @@ class FlaxGPT2Attention(nn.Module):
     def setup(self) -> None:
         e = self.config.n_embd
         if self.is_cross_attention:
-            # q_attn is another column-parallel projection, so it takes c_attn's logical axes
-            self.c_attn = FlaxConv1D(2 * e, self.config, "c_attn", self.dtype, self.param_dtype)
-            self.q_attn = FlaxConv1D(e, self.config, "c_attn", self.dtype, self.param_dtype)
+            self.c_attn = FlaxConv1D(2 * e, self.config, self.dtype, self.param_dtype)
+            self.q_attn = FlaxConv1D(e, self.config, self.dtype, self.param_dtype)
         else:
-            self.c_attn = FlaxConv1D(3 * e, self.config, "c_attn", self.dtype, self.param_dtype)
-        self.c_proj = FlaxConv1D(e, self.config, "attn.c_proj", self.dtype, self.param_dtype)
+            self.c_attn = FlaxConv1D(3 * e, self.config, self.dtype, self.param_dtype)
+        self.c_proj = FlaxConv1D(e, self.config, self.dtype, self.param_dtype)
         self.attn_dropout = nn.Dropout(rate=self.config.attn_pdrop)
         self.resid_dropout = nn.Dropout(rate=self.config.resid_pdrop)
 
@@ -309,8 +302,8 @@ class FlaxGPT2MLP(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def setup(self) -> None:
-        self.c_fc = FlaxConv1D(self.config.inner_dim, self.config, "c_fc", self.dtype, self.param_dtype)
-        self.c_proj = FlaxConv1D(self.config.n_embd, self.config, "mlp.c_proj", self.dtype, self.param_dtype)
+        self.c_fc = FlaxConv1D(self.config.inner_dim, self.config, self.dtype, self.param_dtype)
+        self.c_proj = FlaxConv1D(self.config.n_embd, self.config, self.dtype, self.param_dtype)
         self.act = get_activation(self.config.activation_function)
         self.dropout = nn.Dropout(rate=self.config.resid_pdrop)
 
@@ -340,7 +333,7 @@ class FlaxGPT2Block(nn.Module):
         if self.config.add_cross_attention:
             self.crossattention = FlaxGPT2Attention(self.config, self.layer_idx, self.dtype, self.param_dtype,
                                                     is_cross_attention=True)
-            self.ln_cross_attn = _layer_norm(self.config, "ln_cross_attn", self.dtype, self.param_dtype, axes_name="ln_1")
+            self.ln_cross_attn = _layer_norm(self.config, "ln_cross_attn", self.dtype, self.param_dtype)
 
     def __call__(self, hidden_states, attention_mask=None, layer_head_mask=None, deterministic=True,
                  init_cache=False, output_attentions=False, encoder_hidden_states=None, encoder_attention_mask=None):
@@ -548,9 +541,8 @@ class FlaxGPT2PreTrainedModel:
         return nn.meta.unbox(abstract["params"])
 
     def logical_axes(self) -> dict:
-        """``PartitionSpec`` of logical axis names for every parameter (from the modules' annotations)."""
-        abstract = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), **self._dummy_inputs(self._input_shape)))
-        return nn.get_partition_spec(abstract["params"])
+        """``PartitionSpec`` of logical axis names for every parameter (the path regexes of :mod:`gpt2_multi.flax.sharding`)."""
+        return param_logical_axes(self.params_shape_tree())
 
     def num_parameters(self, params: Any = None) -> int:
         return int(sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(self._params_or(params))))
@@ -826,9 +818,9 @@ class FlaxGPT2Module(nn.Module):
 
     def setup(self) -> None:
         cfg = self.config
-        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=_init(cfg, "wte", "embedding"),
+        self.wte = nn.Embed(cfg.vocab_size, cfg.n_embd, embedding_init=_init(cfg, "embedding"),
                             dtype=self.dtype, param_dtype=self.param_dtype)
-        self.wpe = nn.Embed(cfg.n_positions, cfg.n_embd, embedding_init=_init(cfg, "wpe", "embedding"),
+        self.wpe = nn.Embed(cfg.n_positions, cfg.n_embd, embedding_init=_init(cfg, "embedding"),
                             dtype=self.dtype, param_dtype=self.param_dtype)
         self.dropout = nn.Dropout(rate=cfg.embd_pdrop)
         self.h = FlaxGPT2BlockCollection(cfg, self.dtype, self.param_dtype, self.remat)

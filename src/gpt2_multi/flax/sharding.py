@@ -1,8 +1,10 @@
-"""Partitioning: the logical axis of every parameter and the rules that map logical axes onto a mesh.
+"""Partitioning as data: regexes over parameter paths give logical axes, and rules map logical axes onto a mesh.
 
-Every parameter of the Flax modules carries logical axis names (``nn.with_logical_partitioning``);
-the names come from :data:`PARAM_AXES` below, the one table, so that a plain ``params``
-pytree (what ``from_pretrained`` returns) can be partitioned from its paths alone.
+The modules carry no sharding annotations. :data:`PARAM_AXES` is the one table: pairs of
+``(regex, logical axes)`` matched (``re.search``, first match wins) against each parameter's path in the
+params pytree joined with ``/`` (``transformer/h/0/mlp/c_fc/kernel``), in the style of EasyLM's
+``match_partition_rules``. A plain ``params`` pytree (what ``from_pretrained`` returns, or an optimizer
+state shaped like it) is partitioned from its paths alone; a path no regex matches raises with the path.
 
 Logical axes::
 
@@ -15,19 +17,19 @@ Logical axes::
     mlp        the MLP width (n_inner)
     labels     a head's output classes
 
-Rules are data: a tuple of ``(logical name, mesh axis or None)`` pairs, as
+Rules are data too: a tuple of ``(logical name, mesh axis or None)`` pairs, as
 ``flax.linen.logical_to_mesh_sharding`` takes them. Two are provided for a mesh with
 axes ``("data", "model")``:
 
 * :data:`DATA_PARALLEL_RULES`: parameters replicated, the batch split over ``data``;
 * :data:`TENSOR_PARALLEL_RULES`: also split vocab / qkv / heads / mlp over ``model``
-  (Megatron-style: c_attn and c_fc column-parallel, the two c_proj row-parallel).
+  (Megatron-style: c_attn and c_fc column-parallel, the two c_proj row-parallel), the batch over ``data``.
 
 The mesh's axes must be ``AxisType.Auto`` (XLA propagates shardings through the model; recent
 ``jax.make_mesh`` defaults to ``Explicit`` axes, which this model does not annotate): build it with
 :func:`make_mesh`.
 
-Example (8 devices as 4 x 2)::
+Example (8 devices as 4 x 2; :mod:`gpt2_multi.flax.checkpointing` saves and restores the result)::
 
     mesh = make_mesh((4, 2), ("data", "model"))
     params = shard_params(model.params, mesh, TENSOR_PARALLEL_RULES)
@@ -37,7 +39,8 @@ Example (8 devices as 4 x 2)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -47,28 +50,24 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
 
-# (parent module, leaf) -> logical axes of the parameter, in HF Flax's storage layout
-# (Conv1D kernels are (out, in); Dense kernels are (in, out)).
-PARAM_AXES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("wte", "embedding"): ("vocab", "embed"),
-    ("wpe", "embedding"): ("positions", "embed"),
-    ("ln_1", "scale"): ("embed",), ("ln_1", "bias"): ("embed",),
-    ("ln_2", "scale"): ("embed",), ("ln_2", "bias"): ("embed",),
-    ("ln_f", "scale"): ("embed",), ("ln_f", "bias"): ("embed",),
-    ("c_attn", "kernel"): ("qkv", "embed"), ("c_attn", "bias"): ("qkv",),
-    ("attn.c_proj", "kernel"): ("embed", "heads"), ("attn.c_proj", "bias"): ("embed",),
-    ("c_fc", "kernel"): ("mlp", "embed"), ("c_fc", "bias"): ("mlp",),
-    ("mlp.c_proj", "kernel"): ("embed", "mlp"), ("mlp.c_proj", "bias"): ("embed",),
-    # cross-attention (add_cross_attention): q_attn is column-parallel like c_attn, its c_proj row-parallel
-    ("q_attn", "kernel"): ("qkv", "embed"), ("q_attn", "bias"): ("qkv",),
-    ("crossattention.c_proj", "kernel"): ("embed", "heads"), ("crossattention.c_proj", "bias"): ("embed",),
-    ("ln_cross_attn", "scale"): ("embed",), ("ln_cross_attn", "bias"): ("embed",),
-    ("lm_head", "kernel"): ("embed", "vocab"),
-    ("summary", "kernel"): ("embed", "labels"), ("summary", "bias"): ("labels",),
-    ("score", "kernel"): ("embed", "labels"),
-    ("classifier", "kernel"): ("embed", "labels"), ("classifier", "bias"): ("labels",),
-    ("qa_outputs", "kernel"): ("embed", "labels"), ("qa_outputs", "bias"): ("labels",),
-}
+# (regex over the "/"-joined path, logical axes of the parameter), in HF Flax's storage layout
+# (Conv1D kernels are (out, in); Dense kernels and embeddings are (in, out) / (rows, features)).
+PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"(^|/)wte/embedding$", ("vocab", "embed")),
+    (r"(^|/)wpe/embedding$", ("positions", "embed")),
+    (r"(^|/)ln_(1|2|f|cross_attn)/(scale|bias)$", ("embed",)),
+    # c_attn and cross-attention's q_attn are column-parallel, the c_proj after them row-parallel
+    (r"(^|/)(c_attn|q_attn)/kernel$", ("qkv", "embed")),
+    (r"(^|/)(c_attn|q_attn)/bias$", ("qkv",)),
+    (r"(^|/)(attn|crossattention)/c_proj/kernel$", ("embed", "heads")),
+    (r"(^|/)c_fc/kernel$", ("mlp", "embed")),
+    (r"(^|/)c_fc/bias$", ("mlp",)),
+    (r"(^|/)mlp/c_proj/kernel$", ("embed", "mlp")),
+    (r"(^|/)c_proj/bias$", ("embed",)),
+    (r"(^|/)lm_head/kernel$", ("embed", "vocab")),
+    (r"(^|/)(summary|score|classifier|qa_outputs)/kernel$", ("embed", "labels")),
+    (r"(^|/)(summary|score|classifier|qa_outputs)/bias$", ("labels",)),
+)
 
 DATA_PARALLEL_RULES: Rules = (
     ("batch", "data"),
@@ -96,45 +95,56 @@ def make_mesh(shape: Sequence[int], axis_names: Sequence[str] = ("data", "model"
     return jax.make_mesh(shape, axis_names, axis_types=(AxisType.Auto,) * len(shape), devices=available[:needed])
 
 
-def axes_for(parent: str, leaf: str) -> tuple[str, ...]:
-    """Logical axes of parameter ``leaf`` of module ``parent`` (``"attn.c_proj"`` / ``"mlp.c_proj"`` for the two c_proj)."""
-    try:
-        return PARAM_AXES[(parent, leaf)]
-    except KeyError:
-        raise KeyError(f"no logical axes for parameter {parent}/{leaf}; add it to gpt2_multi.flax.sharding.PARAM_AXES") from None
+def axes_for(path: str) -> tuple[str, ...]:
+    """Logical axes of the parameter at ``path`` (``"transformer/h/0/attn/c_attn/kernel"``): the first match in
+    :data:`PARAM_AXES`."""
+    for pattern, axes in PARAM_AXES:
+        if re.search(pattern, path):
+            return axes
+    raise KeyError(f"no logical axes for parameter {path}; add a regex for it to gpt2_multi.flax.sharding.PARAM_AXES")
 
 
-def _path_names(path: Sequence[Any]) -> list[str]:
-    out = []
+def path_string(path: Sequence[Any]) -> str:
+    """A ``jax.tree_util`` key path as ``"/"``-joined names (dict keys, attribute names, sequence indices)."""
+    names = []
     for entry in path:
-        key = getattr(entry, "key", getattr(entry, "name", entry))
-        out.append(str(key))
-    return out
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                names.append(str(getattr(entry, attr)))
+                break
+        else:
+            names.append(str(entry))
+    return "/".join(names)
 
 
-def param_logical_axes(params: Mapping) -> Any:
-    """A pytree like ``params`` whose leaves are ``PartitionSpec`` of logical axis names."""
+def param_logical_axes(params: Any) -> Any:
+    """A pytree like ``params`` whose leaves are ``PartitionSpec`` of logical axis names (from :data:`PARAM_AXES`).
+
+    ``params`` may hold arrays or ``jax.ShapeDtypeStruct`` (``model.params_shape_tree()``), and may be any tree
+    whose array leaves sit under parameter paths: an optax state or a whole ``TrainState`` (``mu/transformer/...``
+    matches like ``transformer/...``). Scalars (step counts) are replicated.
+    """
 
     def spec(path, leaf):
-        names = _path_names(path)
-        parent, name = names[-2], names[-1]
-        if parent == "c_proj":
-            parent = f"{names[-3]}.c_proj"
-        axes = axes_for(parent, name)
-        if len(axes) != leaf.ndim:
-            raise ValueError(f"parameter {'/'.join(names)} has {leaf.ndim} dims but its logical axes are {axes}")
+        if len(leaf.shape) == 0:  # a scalar (an optimizer's step count): replicated
+            return PartitionSpec()
+        name = path_string(path)
+        axes = axes_for(name)
+        if len(axes) != len(leaf.shape):
+            raise ValueError(f"parameter {name} has {len(leaf.shape)} dims {tuple(leaf.shape)} but its logical axes are {axes}")
         return PartitionSpec(*axes)
 
     return jax.tree_util.tree_map_with_path(spec, params)
 
 
-def param_shardings(params: Mapping, mesh: Mesh, rules: Rules = TENSOR_PARALLEL_RULES) -> Any:
-    """A pytree of ``NamedSharding`` for ``params`` on ``mesh`` under ``rules``."""
+def param_shardings(params: Any, mesh: Mesh, rules: Rules = TENSOR_PARALLEL_RULES) -> Any:
+    """A pytree of ``NamedSharding`` for ``params`` (arrays or ``ShapeDtypeStruct``) on ``mesh`` under ``rules``:
+    the ``out_shardings`` / ``in_shardings`` of a jitted step, or the target of a sharded restore."""
     _check_rules(rules, mesh)
     return nn.logical_to_mesh_sharding(param_logical_axes(params), mesh, rules)
 
 
-def shard_params(params: Mapping, mesh: Mesh, rules: Rules = TENSOR_PARALLEL_RULES) -> Any:
+def shard_params(params: Any, mesh: Mesh, rules: Rules = TENSOR_PARALLEL_RULES) -> Any:
     """Place every parameter on ``mesh`` as ``rules`` say (``jax.device_put``); returns the new pytree.
 
     A logical axis whose mesh axis does not divide the dimension raises with the
@@ -151,7 +161,7 @@ def shard_params(params: Mapping, mesh: Mesh, rules: Rules = TENSOR_PARALLEL_RUL
                 size *= mesh.shape[a]
             if dim % size:
                 raise ValueError(
-                    f"cannot shard {'/'.join(_path_names(path))} {tuple(leaf.shape)}: dimension {dim} "
+                    f"cannot shard {path_string(path)} {tuple(leaf.shape)}: dimension {dim} "
                     f"is not divisible by mesh axis {axis!r} of size {size}"
                 )
         return jax.device_put(leaf, sharding)
@@ -183,5 +193,5 @@ def _check_rules(rules: Rules, mesh: Mesh) -> None:
 
 __all__ = [
     "DATA_PARALLEL_RULES", "PARAM_AXES", "TENSOR_PARALLEL_RULES", "Rules", "axes_for", "batch_sharding", "make_mesh",
-    "param_logical_axes", "param_shardings", "shard_batch", "shard_params",
+    "param_logical_axes", "param_shardings", "path_string", "shard_batch", "shard_params",
 ]
