@@ -15,9 +15,11 @@ another does not is a failure, not a silent pass.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,36 +139,59 @@ def compare(case: Case, name_a: str, out_a: dict, name_b: str, out_b: dict, dtyp
 
 
 def run(cases: list[Case], backends: list[str] | None = None, dtype: str = "float32", workdir: Path | None = None,
-        progress=None) -> Result:
-    """Run ``cases`` in ``backends`` (default: every installed one) and compare everything."""
+        progress=None, workers: int | None = None) -> Result:
+    """Run ``cases`` in ``backends`` (default: every installed one) and compare everything.
+
+    Cases that share a model (:attr:`Case.model_key`) run on one loaded model. A backend whose registry record
+    allows it (``concurrent_models``: Flax, whose time goes to XLA compiling one program per new shape, outside
+    the GIL) runs ``workers`` models at once on threads (default: one per CPU core, at most 4); every case is
+    still computed alone on its own model, so the outputs do not depend on the schedule.
+    ``progress(done, total)`` is called after each model of each backend.
+    """
     backends = backends or registry.available()
     result = Result(backends=list(backends), dtype=dtype, cases=[c.name for c in cases])
     groups: dict[str, list[Case]] = {}
     for case in cases:
         groups.setdefault(case.model_key, []).append(case)
+    workers = workers or min(os.cpu_count() or 1, 4)
     with tempfile.TemporaryDirectory(prefix="gpt2-multi-conform-") as tmp:
         root = Path(workdir or tmp)
         outputs: dict[str, dict[str, dict]] = {c.name: {} for c in cases}
-        for i, group in enumerate(groups.values()):
-            first = group[0]
-            ckpt = first.checkpoint or make_checkpoint(first, root / f"model-{i}")
-            for backend in backends:
-                ops = registry.get(backend).ops
-                start = time.perf_counter()
-                try:
-                    model = ops.load(ckpt, first.architecture, dtype)
-                except Exception:  # noqa: BLE001 - recorded per case, the run goes on
-                    for case in group:
-                        result.errors.append(CaseError(case.name, backend, traceback.format_exc(limit=3)))
-                    continue
+        jobs = [(group, group[0].checkpoint or make_checkpoint(group[0], root / f"model-{i}"))
+                for i, group in enumerate(groups.values())]
+        done = 0
+
+        def run_model(backend: str, ops, group: list[Case], ckpt: Path) -> None:
+            try:
+                model = ops.load(ckpt, group[0].architecture, dtype)
+            except Exception:  # noqa: BLE001 - recorded per case, the run goes on
                 for case in group:
-                    try:
-                        outputs[case.name][backend] = ops.forward(model, case.inputs, case.flags, case.past_chunks)
-                    except Exception:  # noqa: BLE001
-                        result.errors.append(CaseError(case.name, backend, traceback.format_exc(limit=3)))
-                result.seconds[backend] = result.seconds.get(backend, 0.0) + time.perf_counter() - start
-            if progress is not None:
-                progress(i + 1, len(groups))
+                    result.errors.append(CaseError(case.name, backend, traceback.format_exc(limit=3)))
+                return
+            for case in group:
+                try:
+                    outputs[case.name][backend] = ops.forward(model, case.inputs, case.flags, case.past_chunks)
+                except Exception:  # noqa: BLE001
+                    result.errors.append(CaseError(case.name, backend, traceback.format_exc(limit=3)))
+
+        for backend in backends:
+            record = registry.get(backend)
+            ops = record.ops
+            start = time.perf_counter()
+            if record.concurrent_models and workers > 1 and len(jobs) > 1:
+                with ThreadPoolExecutor(workers, thread_name_prefix=f"conform-{backend}") as pool:
+                    for future in as_completed([pool.submit(run_model, backend, ops, *job) for job in jobs]):
+                        future.result()
+                        done += 1
+                        if progress is not None:
+                            progress(done, len(jobs) * len(backends))
+            else:
+                for job in jobs:
+                    run_model(backend, ops, *job)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(jobs) * len(backends))
+            result.seconds[backend] = time.perf_counter() - start
         for case in cases:
             got = outputs[case.name]
             names = [b for b in backends if b in got]

@@ -101,3 +101,25 @@ def test_cli_conform_json(capsys):
     worst = max(c["max_abs_diff"] for c in data["comparisons"])
     assert 0 < worst < 1e-4
     assert np.isfinite(worst)
+
+
+@pytest.mark.skipif(not registry.stack_available("flax") or len(BACKENDS) < 2, reason="needs Flax and a second backend")
+def test_models_run_on_threads_give_the_same_results_as_one_at_a_time():
+    """Flax's models run on threads (registry: concurrent_models); each case is still computed alone, so the
+    comparisons are exactly those of a one-model-at-a-time run, and every case ran in every backend."""
+    assert registry.get("flax").concurrent_models and not registry.get("tf").concurrent_models
+    first_of_each = {}
+    for case in case_lib.generated_cases(seed=0, full=False):
+        if "/lm/" in case.name:
+            first_of_each.setdefault(case.model_key, case)
+    cases = list(first_of_each.values())[:4]
+    pair = ["pt", "flax"]
+    serial, threaded = (runner.run(cases, pair, workers=w) for w in (1, 2))
+    assert not serial.errors and not threaded.errors
+    assert len({c.model_key for c in cases}) > 1  # several models, so the threaded run overlapped them
+
+    def rows(result):
+        return sorted((c.case, c.pair, c.key, c.max_abs_diff) for c in result.comparisons)
+
+    assert rows(threaded) == rows(serial)
+    assert {c.case for c in threaded.comparisons} == {c.name for c in cases}

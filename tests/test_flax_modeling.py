@@ -85,6 +85,24 @@ def test_jitted_once_per_static_configuration():
     assert fn._cache_size() == 1
 
 
+def test_mask_and_positions_are_filled_as_hf_so_one_program_serves_all():
+    """Without a cache, no mask / no positions are filled with ones / arange as HF's Flax models do: the same numbers
+    bit for bit, and one compiled program for calls with and without them (the conformance grid's compile count)."""
+    model = FlaxGPT2LMHeadModel(tiny_config(), seed=0)
+    ids = np.arange(10, dtype=np.int64).reshape(2, 5) % 7
+    plain = model(ids).logits
+    fn = model._jitted_apply(False, False, False, False)
+    masked = model(ids, attention_mask=np.ones((2, 5), np.int64)).logits
+    placed = model(ids, position_ids=np.broadcast_to(np.arange(5), (2, 5))).logits
+    both = model(ids, attention_mask=np.ones((2, 5), np.int32), position_ids=np.broadcast_to(np.arange(5), (2, 5))).logits
+    assert fn._cache_size() == 1
+    for other in (masked, placed, both):
+        np.testing.assert_array_equal(np.asarray(other), np.asarray(plain))
+    shifted = model(ids, position_ids=np.broadcast_to(np.arange(1, 6), (2, 5))).logits  # the positions do count
+    assert np.abs(np.asarray(shifted) - np.asarray(plain)).max() > 1e-3
+    assert fn._cache_size() == 1
+
+
 def test_outputs_are_pytrees_and_modules_jit():
     model = load_model("lm", "safetensors")
     ids = jnp.asarray(np.arange(1, 9).reshape(2, 4))

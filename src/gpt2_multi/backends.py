@@ -64,6 +64,10 @@ class Backend:
     tensor_type: str  # the tokenizers' return_tensors value for this framework
     tensor_module: str  # the module that makes those tensors
     int_tensor: tuple[str, str]  # (factory, dtype attribute) in tensor_module: HF's integer tensors
+    # Whether the conformance runner may run several models' cases at once on threads. Worth it where each new
+    # shape compiles a program outside the GIL (XLA under jax.jit); not for eager PyTorch, and not for Keras
+    # models, which are not meant to be called from several threads.
+    concurrent_models: bool = False
 
     def installed(self) -> bool:
         """The framework is importable (nothing is imported to find out)."""
@@ -119,7 +123,7 @@ register(Backend("pt", "PyTorch", "torch", ("torch",), "gpt2_multi.pt", "", "pt"
 register(Backend("tf", "TensorFlow/Keras", "tf", ("tensorflow", "keras"), "gpt2_multi.tf", "TF", "tf", "tensorflow",
                  ("constant", "int32")))
 register(Backend("flax", "JAX/Flax", "flax", ("jax", "flax"), "gpt2_multi.flax", "Flax", "jax", "jax.numpy",
-                 ("array", "int32")))
+                 ("array", "int32"), concurrent_models=True))
 
 #: the registered backend names, in registration order
 BACKENDS: tuple[str, ...] = tuple(REGISTRY)

@@ -420,6 +420,19 @@ NO_PARAMS = ("this model was created with _do_init=False, so it keeps no params:
              "the model and pass params=... to every call, save_pretrained and generate")
 
 
+def _fill_mask_and_positions(inputs: dict[str, Any]) -> dict[str, Any]:
+    """An all-ones ``attention_mask`` and ``arange`` ``position_ids`` where a cacheless call gives none, as HF's
+    Flax models fill them: the same numbers (a mask of ones adds -0.0 to the bias), and one compiled program
+    for calls with and without them instead of one for each combination."""
+    reference = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"][..., 0]
+    shape = tuple(reference.shape)
+    if inputs["attention_mask"] is None:
+        inputs["attention_mask"] = np.ones(shape, np.int32)
+    if inputs["position_ids"] is None:
+        inputs["position_ids"] = np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape)
+    return inputs
+
+
 class FlaxGPT2PreTrainedModel:
     """HF-style Flax model: a Linen ``module`` plus its ``params`` (a plain pytree), callable like HF's Flax models.
 
@@ -661,6 +674,8 @@ class FlaxGPT2PreTrainedModel:
         if has_cache and not isinstance(past_key_values, dict):
             raise InputError("past_key_values must be the cache dict from init_cache (or a previous call's past_key_values)")
         inputs = self._validate(inputs, past_key_values)
+        if not has_cache:
+            inputs = _fill_mask_and_positions(inputs)
         inputs = {k: v for k, v in inputs.items() if v is not None}
 
         fn = self._jitted_apply(bool(train), bool(output_attentions), bool(output_hidden_states), has_cache)
