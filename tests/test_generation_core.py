@@ -84,7 +84,7 @@ def test_lengths():
     ([[1, 2]], [[1, 1, 1]], {}, InputError, "attention_mask has shape"),
     ([[1, 2]], [[1, 2]], {}, InputError, "only 0 .padding. and 1"),
     ([[1, 2], [3, 4]], [[0, 0], [1, 1]], {}, InputError, "row 0 has no token"),
-    ([[1, 2]], None, {"max_new_tokens": 63}, ValueError, "exceeds the model's n_positions=64"),
+    ([[1, 2]], None, {"max_new_tokens": 63}, IndexError, "exceeds the model's n_positions=64"),  # HF: IndexError
     ([[1, 2]], None, {"max_new_tokens": None, "max_length": 2}, ValueError, "nothing to generate"),
     ([[1, 2]], None, {"bogus": 1}, TypeError, "bogus"),
     ([[1, 2]], None, {"num_beams": 2, "num_return_sequences": 3}, ValueError, "num_return_sequences"),

@@ -370,3 +370,13 @@ def test_every_parameter_gets_a_gradient():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         if name != "multiple_choice_head.summary.bias":  # a bias shared by all choices cancels in the softmax
             assert p.grad.abs().sum() > 0, name
+
+
+def test_bool_ids_are_a_dtype_error_that_is_also_hfs_runtime_error():
+    """HF's embedding lookup raises RuntimeError on bool ids; ours names the dtype and is that type too."""
+    from gpt2_multi.validation import InputDtypeError
+
+    model = make(GPT2Model)
+    with pytest.raises(InputDtypeError, match="input_ids must hold integer token ids, got dtype torch.bool") as info:
+        model(torch.ones(1, 3, dtype=torch.bool))
+    assert isinstance(info.value, RuntimeError)

@@ -312,6 +312,22 @@ def test_constructor_errors():
         TFGPT2Tokenizer(base, ["abc"])
 
 
+def test_a_vocabulary_without_every_byte_is_refused(tmp_path):
+    """TFGPT2Tokenizer needs all 256 single-byte tokens (BPE starts from them in the graph): a trimmed custom
+    vocabulary, which HF's and our GPT2Tokenizer load (encoding a missing byte as unk_token), is refused here
+    with a message naming the first missing byte (README, "Differences from HF, on purpose")."""
+    table = bytes_to_unicode()
+    vocab = {table[b]: i for i, b in enumerate(b for b in range(128) if chr(b).isalpha() or b == 32)}
+    vocab[SPECIAL] = len(vocab)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    with pytest.raises(ValueError, match="^vocab lacks the byte token '\u0100' \\(byte 0\\); every byte needs a token$"):
+        TFGPT2Tokenizer.from_pretrained(tmp_path)
+    from gpt2_multi import GPT2Tokenizer
+
+    assert GPT2Tokenizer.from_pretrained(tmp_path).encode("a!") == [vocab["a"], vocab[SPECIAL]]
+
+
 def test_tiny_vocab_merges_left_to_right():
     """A hand-made vocabulary: merges apply by rank, all non-overlapping occurrences, left to right."""
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}

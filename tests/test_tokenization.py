@@ -189,19 +189,57 @@ def test_from_pretrained_bad_paths(cls, tmp_path):
         cls.from_pretrained(123)
 
 
-def test_keywords_hf_tolerates_are_kept_in_init_kwargs(cls, tmp_path, caplog):
-    """HF keeps keywords it has no use for in ``init_kwargs`` and writes them back; loader options pass silently."""
+#: keywords HF user code passes: loader options (use_fast, verbose, revision, cache_dir), one HF's GPT-2 ignores
+#: (do_lower_case) and one nobody knows
+LOADER_KEYWORDS = {"use_fast": True, "verbose": False, "revision": "main", "cache_dir": "CACHE", "do_lower_case": True,
+                   "not_a_keyword": 3}
+
+
+def _only(mapping: dict, keys) -> dict:
+    return {k: mapping[k] for k in keys if k in mapping}
+
+
+@pytest.mark.parametrize("names", [[k] for k in LOADER_KEYWORDS] + [list(LOADER_KEYWORDS)],
+                         ids=[*LOADER_KEYWORDS, "all"])
+def test_init_kwargs_and_saved_config_are_hfs(cls, tmp_path, names):
+    """Issue 17, against HF 4.57 itself: from ``from_pretrained(dir, **kwargs)``, the same keys land in
+    ``init_kwargs`` (use_fast, verbose and unknown keywords: yes; the fetch options revision and cache_dir: no),
+    the same ones are written to tokenizer_config.json, and they come back when the saved files are loaded."""
+    transformers = pytest.importorskip("transformers")
+    hf_cls = getattr(transformers, cls.__name__)
+    kwargs = {k: str(tmp_path / "cache") if LOADER_KEYWORDS[k] == "CACHE" else LOADER_KEYWORDS[k] for k in names}
+    ours, theirs = cls.from_pretrained(str(DATA), **kwargs), hf_cls.from_pretrained(str(DATA), **kwargs)
+    assert _only(ours.init_kwargs, LOADER_KEYWORDS) == _only(theirs.init_kwargs, LOADER_KEYWORDS)
+    assert ours.verbose == theirs.verbose
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    saved = {who: json.loads((tmp_path / who / "tokenizer_config.json").read_text()) for who in ("ours", "theirs")}
+    assert _only(saved["ours"], LOADER_KEYWORDS) == _only(saved["theirs"], LOADER_KEYWORDS)
+    assert set(saved["ours"]) == set(saved["theirs"])
+    again, hf_again = cls.from_pretrained(str(tmp_path / "ours")), hf_cls.from_pretrained(str(tmp_path / "theirs"))
+    assert _only(again.init_kwargs, LOADER_KEYWORDS) == _only(hf_again.init_kwargs, LOADER_KEYWORDS)
+    assert again.verbose == hf_again.verbose
+
+
+def test_constructor_keeps_every_keyword_as_hf_does(cls, tmp_path):
+    """HF's constructor consumes no loader option: given there (not to from_pretrained), revision= is kept."""
+    transformers = pytest.importorskip("transformers")
+    files = (str(DATA / "vocab.json"), str(DATA / "merges.txt"))
+    kwargs = {"revision": "main", "cache_dir": str(tmp_path), "verbose": True}
+    ours, theirs = cls(*files, **kwargs), getattr(transformers, cls.__name__)(*files, **kwargs)
+    assert _only(ours.init_kwargs, kwargs) == _only(theirs.init_kwargs, kwargs) == kwargs
+
+
+def test_keywords_that_change_nothing_are_named_once(cls, caplog):
+    """Loader options pass silently; a keyword GPT-2's byte-level BPE has no use for is named in a warning, and
+    changes nothing (HF's GPT-2 tokenizers ignore do_lower_case too)."""
     with caplog.at_level("WARNING", logger="gpt2_multi.tokenization.base"):
-        quiet = cls.from_pretrained("gpt2", use_fast=True, revision="main", verbose=False)
+        cls.from_pretrained("gpt2", use_fast=True, revision="main", verbose=False)
     assert not caplog.records
-    assert quiet.init_kwargs == {"use_fast": True, "revision": "main"} and quiet.verbose is False
     with caplog.at_level("WARNING", logger="gpt2_multi.tokenization.base"):
         tok = cls.from_pretrained("gpt2", do_lower_case=True)
     assert "do_lower_case change nothing" in caplog.text
-    assert tok.encode("Hello") == [15496]  # not lower-cased: GPT-2's BPE has no such option, as in HF
-    tok.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
-    assert saved["do_lower_case"] is True and "use_fast" not in saved
+    assert tok.encode("Hello") == [15496]
 
 
 def test_constructor_needs_files(cls):
@@ -722,9 +760,11 @@ def test_rust_added_token_objects_are_accepted(cls):
 
 
 def test_hf_exception_types_for_bad_text_and_the_empty_token(tok):
-    """HF raises ValueError for a text of the wrong type (ours is also a TypeError) and skips an empty added token."""
-    for bad in (("a", "b"), 3):
-        with pytest.raises(ValueError, match="encode takes one text"):
+    """HF raises ValueError (GPT2Tokenizer) or TypeError (GPT2TokenizerFast) for a text of the wrong type: ours is
+    both. A list or tuple is read as HF's class of the same name reads it (test_tokenization_hf.py), and a nested
+    one, which neither reads, is refused the same way. HF skips an empty added token."""
+    for bad in (3, None, [["a"]]):
+        with pytest.raises(ValueError, match="encode takes"):
             tok.encode(bad)
         with pytest.raises(TypeError):
             tok.encode(bad)

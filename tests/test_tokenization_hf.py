@@ -347,3 +347,82 @@ def test_slow_tokenizers_refuse_legacy_format_false(tmp_path):
     assert not (tmp_path / "ours").exists()
     with pytest.raises(NotImplementedError, match="huggingface-cli upload"):
         GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(tmp_path / "ours", push_to_hub=True)
+
+
+# a list or tuple given to encode / encode_plus as the text (issue 17): each HF class reads it its own way
+SEQUENCE_ARGUMENTS = [
+    (("Hello world", "x"), None),   # slow: two tokens ("Hello world" is none: unk); fast: (text, text_pair)
+    (["Hello world", "x"], None),
+    (("Hello", "\u0120world"), None),  # GPT-2's tokens for "Hello world"
+    (["Hello"], None),
+    (("a", "b", "c"), None),
+    ([15496, 995], None),           # slow: ids
+    (("Hello", "x"), "y"),          # slow: tokens, then the pair's text; fast: TypeError
+    ([], None),
+]
+
+
+def _encoded(method, text, pair):
+    try:
+        out = method(text, pair)
+    except Exception as err:  # noqa: BLE001 - the type is compared
+        return err
+    return _plain(out) if isinstance(out, dict) or hasattr(out, "keys") else out
+
+
+@pytest.mark.parametrize("cls", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+@pytest.mark.parametrize(("text", "pair"), SEQUENCE_ARGUMENTS, ids=repr)
+def test_a_list_or_tuple_as_the_text_is_read_as_hfs_class_of_that_name_reads_it(cls, text, pair):
+    """HF 4.57: GPT2Tokenizer.encode reads a list/tuple of str as tokens (convert_tokens_to_ids: an unknown one
+    is unk_token) and of int as ids; GPT2TokenizerFast hands it to the Rust encoder, which reads two str as
+    (text, text_pair) and raises TypeError for anything else. Ours give the same ids, or an error of HF's type."""
+    hf = getattr(transformers, cls.__name__).from_pretrained(str(DATA))
+    ours = cls.from_pretrained("gpt2")
+    for name in ("encode", "encode_plus"):
+        theirs, mine = _encoded(getattr(hf, name), text, pair), _encoded(getattr(ours, name), text, pair)
+        if isinstance(theirs, Exception):
+            assert isinstance(mine, type(theirs)), f"{name}: HF raises {theirs!r}; ours gave {mine!r}"
+        else:
+            assert mine == theirs, name
+    if text == ("Hello world", "x") and cls is GPT2Tokenizer:
+        assert ours.encode(text) == [50256, 87]
+    if text == ("Hello world", "x") and cls is GPT2TokenizerFast:
+        assert ours.encode(text) == ours.encode("Hello world", "x") == [15496, 995, 87]
+
+
+def _custom_fast_saved(tmp_path: Path) -> Path:
+    """A custom vocabulary (all 256 single-byte tokens, a few merges, <|endoftext|>) saved by HF's *fast* class
+    from vocab.json + merges.txt, so the directory holds tokenizer.json beside them."""
+    from gpt2_multi.tokenization.bpe import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    vocab = {table[b]: i for i, b in enumerate(range(256))}
+    merges = [("h", "e"), (table[32], "t"), (table[32], "he"), ("l", "l"), ("ll", "o"), (table[10], table[10])]
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "vocab.json").write_text(json.dumps(vocab))
+    (source / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    hf = transformers.GPT2TokenizerFast(vocab_file=str(source / "vocab.json"), merges_file=str(source / "merges.txt"))
+    hf.save_pretrained(tmp_path / "saved")
+    return tmp_path / "saved"
+
+
+@pytest.mark.parametrize("cls", [GPT2Tokenizer, GPT2TokenizerFast], ids=["slow", "fast"])
+def test_a_custom_vocabulary_saved_by_hfs_fast_class_encodes_as_hf(cls, tmp_path):
+    """Issue 17: the files HF's GPT2TokenizerFast writes for a custom vocabulary (tokenizer.json included) load in
+    both our classes and give HF's ids, for ASCII, unicode, spaces, newlines and the special token."""
+    directory = _custom_fast_saved(tmp_path)
+    assert (directory / "tokenizer.json").is_file()
+    hf_fast = transformers.GPT2TokenizerFast.from_pretrained(str(directory))
+    hf_slow = transformers.GPT2Tokenizer.from_pretrained(str(directory))
+    ours = cls.from_pretrained(directory)
+    texts = ["hello the hell", "  the  he\n\nhello\n", "caf\u00e9 \u00fcber \u65e5\u672c \U0001f600",
+             "tab\there\r\n", "hello<|endoftext|> he", " ", "\n\n\n"]
+    for text in texts:
+        assert hf_fast.encode(text) == hf_slow.encode(text), text  # all bytes present: HF's classes agree
+        assert ours.encode(text) == hf_fast.encode(text), text
+        assert ours.decode(ours.encode(text)) == hf_fast.decode(hf_fast.encode(text)), text
+    assert len(ours) == len(hf_fast)

@@ -18,7 +18,33 @@ logger = logging.getLogger("gpt2_multi")
 
 
 class InputError(ValueError):
-    """An argument to a model call is invalid; the message names it and what was expected."""
+    """An argument to a model call is invalid; the message names it and what was expected.
+
+    Where HF's PyTorch model raises another built-in exception for the same bad input, a check raises a subclass
+    that is also that exception, so an ``except`` written for HF keeps catching ours (checked against HF 4.57 by
+    tests/contract/test_errors.py). Plain ``InputError`` (a ValueError) is left where HF raises ValueError, and
+    where HF takes the input (an ``attention_mask`` of the wrong length, a cache with too few layers: README,
+    "Differences from HF, on purpose").
+    """
+
+
+class InputIndexError(InputError, IndexError):
+    """A value that indexes a table lies outside it: a token id, a token type, a position (or a sequence longer than
+    the position table), a label's class. HF's embedding lookup and loss raise IndexError there."""
+
+
+class InputShapeError(InputError, RuntimeError):
+    """An argument's shape does not fit the input or the model (``position_ids``, ``inputs_embeds``, ``head_mask``,
+    a cache of another batch). HF's tensor ops raise RuntimeError there."""
+
+
+class InputDtypeError(InputError, RuntimeError):
+    """Ids of a floating-point (or bool) dtype; HF's embedding lookup raises RuntimeError there."""
+
+
+class SequenceIndexError(InputIndexError, RuntimeError):
+    """An index into the input's own tokens lies outside them (``mc_token_ids``); HF's ``gather`` raises
+    RuntimeError there, and the index is out of range all the same, so this is both."""
 
 
 def _shape(shape: Sequence[int | None]) -> tuple[int | None, ...]:
@@ -33,7 +59,7 @@ def _fits(shape: Sequence[int | None], expected: Sequence[int | None]) -> bool:
 def check_integer_ids(name: str, is_integer: bool, dtype: object) -> None:
     """Token ids (and token types, positions) must be integers; a float tensor of ids is a common slip."""
     if not is_integer:
-        raise InputError(f"{name} must hold integer token ids, got dtype {dtype}")
+        raise InputDtypeError(f"{name} must hold integer token ids, got dtype {dtype}")
 
 
 def check_input_ids(input_ids: np.ndarray, vocab_size: int, name: str = "input_ids") -> None:
@@ -45,7 +71,7 @@ def check_input_ids(input_ids: np.ndarray, vocab_size: int, name: str = "input_i
     bad = (ids < 0) | (ids >= vocab_size)
     if bad.any():
         position = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(
+        raise InputIndexError(
             f"{name} holds id {int(ids[position])} at position {position}, outside the vocabulary [0, {vocab_size}) "
             f"(vocab_size={vocab_size}); check that the tokenizer and the model match"
         )
@@ -56,7 +82,7 @@ def check_sequence_length(past_length: int, seq_length: int, n_positions: int) -
     total = past_length + seq_length
     if total > n_positions:
         detail = f"{past_length} cached + {seq_length} new" if past_length else f"{seq_length}"
-        raise InputError(
+        raise InputIndexError(
             f"sequence of {total} tokens ({detail}) is longer than the model's n_positions={n_positions}; "
             f"truncate the input (e.g. tokenizer(..., truncation=True, max_length={n_positions}))"
         )
@@ -65,7 +91,7 @@ def check_sequence_length(past_length: int, seq_length: int, n_positions: int) -
 def check_position_ids(position_ids: np.ndarray, n_positions: int) -> None:
     pos = np.asarray(position_ids)
     if pos.size and (pos.min() < 0 or pos.max() >= n_positions):
-        raise InputError(f"position_ids must lie in [0, {n_positions}) (n_positions), got values from {int(pos.min())} to {int(pos.max())}")
+        raise InputIndexError(f"position_ids must lie in [0, {n_positions}) (n_positions), got values from {int(pos.min())} to {int(pos.max())}")
 
 
 def check_attention_mask(mask_shape: Sequence[int], batch_size: int, past_length: int, seq_length: int) -> None:
@@ -96,7 +122,7 @@ def check_token_shape(name: str, shape: Sequence[int | None], input_shape: Seque
     n, want = rows(shape[:-1]), rows(input_shape[:-1])
     ok = len(shape) >= 1 and (shape[-1] is None or t is None or shape[-1] == t) and (n is None or want is None or n in (1, want))
     if not ok:
-        raise InputError(f"{name} has shape {shape} but must be {input_shape} or (1, {t}) (the input's tokens)")
+        raise InputShapeError(f"{name} has shape {shape} but must be {input_shape} or (1, {t}) (the input's tokens)")
 
 
 def check_embeds_shape(shape: Sequence[int | None], n_embd: int) -> None:
@@ -104,7 +130,7 @@ def check_embeds_shape(shape: Sequence[int | None], n_embd: int) -> None:
     model also takes one sequence ``(T, n_embd)``)."""
     shape = _shape(shape)
     if len(shape) < 2 or shape[-1] not in (None, n_embd):
-        raise InputError(f"inputs_embeds has shape {shape} but must be (batch, sequence, {n_embd}) (n_embd)")
+        raise InputShapeError(f"inputs_embeds has shape {shape} but must be (batch, sequence, {n_embd}) (n_embd)")
 
 
 def check_input_rank(shape: Sequence[int | None]) -> None:
@@ -129,14 +155,14 @@ def check_cache_shape(layer: int, part: str, shape: Sequence[int | None], expect
                       layout: str) -> None:
     """One layer's cached ``key`` or ``value``: ``expected`` in the stack's native ``layout`` (named in the message)."""
     if not _fits(_shape(shape), _shape(expected)):
-        raise InputError(f"past_key_values[{layer}] {part} has shape {_shape(shape)} but must be {_shape(expected)} "
+        raise InputShapeError(f"past_key_values[{layer}] {part} has shape {_shape(shape)} but must be {_shape(expected)} "
                          f"{layout}; pass the past_key_values of a call on this batch")
 
 
 def check_cache_room(max_length: int, n_positions: int) -> None:
     """A fixed-size cache (Flax's ``init_cache``) cannot be longer than the position table."""
     if max_length > n_positions:
-        raise InputError(f"init_cache(max_length={max_length}) is longer than the model's n_positions={n_positions}")
+        raise InputIndexError(f"init_cache(max_length={max_length}) is longer than the model's n_positions={n_positions}")
 
 
 def check_static_cache_mask(mask_shape: Sequence[int], expected: Sequence[int]) -> None:
@@ -159,7 +185,7 @@ def check_pad_token_for_batch(batch: int | None, pad_token_id: int | None) -> No
 def check_head_mask(shape: Sequence[int], n_layer: int, n_head: int) -> None:
     """HF accepts ``(n_head,)`` (same for every layer) or ``(n_layer, n_head)``."""
     if tuple(shape) not in ((n_head,), (n_layer, n_head)):
-        raise InputError(f"head_mask has shape {tuple(shape)} but must be ({n_head},) or ({n_layer}, {n_head}) (n_layer, n_head)")
+        raise InputShapeError(f"head_mask has shape {tuple(shape)} but must be ({n_head},) or ({n_layer}, {n_head}) (n_layer, n_head)")
 
 
 def check_exactly_one(input_ids: object, inputs_embeds: object) -> None:
@@ -178,7 +204,8 @@ def check_labels(labels: np.ndarray, num_classes: int, name: str = "labels", ign
     if bad.any():
         position = tuple(int(i) for i in np.argwhere(bad)[0])
         allowed = f"[0, {num_classes})" + (f" or {ignore_index} (ignored)" if ignore_index is not None else "")
-        raise InputError(f"{name} holds {int(lab[position])} at position {position}; expected values in {allowed}")
+        error = SequenceIndexError if name == "mc_token_ids" else InputIndexError  # HF: gather vs. the loss
+        raise error(f"{name} holds {int(lab[position])} at position {position}; expected values in {allowed}")
 
 
 NO_CROSS_ATTENTION = ("encoder_hidden_states needs cross-attention layers, but this model was built without them: "

@@ -165,6 +165,12 @@ def test_the_table_names_every_differing_stack_once():
     assert all(set(row.today) <= set(BACKENDS) for row in TABLE)
 
 
+#: rows HF's PyTorch model takes (with its eager attention, the path that honours head_mask) and every stack refuses;
+#: README's "Differences from HF, on purpose" lists them
+STRICTER_THAN_HF = {"attention-mask-length", "attention-mask-over-new-tokens-only", "head-mask-layers",
+                    "cache-with-too-few-layers", "unknown-argument"}
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("errors-contract")
@@ -215,3 +221,69 @@ def _message(err: BaseException) -> str:
         lines = lines[1:]
         lines = lines[:next((i for i, line in enumerate(lines) if line.startswith("Arguments received")), len(lines))]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ HF's exception types
+@pytest.fixture(scope="module")
+def hf_error(checkpoints):
+    """``hf_error(row)``: what HF transformers' PyTorch model (eager attention) raises for the row's input, loaded
+    from the same checkpoint; None where it takes the input. Skips without transformers."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from gpt2_multi.conformance.cases import HEADS
+
+    transformers.logging.set_verbosity_error()
+    models: dict[str, object] = {}
+    found: dict[str, BaseException | None] = {}
+
+    def model(head: str):
+        if head not in models:
+            cls = getattr(transformers, HEADS[head.removesuffix("-no-pad")])
+            models[head] = cls.from_pretrained(str(checkpoints[head]), attn_implementation="eager").eval()
+        return models[head]
+
+    def torched(value):
+        return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+
+    def raised(row: Bad) -> BaseException | None:
+        if row.name not in found:
+            hf = model(row.head)
+            kwargs = {k: torched(v) for k, v in row.inputs().items()}
+            try:
+                with torch.no_grad():
+                    if row.past is not None:
+                        past = hf(input_ids=torched(_ids(*row.past)), use_cache=True).past_key_values
+                        kwargs["past_key_values"] = row.past_edit(past) if row.past_edit is not None else past
+                    hf(**kwargs)
+            except Exception as err:  # noqa: BLE001 - whatever HF raises is the oracle
+                found[row.name] = err
+            else:
+                found[row.name] = None
+        return found[row.name]
+
+    return raised
+
+
+def _type_params():
+    return [backend_param(b, row, id=f"{b}-{row.name}") for b in BACKENDS for row in TABLE
+            if row.error is not None and b not in row.today]
+
+
+@pytest.mark.parametrize(("backend", "row"), _type_params())
+def test_our_error_is_an_instance_of_the_type_hf_raises(backend, row, checkpoints, loaded, hf_error):
+    """Issue 17: for the same bad input, our exception is an instance of the built-in type HF's PyTorch model raises
+    (an out-of-vocabulary id: IndexError; float ids: RuntimeError; ...), so an ``except`` written for HF still
+    catches it. Rows HF takes are exactly :data:`STRICTER_THAN_HF` (there our InputError is a ValueError)."""
+    expected = hf_error(row)
+    if expected is None:
+        assert row.name in STRICTER_THAN_HF, f"HF takes {row.name!r}: add it to STRICTER_THAN_HF and to README"
+        return
+    assert row.name not in STRICTER_THAN_HF, f"HF now raises {expected!r} for {row.name!r}"
+    model = loaded(backend, checkpoints[row.head], row.head.removesuffix("-no-pad"))
+    try:
+        _run(backend, model, row)
+    except CAUGHT as err:
+        raised: BaseException | None = err
+    else:
+        raised = None
+    assert isinstance(raised, type(expected)), f"HF raises {expected!r}; {backend} raised {raised!r}"

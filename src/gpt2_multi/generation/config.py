@@ -16,6 +16,7 @@ import numpy as np
 
 from gpt2_multi.filenames import GENERATION_CONFIG_NAME
 from gpt2_multi.io_utils import atomic_write_text
+from gpt2_multi.validation import InputIndexError
 
 # HF's defaults for the settings gpt2-multi implements.
 DEFAULTS: dict[str, Any] = {
@@ -182,8 +183,8 @@ class GenerationConfig:
                 f"the prompt has {prompt_length} tokens and max_length={self.max_length}: nothing to generate; "
                 "set max_new_tokens"
             )
-        if prompt_length + max_new > n_positions:
-            raise ValueError(
+        if prompt_length + max_new > n_positions:  # an IndexError too, as HF's position lookup raises
+            raise InputIndexError(
                 f"prompt ({prompt_length}) + new tokens ({max_new}) = {prompt_length + max_new} exceeds the model's "
                 f"n_positions={n_positions}"
             )

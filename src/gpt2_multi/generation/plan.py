@@ -153,7 +153,7 @@ def check_prompt(input_ids: Any, attention_mask: Any, vocab_size: int) -> tuple[
         raise validation.InputError(
             f"input_ids must be (batch, prompt_length) with batch >= 1 and prompt_length >= 1, got shape {tuple(ids.shape)}")
     if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
-        raise validation.InputError(f"input_ids must hold integer token ids, got dtype {ids.dtype}")
+        raise validation.InputDtypeError(f"input_ids must hold integer token ids, got dtype {ids.dtype}")
     validation.check_input_ids(ids, vocab_size)
     if attention_mask is None:
         return ids.astype(np.int64), None
@@ -161,7 +161,7 @@ def check_prompt(input_ids: Any, attention_mask: Any, vocab_size: int) -> tuple[
     if mask.ndim == 1 and ids.shape[0] == 1:
         mask = mask[None, :]
     if tuple(mask.shape) != tuple(ids.shape):
-        raise validation.InputError(
+        raise validation.InputShapeError(
             f"attention_mask has shape {tuple(mask.shape)} but input_ids has shape {tuple(ids.shape)}; they must match")
     if mask.size and not np.isin(mask, (0, 1)).all():
         bad = mask[~np.isin(mask, (0, 1))].flat[0]

@@ -1,6 +1,7 @@
 """PyTorch's entry in the backend registry (:mod:`gpt2_multi.backends`): numpy in, numpy out.
 
-Caches are already HF's tuple of ``(key, value)`` per layer, each (B, H, S, D).
+A model returns a :class:`~gpt2_multi.pt.cache.DynamicCache` when given no cache (else the kind it was given);
+either kind iterates as HF's legacy ``(key, value)`` per layer, each (B, H, S, D), which is what is read here.
 """
 
 from __future__ import annotations

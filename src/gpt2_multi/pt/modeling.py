@@ -346,7 +346,7 @@ class GPT2Block(nn.Module):
 # ---------------------------------------------------------------------------------- body
 def _check_ids(ids: torch.Tensor, limit: int, name: str) -> None:
     """Raise the shared InputError if an id is outside [0, limit); the fast check stays on the device."""
-    validation.check_integer_ids(name, not (ids.is_floating_point() or ids.is_complex()), ids.dtype)
+    validation.check_integer_ids(name, not (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool), ids.dtype)
     if ids.numel() and bool(((ids < 0) | (ids >= limit)).any()):
         validation.check_input_ids(ids.detach().cpu().numpy(), limit, name)
 

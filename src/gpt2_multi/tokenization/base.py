@@ -176,12 +176,25 @@ class TextTypeError(TypeError, ValueError):
     ValueError`` code keeps working; it is a TypeError too, which is what it is."""
 
 
-#: keywords of HF's ``from_pretrained`` that choose how or where to load (or, ``use_fast``, which class
-#: AutoTokenizer builds); HF user code passes them routinely, and they are accepted without a word
-LOADER_OPTIONS = frozenset({
-    "use_fast", "cache_dir", "force_download", "local_files_only", "revision", "token", "use_auth_token",
-    "trust_remote_code", "resume_download", "proxies", "from_slow", "legacy", "_from_auto",
-    "_commit_hash", "from_pipeline",
+#: keywords only HF's ``from_pretrained`` reads (where and how to fetch the files): it consumes them, so from
+#: ``from_pretrained`` they reach neither ``init_kwargs`` nor tokenizer_config.json (HF 4.57; given to the
+#: constructor itself, they are kept like any other keyword, as in HF)
+FETCH_OPTIONS = frozenset({
+    "cache_dir", "force_download", "local_files_only", "revision", "token", "use_auth_token", "trust_remote_code",
+    "resume_download", "proxies", "subfolder", "_from_auto", "_from_pipeline", "_commit_hash",
+})
+
+#: keywords HF user code passes to loaders routinely (the fetch options, ``use_fast``: which class AutoTokenizer
+#: builds, ...): accepted without a word. Those that reach the constructor (``use_fast``, ``from_slow``,
+#: ``legacy``) are kept in ``init_kwargs`` and saved in tokenizer_config.json, as HF does
+LOADER_OPTIONS = FETCH_OPTIONS | {"use_fast", "from_slow", "legacy", "from_pipeline"}
+
+#: tokenizer_config.json keys :meth:`GPT2TokenizerBase._read_pretrained` reads itself, or that HF writes
+#: about the files and the class (not constructor keywords); every other key is carried into ``init_kwargs``
+_CONFIG_KEYS_NOT_CARRIED = frozenset({
+    "added_tokens_decoder", "chat_template", "tokenizer_class", "auto_map", "processor_class", "name_or_path",
+    "special_tokens_map_file", "tokenizer_file", "vocab_file", "merges_file", "init_inputs", "device_map",
+    "extra_special_tokens",
 })
 
 
@@ -238,7 +251,7 @@ class GPT2TokenizerBase:
         split_special_tokens: bool = False,
         added_tokens_decoder: Mapping[int | str, Any] | None = None,
         name_or_path: str = "",
-        verbose: bool = True,
+        verbose: bool | None = None,
         chat_template: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -282,13 +295,15 @@ class GPT2TokenizerBase:
         self.padding_side = padding_side
         self.truncation_side = truncation_side
         self.name_or_path = str(name_or_path)
-        self.verbose = bool(verbose)
+        self.verbose = bool(verbose)  # HF's default: False
         #: a Jinja chat template, or templates by name; None for GPT-2 (see :meth:`apply_chat_template`)
         self.chat_template: str | dict[str, str] | None = chat.normalize_templates(chat_template)
-        # HF keeps keywords it has no use for in init_kwargs (and writes them to tokenizer_config.json);
-        # so do we. The loaders' own options (use_fast=, revision= ...) pass silently; the rest change nothing
-        # for GPT-2's byte-level BPE, which a warning says once.
+        # HF keeps keywords it has no use for in init_kwargs (and writes them to tokenizer_config.json), and
+        # verbose= when given; so do we. The loaders' own options (use_fast=, revision= ...) pass silently; the
+        # rest change nothing for GPT-2's byte-level BPE, which a warning says once.
         self.init_kwargs: dict[str, Any] = dict(kwargs)
+        if verbose is not None:
+            self.init_kwargs["verbose"] = verbose
         inert = sorted(k for k in kwargs if k not in LOADER_OPTIONS)
         if inert:
             logger.warning("%s: keyword argument(s) %s change nothing for GPT-2's byte-level BPE tokenizer; they are "
@@ -1264,9 +1279,23 @@ class GPT2TokenizerBase:
         return_tensors: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """ids of one text (or a pair); a tensor of shape (1, T) with ``return_tensors``."""
+        """ids of one text (or a pair); a tensor of shape (1, T) with ``return_tensors``.
+
+        A list or tuple (without ``is_split_into_words``) is read as HF's class of the same name reads it:
+        tokens or ids in :class:`GPT2Tokenizer`, ``(text, text_pair)`` in :class:`GPT2TokenizerFast`.
+        """
         is_split = kwargs.get("is_split_into_words", False)
-        if not isinstance(text, str) and not (is_split and isinstance(text, (list, tuple))):
+        if isinstance(text, (list, tuple)) and not is_split:
+            text, text_pair, as_ids = self._sequence_argument(text, text_pair, "encode")
+            if as_ids:
+                kwargs.pop("is_split_into_words", None)
+                encoded = self.prepare_for_model(
+                    text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                    max_length=max_length, return_tensors=return_tensors, return_attention_mask=False,
+                    prepend_batch_axis=return_tensors is not None, **kwargs,
+                )
+                return encoded["input_ids"]
+        elif not isinstance(text, str) and not is_split:
             raise TextTypeError(
                 f"encode takes one text (a str) but got {type(text).__name__}; "
                 "use tokenizer(list_of_texts) for a batch, or is_split_into_words=True for a list of words"
@@ -1278,10 +1307,23 @@ class GPT2TokenizerBase:
         return encoded["input_ids"]
 
     def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
-        """HF's older name for calling the tokenizer on one example."""
-        if not isinstance(text, str) and not (kwargs.get("is_split_into_words") and isinstance(text, (list, tuple))):
-            raise TypeError(f"encode_plus takes one text (a str), got {type(text).__name__}; use batch_encode_plus for a batch")
+        """HF's older name for calling the tokenizer on one example (a list or tuple: as :meth:`encode` reads it)."""
+        is_split = kwargs.get("is_split_into_words", False)
+        if isinstance(text, (list, tuple)) and not is_split:
+            text, text_pair, as_ids = self._sequence_argument(text, text_pair, "encode_plus")
+            if as_ids:
+                kwargs.pop("is_split_into_words", None)
+                kwargs.setdefault("prepend_batch_axis", kwargs.get("return_tensors") is not None)
+                return self.prepare_for_model(text, text_pair, **kwargs)
+        elif not isinstance(text, str) and not is_split:
+            raise TextTypeError(f"encode_plus takes one text (a str), got {type(text).__name__}; use batch_encode_plus for a batch")
         return self(text, text_pair, **kwargs)
+
+    def _sequence_argument(self, text: list | tuple, text_pair: Any, method: str) -> tuple[Any, Any, bool]:
+        """How ``encode``/``encode_plus`` read a list or tuple given as the text (not pre-split words): returns
+        ``(text, text_pair, as_ids)``, where ``as_ids`` says both are token ids for :meth:`prepare_for_model`.
+        Each class reads it as HF's class of the same name does (slow.py, fast.py)."""
+        raise NotImplementedError
 
     def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[Any], **kwargs: Any) -> BatchEncoding:
         """HF's older name for calling the tokenizer on a batch (texts or (text, pair) tuples)."""
@@ -1700,8 +1742,10 @@ class GPT2TokenizerBase:
             config["truncation_side"] = self.truncation_side
         if self.split_special_tokens:
             config["split_special_tokens"] = True
-        for key, value in self.init_kwargs.items():  # what HF would write back: the kept keywords, not loader options
-            if key not in LOADER_OPTIONS and key not in config and _json_value(value):
+        for key, value in self.init_kwargs.items():  # as HF: every kept keyword, as the attribute of that name if any
+            current = getattr(self, key, value)
+            value = value if callable(current) else current
+            if key not in config and _json_value(value):
                 config[key] = value
         return dict(sorted(config.items()))
 
@@ -1830,6 +1874,13 @@ class GPT2TokenizerBase:
         for key in cls._INIT_KEYS:
             if key in config:
                 init[key] = config[key]
+        # as HF: any other key of the file (a keyword kept in init_kwargs when it was saved: verbose, use_fast,
+        # do_lower_case ...) is kept again; from_pretrained adds it to init_kwargs without the constructor's warning
+        carried = {k: v for k, v in config.items()
+                   if k not in cls._INIT_KEYS and k not in _CONFIG_KEYS_NOT_CARRIED and k not in SPECIAL_TOKEN_NAMES
+                   and k != "additional_special_tokens"}
+        if "verbose" in carried:
+            init["verbose"] = carried.pop("verbose")
         if init.get("model_max_length") is not None:
             init["model_max_length"] = int(init["model_max_length"])
         elif "model_max_length" in init:
@@ -1874,6 +1925,7 @@ class GPT2TokenizerBase:
             )
         init.update(kwargs)
         init["name_or_path"] = str(directory)
+        init["_carried"] = {k: v for k, v in carried.items() if k not in kwargs}
         return init
 
     @classmethod
@@ -1891,8 +1943,11 @@ class GPT2TokenizerBase:
             from gpt2_multi.config import GPT2Config
 
             kwargs["model_max_length"] = GPT2Config.from_pretrained(name).n_positions
+        kwargs = {k: v for k, v in kwargs.items() if k not in FETCH_OPTIONS}  # HF's from_pretrained consumes them
         init = cls._read_pretrained(directory, kwargs)
+        carried = init.pop("_carried")
         tokenizer = cls._from_init(init)
+        tokenizer.init_kwargs = {**carried, **tokenizer.init_kwargs}
         tokenizer.name_or_path = name
         return tokenizer
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpt2_multi.io_utils import atomic_write_text
 from gpt2_multi.tokenization import bpe
-from gpt2_multi.tokenization.base import GPT2TokenizerBase, merge_json_added_tokens
+from gpt2_multi.tokenization.base import GPT2TokenizerBase, TextTypeError, merge_json_added_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,17 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
                     raise
                 # Fall through: split on added tokens here and encode each piece (with the fallback if needed).
         return super()._encode_one(value, is_split, split_special)
+
+    def _sequence_argument(self, text: list | tuple, text_pair: Any, method: str) -> tuple[Any, Any, bool]:
+        """As HF's ``GPT2TokenizerFast``, whose Rust encoder reads two str as a pair: ``encode(("Hello world",
+        "x"))`` is ``encode("Hello world", "x")``; any other list or tuple is a TypeError there, and here."""
+        if text_pair is None and len(text) == 2 and all(isinstance(t, str) for t in text):
+            return text[0], text[1], False
+        raise TextTypeError(
+            f"{method} takes one text (a str), or (text, text_pair) as two str as HF's GPT2TokenizerFast does, got "
+            f"{type(text).__name__} of {len(text)}{' and a text_pair' if text_pair is not None else ''}; use "
+            "tokenizer(list_of_texts) for a batch, or is_split_into_words=True for a list of words"
+        )
 
     def _check_split_words(self) -> None:
         if not self.add_prefix_space:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 from gpt2_multi.tokenization import bpe
-from gpt2_multi.tokenization.base import GPT2TokenizerBase
+from gpt2_multi.tokenization.base import GPT2TokenizerBase, TextTypeError
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,6 +32,26 @@ class GPT2Tokenizer(GPT2TokenizerBase):
 
     def __init__(self, vocab_file: Any = None, merges_file: Any = None, **kwargs: Any) -> None:
         super().__init__(vocab_file, merges_file, **kwargs)
+
+    def _sequence_argument(self, text: list | tuple, text_pair: Any, method: str) -> tuple[Any, Any, bool]:
+        """As HF's ``GPT2Tokenizer``: a list or tuple of str is tokens (``convert_tokens_to_ids``, so an unknown
+        one is ``unk_token``: ``encode(("Hello world", "x"))`` is ``[50256, 87]``), a list of int is ids; a
+        ``text_pair`` is read the same way, or encoded when it is a str."""
+        pair = None if text_pair is None else self._ids_of(text_pair, method)
+        return self._ids_of(text, method), pair, True
+
+    def _ids_of(self, value: Any, method: str) -> list[Any]:
+        if isinstance(value, str):
+            return self.encode(value, add_special_tokens=False)
+        if isinstance(value, (list, tuple)) and value:
+            if all(isinstance(v, str) for v in value):
+                return self.convert_tokens_to_ids(list(value))
+            if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+                return [int(v) for v in value]
+        raise TextTypeError(
+            f"{method} takes a str, or a list or tuple of tokens (all str) or of token ids (all int) as HF's "
+            f"GPT2Tokenizer does, got {type(value).__name__} {value!r:.60}; use tokenizer(list_of_texts) for a batch"
+        )
 
     def _post_init(self) -> None:
         if self._is_builtin_vocab:
