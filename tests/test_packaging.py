@@ -7,6 +7,7 @@ can collide with another distribution's.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,9 +29,17 @@ def test_every_package_under_src_is_listed():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a private copy of the sources: setuptools builds in the source tree's build/ folder, and two
+    # pytest-xdist workers each running this module-scoped fixture would race there.
+    source = tmp_path_factory.mktemp("source")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("src", "conformance"):
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     (path,) = out.glob("gpt2_multi-*.whl")
     return path
 
