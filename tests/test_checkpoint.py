@@ -503,3 +503,58 @@ def test_layout_name_maps_invert():
             assert layout.flax_path_to_pt(layout.pt_to_flax_path(name)) == name
     assert layout.pt_to_tf_name("transformer.h.3.ln_1.weight") == "transformer/h_._3/ln_1/gamma:0"
     assert layout.pt_to_flax_path("h.3.mlp.c_fc.weight") == ("h", "3", "mlp", "c_fc", "kernel")
+
+
+def test_streamed_msgpack_is_byte_identical_to_packb(tmp_path):
+    """The streaming msgpack writer emits exactly ``msgpack.packb`` of the nested dict (fixext / ext 8/16/32 sizes)."""
+    import msgpack
+
+    from gpt2_multi.checkpoint import flax_msgpack
+
+    config = GPT2Config(n_embd=4, n_head=2, n_layer=1, vocab_size=70000 // 4, n_positions=1)
+    tensors = {k: np.arange(int(np.prod(s)), dtype=np.float32).reshape(s) for k, s in expected_shapes(config, "GPT2LMHeadModel").items()}
+    tensors["transformer.ln_f.bias"] = np.zeros((1,), np.float32)  # a tiny payload
+    flax_msgpack.save(tmp_path / "a.msgpack", tensors, "GPT2LMHeadModel")
+    tree: dict = {}
+    for name, value in tensors.items():
+        path = layout.pt_to_flax_path(name)
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = flax_msgpack._pack_array(layout.pt_to_flax_array(name, value))
+    assert (tmp_path / "a.msgpack").read_bytes() == msgpack.packb(tree, use_bin_type=True)
+    for n in (0, 1, 2, 3, 4, 5, 60, 100, 20000, 70000):
+        array = np.ones(n, np.uint8)
+        expected = msgpack.packb(flax_msgpack._pack_array(array), use_bin_type=True)
+        assert flax_msgpack.array_header(array.shape, array.dtype) + array.tobytes() == expected
+
+
+def test_msgpack_reads_are_memory_mapped_views(tmp_path):
+    source = load_checkpoint(checkpoint_dir("lm", "safetensors"))
+    save_checkpoint(tmp_path, source.tensors, source.config, format="flax")
+    ckpt = load_checkpoint(tmp_path)
+    for name, array in ckpt.tensors.items():
+        base = array
+        while base is not None and not isinstance(base, np.memmap):
+            base = base.base
+        assert isinstance(base, np.memmap), name
+    _assert_same(ckpt.tensors, source.tensors)
+
+
+def test_convert_dtype_bf16_and_sharded_bin(tmp_path):
+    pytest.importorskip("torch")
+    src = checkpoint_dir("lm", "safetensors")
+    source = load_checkpoint(src)
+    convert(src, tmp_path / "bin", "pt-bin", max_shard_size=20_000, dtype="bf16")
+    fmt, files = find_weights(tmp_path / "bin")
+    assert fmt == "pt-bin" and len(files) > 1 and (tmp_path / "bin" / "pytorch_model.bin.index.json").is_file()
+    out = load_checkpoint(tmp_path / "bin")
+    assert out.config.torch_dtype == "bfloat16"
+    for name, value in source.tensors.items():
+        assert str(out.tensors[name].dtype) == "bfloat16"
+        np.testing.assert_array_equal(out.tensors[name], value.astype(out.tensors[name].dtype))
+    with pytest.raises(ValueError, match="cannot hold bfloat16"):
+        convert(src, tmp_path / "h5", "tf", dtype="bf16")
+    assert not (tmp_path / "h5").exists() or not any((tmp_path / "h5").iterdir())
+    with pytest.raises(ValueError, match="cannot write weights as 'int8'"):
+        convert(src, tmp_path / "x", "safetensors", dtype="int8")

@@ -2,7 +2,7 @@
 
     gpt2-multi demo [--model PATH] [--backends pt,tf,flax] [--prompt TEXT] [--new-tokens N]
     gpt2-multi generate --backend {pt,tf,flax} [--model PATH] --prompt TEXT [--max-new-tokens N] [--do-sample ...]
-    gpt2-multi convert SRC DST --to {safetensors,pt-bin,tf,flax} [--max-shard-size 5GB]
+    gpt2-multi convert SRC DST --to {safetensors,pt-bin,tf,flax} [--max-shard-size 5GB] [--dtype bf16]
     gpt2-multi conform [CKPT] [--golden DIR] [--full] [--json]
     gpt2-multi train --backend {pt,tf,flax} --data FILE_OR_DIR --out DIR [--init PATH | --config NAME_OR_JSON] [--steps N] ...
     gpt2-multi info PATH
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output directory")
     conv.add_argument("--to", required=True, choices=FORMATS)
     conv.add_argument("--from", dest="src_format", choices=FORMATS, help="read this format when SRC has several")
-    conv.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (e.g. 500MB); default 5GB")
+    conv.add_argument("--max-shard-size", default="5GB",
+                      help="largest safetensors / pytorch_model.bin file before sharding (e.g. 500MB); default 5GB")
+    conv.add_argument("--dtype", choices=["fp32", "fp16", "bf16", "float32", "float16", "bfloat16"],
+                      help="cast the weights (default: keep the source's dtype)")
     conv.add_argument("--no-progress", action="store_true")
 
     gen = sub.add_parser("generate", help="stream a continuation of a prompt from one backend")
@@ -149,6 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------- convert
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert, streaming tensor by tensor; a progress bar in bytes on stderr, then the time and throughput."""
     bar = None
 
     def progress(what: str, done: int, total: int) -> None:
@@ -158,14 +162,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="tensor", desc=f"writing {args.to}", file=sys.stderr)
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"writing {args.to}",
+                       file=sys.stderr)
         bar.update(done - bar.n)
 
     start = time.perf_counter()
-    written = convert(args.src, args.dst, args.to, src_format=args.src_format, max_shard_size=args.max_shard_size, progress=progress)
-    if bar is not None:
-        bar.close()
-    print(f"wrote {len(written)} file(s) to {args.dst} in {time.perf_counter() - start:.2f} s:")
+    try:
+        written = convert(args.src, args.dst, args.to, src_format=args.src_format, max_shard_size=args.max_shard_size,
+                          progress=progress, dtype=args.dtype)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    total = sum(path.stat().st_size for path in written)
+    rate = total / seconds / 1e6 if seconds > 0 else float("inf")
+    print(f"wrote {len(written)} file(s), {total / 1e6:,.1f} MB, to {args.dst} in {seconds:.2f} s ({rate:,.1f} MB/s):")
     for path in written:
         print(f"  {path.name}  ({path.stat().st_size:,} bytes)")
     return 0

@@ -11,10 +11,16 @@ Formats (``--to`` names of ``gpt2-multi convert``):
 format         file(s)                                             needs
 =============  ==================================================  ==========================
 safetensors    model.safetensors / model-0000k-of-0000n + index    nothing (memory-mapped)
-pt-bin         pytorch_model.bin (``torch.load(weights_only)``)    torch
-tf             tf_model.h5 (HF's Keras 2 layout)                   h5py
-flax           flax_model.msgpack                                  msgpack
+pt-bin         pytorch_model.bin / pytorch_model-0000k-of-0000n    torch (``torch.load(weights_only,
+               .bin + index                                        mmap)``)
+tf             tf_model.h5 (HF's Keras 2 layout)                   h5py (datasets memory-mapped)
+flax           flax_model.msgpack                                  msgpack (memory-mapped views)
 =============  ==================================================  ==========================
+
+Reading never copies the weights: every reader returns views of a file map (HF's TF/Flax transposes as
+transposed views). Writing streams tensor by tensor (:mod:`gpt2_multi.checkpoint.streaming`), so
+:func:`convert` peaks near one tensor above the interpreter at any checkpoint size; see
+:func:`save_checkpoint` for what a kill at any point leaves behind.
 """
 
 from __future__ import annotations
@@ -29,12 +35,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpt2_multi.checkpoint import flax_msgpack, layout, safetensors_io, tf_h5
+from gpt2_multi.checkpoint import flax_msgpack, layout, safetensors_io, streaming, tf_h5
 from gpt2_multi.checkpoint.errors import CheckpointError, MissingWeightsError
 from gpt2_multi.checkpoint.layout import ARCHITECTURES, expected_shapes, normalize_architecture
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.filenames import BIN_INDEX_NAME, CONFIG_NAME, SAFE_INDEX_NAME, WEIGHTS_NAMES
-from gpt2_multi.io_utils import atomic_write_text
+from gpt2_multi.io_utils import atomic_write_text, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from gpt2_multi.generation import GenerationConfig
@@ -48,7 +54,7 @@ __all__ = [
 FORMATS = ("safetensors", "pt-bin", "tf", "flax")
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
-ProgressFn = Callable[[str, int, int], None]  # (what, done, total)
+ProgressFn = Callable[[str, int, int], None]  # (what, bytes done, bytes in all)
 
 
 @dataclass
@@ -316,18 +322,40 @@ def save_checkpoint(
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     progress: ProgressFn | None = None,
     generation_config: GenerationConfig | None = None,
+    dtype: str | np.dtype | None = None,
+    release_sources: bool = False,
 ) -> list[Path]:
     """Write ``config.json`` and the weights in ``format`` under HF's file names; return the files written.
 
     ``tensors`` may use any naming style; they are written under ``architecture``'s
     own names (default: ``config.architectures[0]`` or inferred). A tied ``lm_head`` is
-    not written (HF does the same). safetensors above ``max_shard_size`` is sharded
-    with ``model.safetensors.index.json``. Every file is written atomically. A
-    ``generation_config`` (:class:`gpt2_multi.generation.GenerationConfig`, what the models
-    that can generate hold) is written as ``generation_config.json``, as HF does.
+    not written (HF does the same). safetensors and pytorch_model.bin above ``max_shard_size``
+    are sharded as HF shards them (``model-00001-of-0000N.safetensors`` + ``model.safetensors.index.json``,
+    ``pytorch_model-00001-of-0000N.bin`` + ``pytorch_model.bin.index.json``). A ``generation_config``
+    (:class:`gpt2_multi.generation.GenerationConfig`, what the models that can generate hold) is written as
+    ``generation_config.json``, as HF does.
+
+    Memory: tensors are written one at a time, each converted (layout transpose, ``dtype``) in row blocks
+    just before it is written (:mod:`gpt2_multi.checkpoint.streaming`); views in, no second copy of the
+    weights. ``dtype`` (``"bf16"``, ``"fp16"``, ``"fp32"``) casts every float tensor and is recorded in the
+    config. ``release_sources=True`` drops each memory-mapped source tensor's pages once it is written
+    (what :func:`convert` does); never pass it for arrays backing a live model. ``progress(what, bytes
+    done, bytes in all)`` is called after each tensor.
+
+    Kill safety: every file is written to a temporary name (``.<name>.<pid>.<random>.tmp``, which no reader
+    looks at) and renamed into place, so a file under its final name is complete, old or new. A sharded
+    save removes the old index of its format *first*, writes the shards, then the new index *last*, then
+    removes the files of the previous save that the new one does not use (old shards, the old single file
+    or index). An index therefore never names shards of another save: a kill in between leaves no index (and
+    the directory reads as the other weights it holds, or as holding none) until a rerun completes.
+    The config is written after the weights.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown checkpoint format {format!r}; choose one of {', '.join(FORMATS)}")
+    target = streaming.parse_dtype(dtype)
+    if format == "tf" and target is not None and target.name == "bfloat16":
+        raise ValueError("tf_model.h5 cannot hold bfloat16 (Keras 2 h5 files have none): write it as float16 or "
+                         "float32, or choose another format for bfloat16")
     directory = Path(save_directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"cannot save into {directory}: it is a file")
@@ -336,63 +364,92 @@ def save_checkpoint(
         architecture = _architecture_from(config, canonical)
     architecture = normalize_architecture(architecture)
     canonical = _drop_tied(canonical, config)
-    named = layout.to_architecture_names(canonical, architecture)
+    named = {k: np.asarray(v) for k, v in layout.to_architecture_names(canonical, architecture).items()}
+    max_shard = parse_size(max_shard_size)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)
 
-    config_to_save = config.copy(architectures=[architecture])
+    overrides: dict = {"architectures": [architecture]}
+    if target is not None:
+        overrides.update(torch_dtype=target.name, dtype=target.name)
+    config_to_save = config.copy(**overrides)
+    stream = streaming.WriteStream(target, release=release_sources, progress=progress)
+    stream.total = sum(stream.out_nbytes(v) for v in named.values())
     written: list[Path] = []
-    total = len(named)
-    if format == "safetensors":
-        written += _save_safetensors(directory, named, parse_size(max_shard_size), progress)
-    elif format == "pt-bin":
-        from gpt2_multi.checkpoint import torch_bin
-
-        torch_bin.save(directory / WEIGHTS_NAMES["pt-bin"], {k: np.asarray(v) for k, v in named.items()})
-        written.append(directory / WEIGHTS_NAMES["pt-bin"])
+    if format in ("safetensors", "pt-bin"):
+        written += _save_sharded(directory, format, named, max_shard, stream)
     elif format == "tf":
-        tf_h5.save(directory / WEIGHTS_NAMES["tf"], named, architecture)
+        tf_h5.save(directory / WEIGHTS_NAMES["tf"], named, architecture, stream=stream)
         written.append(directory / WEIGHTS_NAMES["tf"])
     else:
-        flax_msgpack.save(directory / WEIGHTS_NAMES["flax"], named, architecture)
+        flax_msgpack.save(directory / WEIGHTS_NAMES["flax"], named, architecture, stream=stream)
         written.append(directory / WEIGHTS_NAMES["flax"])
-    if progress is not None and format != "safetensors":
-        progress("write", total, total)
     written.append(config_to_save.save_pretrained(directory))
     if generation_config is not None:
         written.append(generation_config.save_pretrained(directory))
     return written
 
 
-def _save_safetensors(directory: Path, named: dict[str, np.ndarray], max_shard: int, progress: ProgressFn | None) -> list[Path]:
-    shards: list[dict[str, np.ndarray]] = [{}]
+_SHARD_RE = {"safetensors": re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$"),
+             "pt-bin": re.compile(r"^pytorch_model-\d{5}-of-\d{5}\.bin$")}
+_INDEX_NAMES = {"safetensors": SAFE_INDEX_NAME, "pt-bin": BIN_INDEX_NAME}
+
+
+def _shard_file_name(format: str, index: int, count: int) -> str:
+    if format == "safetensors":
+        return f"model-{index:05d}-of-{count:05d}.safetensors"
+    return f"pytorch_model-{index:05d}-of-{count:05d}.bin"
+
+
+def _save_sharded(directory: Path, format: str, named: dict[str, np.ndarray], max_shard: int,
+                  stream: streaming.WriteStream) -> list[Path]:
+    """safetensors or pytorch_model.bin: one file when it fits in ``max_shard`` bytes, else HF's shards + index."""
+    shards: list[list[str]] = [[]]
     size = 0
     for name in sorted(named):
-        array = np.asarray(named[name])
-        if shards[-1] and size + array.nbytes > max_shard:
-            shards.append({})
+        nbytes = stream.out_nbytes(named[name])
+        if shards[-1] and size + nbytes > max_shard:
+            shards.append([])
             size = 0
-        shards[-1][name] = array
-        size += array.nbytes
-    metadata = {"format": "pt"}
+        shards[-1].append(name)
+        size += nbytes
+    index_path = directory / _INDEX_NAMES[format]
+
+    def write(path: Path, names: list[str]) -> None:
+        part = {n: named[n] for n in names}
+        if format == "safetensors":
+            safetensors_io.save(path, part, {"format": "pt"}, stream=stream)
+        else:
+            from gpt2_multi.checkpoint import torch_bin
+
+            torch_bin.save(path, part, stream=stream)
+
     if len(shards) == 1:
-        path = directory / WEIGHTS_NAMES["safetensors"]
-        safetensors_io.save(path, shards[0], metadata)
-        if progress is not None:
-            progress("write", len(named), len(named))
+        path = directory / WEIGHTS_NAMES[format]
+        write(path, shards[0])
+        _remove_other_weights(directory, format, keep={path.name})
         return [path]
-    written, weight_map, done = [], {}, 0
-    for i, shard in enumerate(shards, start=1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        safetensors_io.save(directory / name, shard, metadata)
+    index_path.unlink(missing_ok=True)  # first: an old index must never name the shards being replaced
+    written, weight_map = [], {}
+    for i, names in enumerate(shards, start=1):
+        name = _shard_file_name(format, i, len(shards))
+        write(directory / name, names)
         written.append(directory / name)
-        weight_map.update(dict.fromkeys(shard, name))
-        done += len(shard)
-        if progress is not None:
-            progress("write", done, len(named))
-    index = {"metadata": {"total_size": int(sum(np.asarray(v).nbytes for v in named.values()))}, "weight_map": dict(sorted(weight_map.items()))}
-    atomic_write_text(directory / SAFE_INDEX_NAME, json.dumps(index, indent=2) + "\n")
-    written.append(directory / SAFE_INDEX_NAME)
+        weight_map.update(dict.fromkeys(names, name))
+    index = {"metadata": {"total_size": stream.total}, "weight_map": dict(sorted(weight_map.items()))}
+    atomic_write_text(index_path, json.dumps(index, indent=2) + "\n")  # last: it makes the shards a checkpoint
+    written.append(index_path)
+    _remove_other_weights(directory, format, keep={p.name for p in written})
     return written
+
+
+def _remove_other_weights(directory: Path, format: str, keep: set[str]) -> None:
+    """Remove this format's weight files of an earlier save that the one just written does not use."""
+    for child in directory.iterdir():
+        name = child.name
+        ours = name in (WEIGHTS_NAMES[format], _INDEX_NAMES[format]) or _SHARD_RE[format].match(name)
+        if ours and name not in keep and child.is_file():
+            child.unlink(missing_ok=True)
 
 
 def convert(
@@ -403,11 +460,20 @@ def convert(
     src_format: str | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     progress: ProgressFn | None = None,
+    dtype: str | np.dtype | None = None,
 ) -> list[Path]:
-    """Convert the checkpoint at ``src`` into ``to`` under ``dst`` (config.json and any generation_config copied)."""
+    """Convert the checkpoint at ``src`` into ``to`` under ``dst`` (config.json and any generation_config copied).
+
+    Streams tensor by tensor from the memory-mapped source (see :func:`save_checkpoint`): peak memory is
+    about one tensor above the interpreter's, whatever the checkpoint's size (a ``.bin`` target: one shard).
+    ``dtype`` casts the weights (``"bf16"``, ``"fp16"``, ``"fp32"``). ``dst`` may be the source's own directory:
+    files are replaced by rename, and the maps being read keep the replaced files' contents.
+    """
     ckpt = load_checkpoint(src, format=src_format)
-    written = save_checkpoint(dst, ckpt.tensors, ckpt.config, format=to, architecture=ckpt.architecture,
-                              max_shard_size=max_shard_size, progress=progress)
+    tensors, ckpt.tensors = ckpt.tensors, {}
+    written = save_checkpoint(dst, tensors, ckpt.config, format=to, architecture=ckpt.architecture,
+                              max_shard_size=max_shard_size, progress=progress, dtype=dtype, release_sources=True)
+    del tensors
     if ckpt.directory is not None:
         from gpt2_multi.generation.config import GENERATION_CONFIG_NAME  # the generation package only here
 

@@ -215,19 +215,21 @@ def tf_to_pt_name(name: str) -> str:
     return ".".join(parts)
 
 
-def pt_to_tf_array(name: str, value: np.ndarray) -> np.ndarray:
+def pt_to_tf_array(name: str, value: np.ndarray, *, contiguous: bool = True) -> np.ndarray:
+    """The TF value of a PyTorch-layout array. ``contiguous=False`` returns a transposed *view* where the
+    layouts differ (no copy: what the streaming readers and writers use, converting one tensor at a time)."""
     if _is_conv1d(name) and name.endswith(".bias"):
         return value.reshape(1, -1)
     if _is_linear(name) and name.endswith(".weight"):
-        return np.ascontiguousarray(value.T)
+        return np.ascontiguousarray(value.T) if contiguous else value.T
     return value
 
 
-def tf_to_pt_array(pt_name: str, value: np.ndarray) -> np.ndarray:
+def tf_to_pt_array(pt_name: str, value: np.ndarray, *, contiguous: bool = True) -> np.ndarray:
     if _is_conv1d(pt_name) and pt_name.endswith(".bias"):
         return value.reshape(-1)
     if _is_linear(pt_name) and pt_name.endswith(".weight"):
-        return np.ascontiguousarray(value.T)
+        return np.ascontiguousarray(value.T) if contiguous else value.T
     return value
 
 
@@ -257,10 +259,13 @@ def flax_transposed(name: str) -> bool:
     return name.endswith(".weight") and name.split(".")[-2] not in ("wte", "wpe") and not _is_layer_norm(name.split("."))
 
 
-def pt_to_flax_array(name: str, value: np.ndarray) -> np.ndarray:
-    """Every 2-D weight that is not an embedding is stored transposed in HF's Flax layout."""
+def pt_to_flax_array(name: str, value: np.ndarray, *, contiguous: bool = True) -> np.ndarray:
+    """Every 2-D weight that is not an embedding is stored transposed in HF's Flax layout.
+
+    ``contiguous=False`` returns the transposed *view* (no copy), as :func:`pt_to_tf_array`.
+    """
     if value.ndim == 2 and flax_transposed(name):
-        return np.ascontiguousarray(value.T)
+        return np.ascontiguousarray(value.T) if contiguous else value.T
     return value
 
 

@@ -14,7 +14,6 @@ never reaches the file.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from gpt2_multi.checkpoint.errors import CheckpointError
+from gpt2_multi.checkpoint.pages import mark_file_backed, release  # noqa: F401 - public here since the first loaders
+from gpt2_multi.checkpoint.streaming import WriteStream
 from gpt2_multi.io_utils import atomic_path
 
 try:  # bfloat16 and friends as numpy dtypes; shipped with JAX and TensorFlow, a core dependency here
@@ -99,53 +100,36 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return tensors
 
 
-def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
-    """Write ``tensors`` to ``path`` atomically (temp file + rename), in name order, 8-byte aligned header."""
+def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None, *,
+         stream=None) -> None:
+    """Write ``tensors`` to ``path`` atomically (temp file + rename), in name order, 8-byte aligned header.
+
+    The header is planned from shapes and dtypes alone; then each tensor is written in row blocks
+    (``stream``: a :class:`gpt2_multi.checkpoint.streaming.WriteStream` that may cast them and release
+    their sources), so no tensor is copied whole unless it must be converted.
+    """
+
+    stream = stream or WriteStream()
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
-    arrays = []
-    for name in sorted(tensors):
-        array = np.asarray(tensors[name])
-        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        header[name] = {"dtype": dtype_name(dtype), "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        arrays.append(array.astype(dtype, copy=False))
+    names = sorted(tensors)
+    tensors = {name: np.asarray(tensors[name]) for name in names}
+    for name in names:
+        array = tensors[name]
+        nbytes = stream.out_nbytes(array)
+        header[name] = {"dtype": dtype_name(stream.out_dtype(array.dtype)), "shape": list(array.shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         handle.write(struct.pack("<Q", len(raw)))
         handle.write(raw)
-        for array in arrays:
-            if array.nbytes:  # a zero-copy byte view of the data
-                handle.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
-
-
-def release(array: np.ndarray) -> None:
-    """Drop the mapped file pages behind ``array`` from this process's resident memory (best effort).
-
-    For a backend that has copied ``array`` into its own parameters: the pages stay in the OS page
-    cache (a re-read is free) but stop counting in this process, so a load never holds the mapped
-    file next to the parameters made from it. Only whole pages inside ``array`` are dropped, and only
-    from read-only or copy-on-write file maps; call it only on arrays nobody wrote to (a modified
-    copy-on-write page would be discarded). A no-op for arrays that are not mapped.
-    """
-    base = array
-    while base is not None and not isinstance(base, np.memmap):
-        base = getattr(base, "base", None)
-    if base is None or getattr(base, "mode", None) not in ("r", "c"):
-        return
-    mapping = getattr(base, "_mmap", None)
-    if not isinstance(mapping, mmap.mmap) or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    try:
-        map_start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
-        begin = array.__array_interface__["data"][0] - map_start
-        end = begin + array.nbytes
-        first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the array only
-        last = (end // mmap.PAGESIZE) * mmap.PAGESIZE
-        if 0 <= first < last <= len(mapping):
-            mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
-    except (ValueError, OSError, TypeError):  # best effort: never fail a load for it
-        pass
+        for name in names:
+            array = tensors[name]
+            for _, block in stream.blocks(array):
+                if block.nbytes:  # a zero-copy byte view of the data
+                    handle.write(block.reshape(-1).view(np.uint8).data)
+            stream.done(array)

@@ -49,7 +49,7 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 if len(scoped) != 2:
                     raise CheckpointError(f"{path}: weight name {weight!r} has no model scope")
                 pt_name = layout.tf_to_pt_name(scoped[1])
-                out[pt_name] = layout.tf_to_pt_array(pt_name, data)
+                out[pt_name] = layout.tf_to_pt_array(pt_name, data, contiguous=False)  # a view: no copy
     return out
 
 
@@ -68,19 +68,25 @@ def _mapped_or_read(path: Path, dataset: h5py.Dataset) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=dataset.shape)
 
 
-def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], architecture: str) -> None:
+def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], architecture: str, *, stream=None) -> None:
     """Write ``tensors`` (PyTorch names, any style) as HF's ``tf_model.h5`` for ``architecture``, atomically.
 
     A tied ``lm_head.weight`` should already be dropped by the caller (HF's TF models always tie it).
-    bfloat16 is widened to float32: Keras 2 h5 files have no bfloat16.
+    bfloat16 is widened to float32: Keras 2 h5 files have no bfloat16. Written dataset by dataset, each in
+    row blocks converted just before they are written (``stream``, a
+    :class:`gpt2_multi.checkpoint.streaming.WriteStream`); transposes are views until then.
     """
+    from gpt2_multi.checkpoint.streaming import WriteStream
+
+    stream = stream or WriteStream()
     architecture = layout.normalize_architecture(architecture)
     scope = layout.TF_MODEL_SCOPES[architecture]
-    groups: dict[str, list[tuple[str, np.ndarray]]] = {}
+    groups: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     for name, value in layout.canonical_names(tensors).items():
         tf_name = layout.pt_to_tf_name(name)
         top = tf_name.split("/", 1)[0]
-        groups.setdefault(top, []).append((f"{scope}/{tf_name}", layout.pt_to_tf_array(name, np.asarray(value))))
+        source = np.asarray(value)
+        groups.setdefault(top, []).append((f"{scope}/{tf_name}", source, layout.pt_to_tf_array(name, source, contiguous=False)))
     # Every dataset starts on a 64-byte boundary, so the memory maps that loading makes from it are aligned as
     # HF's and Keras' own files are: PyTorch's kernels take other code paths on misaligned views (1 ulp apart).
     with atomic_path(path) as tmp, h5py.File(tmp, "w", alignment_threshold=1, alignment_interval=64) as handle:
@@ -89,8 +95,20 @@ def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], architecture: 
         handle.attrs["layer_names"] = np.array([k.encode() for k in sorted(groups)], dtype=object)
         for top in sorted(groups):
             group = handle.create_group(top)
-            group.attrs["weight_names"] = np.array([n.encode() for n, _ in groups[top]], dtype=object)
-            for name, value in groups[top]:
-                if value.dtype.name == "bfloat16":
-                    value = value.astype(np.float32)
-                group.create_dataset(name, data=value)
+            group.attrs["weight_names"] = np.array([n.encode() for n, _, _ in groups[top]], dtype=object)
+            for name, source, value in groups[top]:
+                dtype = stream.out_dtype(value.dtype)
+                if dtype.name == "bfloat16":
+                    dtype = np.dtype(np.float32)
+                dataset = group.create_dataset(name, shape=value.shape, dtype=dtype)
+                nbytes = 0
+                for start, block in stream.blocks(value):
+                    block = block.astype(dtype, copy=False)
+                    nbytes += block.nbytes
+                    if block.size == 0:
+                        continue
+                    if value.ndim == 0:
+                        dataset[()] = block
+                    else:
+                        dataset[start:start + block.shape[0]] = block
+                stream.done(source, nbytes)

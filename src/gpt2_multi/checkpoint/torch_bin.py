@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from gpt2_multi.checkpoint import safetensors_io
 from gpt2_multi.checkpoint.errors import CheckpointError
 from gpt2_multi.io_utils import atomic_path
 
@@ -29,12 +31,18 @@ def _torch():
     return torch
 
 
-def _to_numpy(torch, tensor) -> np.ndarray:
+def _to_numpy(torch, tensor, mapped: bool = False) -> np.ndarray:
+    """A numpy view of ``tensor``; ``mapped``: its memory is ``torch.load(mmap=True)``'s private file map, whose
+    pages ``safetensors_io.release`` may then drop once a conversion has written them."""
     if tensor.dtype == torch.bfloat16:
         import ml_dtypes
 
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
+        array = tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    else:
+        array = tensor.numpy()
+    if mapped:
+        safetensors_io.mark_file_backed(array)
+    return array
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -44,10 +52,12 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            mapped = True
         except RuntimeError as err:
             if "mmap" not in str(err):
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+            mapped = False
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} holds objects other than tensors, which are not loaded (weights_only=True): {err}".splitlines()[0]
@@ -62,19 +72,40 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for name, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor")
-        out[name] = _to_numpy(torch, value.detach().cpu())
+        out[name] = _to_numpy(torch, value.detach().cpu(), mapped)
     return out
 
 
-def save(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:
-    """Write a state_dict HF's ``from_pretrained`` reads, atomically."""
+def _to_torch(torch, array: np.ndarray):
+    """A CPU tensor sharing ``array``'s memory (``array`` is contiguous; bfloat16 through an int16 view)."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    with warnings.catch_warnings():  # a read-only memory map is only read by torch.save
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
+def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], *, stream=None) -> None:
+    """Write one state_dict file HF's ``from_pretrained`` reads, atomically.
+
+    ``torch.save`` needs the whole dict at once: the tensors are ``torch.from_numpy`` views of the
+    sources where they need no conversion (no copy; a memory-mapped source is read while it is written),
+    else converted copies (``stream``: cast) held until the file is written. :func:`save_sharded` bounds
+    that to one shard.
+    """
+    from gpt2_multi.checkpoint.streaming import WriteStream
+
     torch = _torch()
-    state = {}
-    for name, value in tensors.items():
-        array = np.asarray(value)
-        if array.dtype.name == "bfloat16":
-            state[name] = torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
-        else:
-            state[name] = torch.from_numpy(np.array(array, copy=True))
+    stream = stream or WriteStream()
+    sources = {name: np.asarray(value) for name, value in tensors.items()}
+    state = {name: _to_torch(torch, stream.whole(array)) for name, array in sources.items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+    del state
+    for array in sources.values():
+        stream.done(array)
+
+
+def shard_name(index: int, count: int) -> str:
+    """HF's name of shard ``index`` (from 1) of ``count``: ``pytorch_model-00001-of-00003.bin``."""
+    return f"pytorch_model-{index:05d}-of-{count:05d}.bin"

@@ -10,7 +10,9 @@ numpy array allows: a writable array (``pytorch_model.bin`` read with ``mmap``, 
 arrays) is shared; a read-only safetensors memory map is re-mapped copy-on-write (private), so the
 parameters are writable, pages are read from the file on first touch and copied only when
 written. Loading a checkpoint therefore keeps one copy of the weights (see
-``benchmarks/pt_load_memory.py``). A dtype conversion (``torch_dtype``) makes one converted copy.
+``benchmarks/pt_load_memory.py``). A dtype conversion (``torch_dtype``) makes one converted copy, in row
+blocks whose file pages are dropped as they are converted: a bfloat16 load of a float32 checkpoint peaks
+near the bfloat16 weights (``benchmarks/xl_memory.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gpt2_multi.checkpoint import (
     layout,
     load_checkpoint,
     match_state_dict,
+    safetensors_io,
     save_checkpoint,
 )
 from gpt2_multi.config import ATTRIBUTE_MAP, COMMON_DEFAULTS, MODEL_DEFAULTS, GPT2Config
@@ -81,27 +84,40 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 # ------------------------------------------------------------------------------------------ numpy -> torch
-def to_tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+BLOCK_BYTES = 16 * 2**20
+
+
+def to_tensor(array: np.ndarray, dtype: torch.dtype, *, release: bool = False) -> torch.Tensor:
     """A CPU tensor of ``dtype`` holding ``array``; shares memory with it when no conversion is needed.
 
     The shared checkpoint layer maps safetensors copy-on-write, so such arrays are writable and back the
-    parameters directly (one copy of the weights; training never writes to the file).
+    parameters directly (one copy of the weights; training never writes to the file). Otherwise the
+    tensor is a converted copy; ``release=True`` then drops ``array``'s memory-mapped pages as they are
+    converted (only for a source nobody else uses: ``from_pretrained``'s own checkpoint arrays).
     """
     is_bf16 = array.dtype.name == "bfloat16"
     source_dtype = torch.bfloat16 if is_bf16 else torch.from_numpy(np.zeros(0, array.dtype)).dtype
-    if source_dtype == dtype:
-        if not array.flags.writeable:
-            array = np.array(array, copy=True)
-        if not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)
+    if source_dtype == dtype and array.flags.writeable and array.flags.c_contiguous and array.flags.aligned:
         tensor = torch.from_numpy(array.view(np.int16) if is_bf16 else array)
         return tensor.view(torch.bfloat16) if is_bf16 else tensor
-    with warnings.catch_warnings():  # the read-only source is only read: .to() copies
+    # A copy (another dtype, a transposed view of a TF/Flax file, read-only or misaligned memory), made in row
+    # blocks: each block's memory-mapped source pages are dropped once converted, so a reduced-precision load
+    # peaks near the converted weights, not the converted weights plus the file (see ``release``).
+    out = torch.empty(array.shape, dtype=dtype)
+    flat_rows = out.reshape(-1, *array.shape[1:]) if array.ndim else out.reshape(1)
+    source = array if array.ndim else array.reshape(1)
+    rows = max(1, BLOCK_BYTES // max(1, source[:1].nbytes))
+    with warnings.catch_warnings():  # the read-only source is only read: copy_() copies
         warnings.simplefilter("ignore", UserWarning)
-        tensor = torch.from_numpy(array.view(np.int16) if is_bf16 else array)
-        if is_bf16:
-            tensor = tensor.view(torch.bfloat16)
-        return tensor.to(dtype)
+        for start in range(0, source.shape[0], rows):
+            block = source[start:start + rows]
+            part = torch.from_numpy(np.ascontiguousarray(block.view(np.int16) if is_bf16 else block))
+            flat_rows[start:start + rows].copy_(part.view(torch.bfloat16) if is_bf16 else part)
+            if release and block.flags.c_contiguous:
+                safetensors_io.release(block)
+    if release:
+        safetensors_io.release(array)
+    return out
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -184,7 +200,10 @@ def from_pretrained(
     with torch.device("meta"):
         model = cls(cfg, attn_implementation=attn_implementation)
     model.to(target)
-    state = {name: to_tensor(array, target) for name, array in tensors.items()}
+    state = {}
+    own = state_dict is None  # arrays this call read from a file: their mapped pages may be dropped once copied
+    for name in list(tensors):  # one at a time, each source dropped once it is converted
+        state[name] = to_tensor(tensors.pop(name), target, release=own)
     del tensors  # the tensors keep what they use alive
     model.load_state_dict(state, strict=False, assign=True)
     del state

@@ -6,7 +6,8 @@ semantics and report) -> numpy arrays under HF PyTorch names -> the model is
 constructed with every variable *initialised from its array* (see
 ``PretrainedOr``): no random weights are drawn, and each array is dropped
 (and its memory-mapped pages released) as soon as its variable exists, so a load
-peaks near one copy of the weights.
+peaks near one copy of the weights. A load in another dtype (``dtype="bfloat16"``) converts each tensor in
+row blocks, dropping the float32 pages as it goes: it peaks near the bfloat16 weights.
 
 The one transform between a PyTorch array and a Keras variable is
 :func:`to_variable_value` / :func:`from_variable_value` (``layout.pt_to_tf_array`` and
@@ -107,16 +108,33 @@ class _CheckpointSource:
         array = self.values.pop(pt_name, None)
         if array is None:
             return None  # a head the checkpoint lacks (reported by match_state_dict): HF's fresh init
-        value = to_variable_value(pt_name, array)
+        value = layout.pt_to_tf_array(pt_name, array, contiguous=False)  # to_variable_value, as a view
         if tuple(value.shape) != tuple(shape):
             raise CheckpointError(f"{pt_name!r}: the checkpoint gives shape {tuple(value.shape)} for a variable of shape {tuple(shape)}")
-        tensor = tf.constant(value)
         target = tf.as_dtype(keras.backend.standardize_dtype(dtype or "float32"))
-        if tensor.dtype != target:
-            tensor = tf.cast(tensor, target)
+        # Converted (dtype, layout) into a host copy in row blocks, dropping the mapped pages as it goes; TF copies
+        # that once more into the tensor, which the variable then takes: at most two copies of one tensor at a time.
+        host = _converted(value, np.dtype(target.as_numpy_dtype))
+        tensor = tf.constant(host)
+        del host
         safetensors_io.release(array)
         self.used.append(pt_name)
         return tensor
+
+
+def _converted(value: np.ndarray, dtype: np.dtype, block_bytes: int = 16 * 2**20) -> np.ndarray:
+    """``value`` as a new C-contiguous array of ``dtype``, filled in row blocks; the mapped pages of each block of a
+    contiguous ``value`` are dropped once copied, so the source and the copy are never both resident."""
+    out = np.empty(value.shape, dtype)
+    if value.ndim == 0 or value.nbytes <= block_bytes:
+        out[...] = value
+        return out
+    rows = max(1, block_bytes // max(1, value[:1].nbytes))
+    for start in range(0, value.shape[0], rows):
+        out[start:start + rows] = value[start:start + rows]
+        if value.flags.c_contiguous:
+            safetensors_io.release(value[start:start + rows])
+    return out
 
 
 def from_pretrained(

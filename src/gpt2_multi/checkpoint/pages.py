@@ -1,0 +1,81 @@
+"""Dropping a weights file's pages from the process once their tensors are written or copied.
+
+Readers hand out views of memory-mapped files (safetensors, tf_model.h5, flax_model.msgpack, and
+``torch.load(mmap=True)`` for pytorch_model.bin). A loader that has copied a view into its own parameters,
+or a conversion that has written it, calls :func:`release` so that the pages leave this process's resident
+memory (they stay in the OS page cache). That is what keeps a load near one copy of the weights and a
+conversion near one tensor on top of the interpreter.
+"""
+
+from __future__ import annotations
+
+import mmap
+import weakref
+
+import numpy as np
+
+
+def release(array: np.ndarray) -> None:
+    """Drop the mapped file pages behind ``array`` from this process's resident memory (best effort).
+
+    For a backend that has copied ``array`` into its own parameters: the pages stay in the OS page
+    cache (a re-read is free) but stop counting in this process, so a load never holds the mapped
+    file next to the parameters made from it. Only whole pages inside ``array`` are dropped, and only
+    from read-only or copy-on-write file maps; call it only on arrays nobody wrote to (a modified
+    copy-on-write page would be discarded). A no-op for arrays that are not mapped.
+    """
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        if _is_file_backed(base):
+            _madvise_dontneed(array)
+            return
+        base = getattr(base, "base", None)
+    if base is None or getattr(base, "mode", None) not in ("r", "c"):
+        return
+    mapping = getattr(base, "_mmap", None)
+    if not isinstance(mapping, mmap.mmap) or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        map_start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+        begin = array.__array_interface__["data"][0] - map_start
+        end = begin + array.nbytes
+        first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the array only
+        last = (end // mmap.PAGESIZE) * mmap.PAGESIZE
+        if 0 <= first < last <= len(mapping):
+            mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+    except (ValueError, OSError, TypeError):  # best effort: never fail a load for it
+        pass
+
+
+# Arrays (numpy views of ``torch.load(mmap=True)``'s tensors) whose memory is a private map of a file that
+# nobody writes: :func:`release` may drop their pages as it does for ``np.memmap``. Registered by the reader
+# that made them (``torch_bin.load``), never by a caller with memory of its own. Held by id, forgotten when
+# the array is collected.
+_FILE_BACKED: set[int] = set()
+
+
+def mark_file_backed(array: np.ndarray) -> None:
+    """Let :func:`release` drop the pages of ``array`` and of every view whose ``.base`` chain reaches it."""
+    key = id(array)
+    _FILE_BACKED.add(key)
+    weakref.finalize(array, _FILE_BACKED.discard, key)
+
+
+def _is_file_backed(obj: object) -> bool:
+    return id(obj) in _FILE_BACKED
+
+
+def _madvise_dontneed(array: np.ndarray) -> None:
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        import ctypes
+
+        begin = array.__array_interface__["data"][0]
+        first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = ((begin + array.nbytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+        if first < last:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(mmap.MADV_DONTNEED))
+    except (OSError, AttributeError, TypeError, ValueError):  # best effort
+        pass
