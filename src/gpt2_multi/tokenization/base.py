@@ -8,6 +8,28 @@ the ids HF's fast tokenizer gives. The differences from HF are listed in :class:
 
 A subclass provides the BPE engine: :meth:`GPT2TokenizerBase._encode_ordinary` turns text that
 holds no added token into ids.
+
+Where each part lives (this module keeps the public class and its methods, which delegate):
+
+* ``base.py`` (here): :class:`GPT2TokenizerBase`, the HF contract: the constructor, special-token
+  attributes, the call (argument checks, encoding, special tokens around sequences), ``encode*``,
+  ``pad``, ``prepare_for_model``, ``apply_chat_template``, decoding, ``save_pretrained`` /
+  ``from_pretrained``; :class:`InvalidTokenIdError`, :class:`TextTypeError`.
+* ``added_tokens.py``: :class:`AddedToken`, the added-token table (ids, contents, new ids), splitting
+  text on added tokens with HF's rules, coercing the tokens given to the special-token arguments.
+* ``encoding.py``: :class:`BatchEncoding`, :class:`Encoding` (token <-> text alignment), tensors.
+* ``truncation.py``: truncation and padding as pure functions on id lists.
+* ``serialization.py``: HF's files: finding a tokenizer's directory, reading vocab.json, merges.txt,
+  tokenizer.json, tokenizer_config.json, special_tokens_map.json, added_tokens.json into constructor
+  arguments, and writing them (``save_pretrained`` here decides which files ``legacy_format`` asks
+  for; serialization.py writes them).
+* ``chat.py``: chat templates (Jinja rendering, template files); ``bpe.py``: the vocabulary and BPE
+  engines; ``slow.py`` / ``fast.py``: the two classes.
+
+Names that moved keep their import path here: ``AddedToken``, ``SPECIAL_TOKEN_NAMES``,
+``TOKENIZER_CONFIG_FILE``, ``SPECIAL_TOKENS_MAP_FILE``, ``ADDED_TOKENS_FILE``, ``FETCH_OPTIONS``,
+``LOADER_OPTIONS``, ``merge_json_added_tokens``, ``BatchEncoding``, ``Encoding``, ``TENSOR_TYPES``,
+``check_tensor_type``, ``to_tensor``.
 """
 
 from __future__ import annotations
@@ -15,7 +37,6 @@ from __future__ import annotations
 import codecs
 import copy
 import functools
-import json
 import logging
 import operator
 import os
@@ -24,15 +45,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from gpt2_multi.io_utils import atomic_write_text
-from gpt2_multi.tokenization import bpe, chat
+from gpt2_multi.tokenization import added_tokens, bpe, chat, serialization
 from gpt2_multi.tokenization import truncation as truncating
+from gpt2_multi.tokenization.added_tokens import SPECIAL_TOKEN_NAMES, AddedToken, AddedTokenTable
 from gpt2_multi.tokenization.encoding import (  # noqa: F401  (check_tensor_type, to_tensor: public here too)
     TENSOR_TYPES,
     BatchEncoding,
     Encoding,
     check_tensor_type,
     to_tensor,
+)
+from gpt2_multi.tokenization.serialization import (  # noqa: F401  (the file names and merge_json_added_tokens: public here too)
+    ADDED_TOKENS_FILE,
+    FETCH_OPTIONS,
+    LOADER_OPTIONS,
+    SPECIAL_TOKENS_MAP_FILE,
+    TOKENIZER_CONFIG_FILE,
+    merge_json_added_tokens,
 )
 from gpt2_multi.tokenization.truncation import PADDING_STRATEGIES, TRUNCATION_STRATEGIES
 
@@ -44,110 +73,11 @@ _T = TypeVar("_T", bound="GPT2TokenizerBase")
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
 
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-ADDED_TOKENS_FILE = "added_tokens.json"
-
-SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-
-
-# Unicode White_Space (what Rust's char::is_whitespace tests; str.isspace() also accepts \x1c-\x1f).
-_WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
-    chr(c) for c in range(0x2000, 0x200B)
-)
-
 # The replacements of HF's clean_up_tokenization (undo spaces before punctuation and contractions).
 _CLEAN_UP = (
     (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
     (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
 )
-
-
-class AddedToken:
-    """A token added on top of the BPE vocabulary; the text is matched before BPE and never split.
-
-    ``single_word``: match only when not glued to a letter, digit or ``_`` on either side.
-    ``lstrip``/``rstrip``: the match also swallows the whitespace on its left/right.
-    ``normalized``: kept for HF compatibility (GPT-2 has no normalizer); tokens with
-    ``normalized=False`` are matched first, as HF does. ``special``: a special token
-    (skipped by ``decode(..., skip_special_tokens=True)``).
-    """
-
-    __slots__ = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
-
-    def __init__(
-        self,
-        content: str,
-        single_word: bool = False,
-        lstrip: bool = False,
-        rstrip: bool = False,
-        normalized: bool | None = None,
-        special: bool = False,
-    ) -> None:
-        if not isinstance(content, str):
-            raise TypeError(f"AddedToken content must be a str, got {type(content).__name__}")
-        if not content:
-            raise ValueError("an added token cannot be the empty string")
-        self.content = content
-        self.single_word = bool(single_word)
-        self.lstrip = bool(lstrip)
-        self.rstrip = bool(rstrip)
-        self.normalized = (not special) if normalized is None else bool(normalized)
-        self.special = bool(special)
-
-    @classmethod
-    def coerce(cls, token: Any, special: bool | None = None) -> AddedToken:
-        """An AddedToken from a str, an AddedToken (ours or ``tokenizers``'), or HF's JSON dict form."""
-        if isinstance(token, str):
-            return cls(token, special=bool(special))
-        if isinstance(token, Mapping):
-            fields = {k: token[k] for k in ("content", "single_word", "lstrip", "rstrip", "normalized", "special") if k in token}
-            if "content" not in fields:
-                raise ValueError(f"an added token given as a dict needs a 'content' key, got {dict(token)!r}")
-            if special is not None:
-                fields["special"] = special
-            return cls(**fields)
-        if all(hasattr(token, attr) for attr in ("content", "single_word", "lstrip", "rstrip", "normalized")):
-            out = cls(
-                token.content, token.single_word, token.lstrip, token.rstrip, token.normalized,
-                getattr(token, "special", False),
-            )
-            if special is not None:
-                out.special = special
-            return out
-        raise TypeError(f"a token must be a str or an AddedToken, got {type(token).__name__}")
-
-    def to_dict(self, with_special: bool = True) -> dict[str, Any]:
-        """HF's JSON form (the one in tokenizer_config.json / special_tokens_map.json)."""
-        out: dict[str, Any] = {
-            "content": self.content,
-            "lstrip": self.lstrip,
-            "normalized": self.normalized,
-            "rstrip": self.rstrip,
-            "single_word": self.single_word,
-        }
-        if with_special:
-            out["special"] = self.special
-        return out
-
-    def __str__(self) -> str:
-        return self.content
-
-    def __repr__(self) -> str:
-        return (
-            f"AddedToken({self.content!r}, rstrip={self.rstrip}, lstrip={self.lstrip}, single_word={self.single_word}, "
-            f"normalized={self.normalized}, special={self.special})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, AddedToken):
-            return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
-        if isinstance(other, str):
-            return self.content == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.content)
 
 
 class InvalidTokenIdError(ValueError, IndexError):
@@ -174,36 +104,6 @@ def _as_bool(value: Any, name: str) -> bool:
 class TextTypeError(TypeError, ValueError):
     """A text argument of the wrong type. HF raises ValueError here ("Input is not valid"), so ``except
     ValueError`` code keeps working; it is a TypeError too, which is what it is."""
-
-
-#: keywords only HF's ``from_pretrained`` reads (where and how to fetch the files): it consumes them, so from
-#: ``from_pretrained`` they reach neither ``init_kwargs`` nor tokenizer_config.json (HF 4.57; given to the
-#: constructor itself, they are kept like any other keyword, as in HF)
-FETCH_OPTIONS = frozenset({
-    "cache_dir", "force_download", "local_files_only", "revision", "token", "use_auth_token", "trust_remote_code",
-    "resume_download", "proxies", "subfolder", "_from_auto", "_from_pipeline", "_commit_hash",
-})
-
-#: keywords HF user code passes to loaders routinely (the fetch options, ``use_fast``: which class AutoTokenizer
-#: builds, ...): accepted without a word. Those that reach the constructor (``use_fast``, ``from_slow``,
-#: ``legacy``) are kept in ``init_kwargs`` and saved in tokenizer_config.json, as HF does
-LOADER_OPTIONS = FETCH_OPTIONS | {"use_fast", "from_slow", "legacy", "from_pipeline"}
-
-#: tokenizer_config.json keys :meth:`GPT2TokenizerBase._read_pretrained` reads itself, or that HF writes
-#: about the files and the class (not constructor keywords); every other key is carried into ``init_kwargs``
-_CONFIG_KEYS_NOT_CARRIED = frozenset({
-    "added_tokens_decoder", "chat_template", "tokenizer_class", "auto_map", "processor_class", "name_or_path",
-    "special_tokens_map_file", "tokenizer_file", "vocab_file", "merges_file", "init_inputs", "device_map",
-    "extra_special_tokens",
-})
-
-
-def _json_value(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 class GPT2TokenizerBase:
@@ -261,7 +161,7 @@ class GPT2TokenizerBase:
                     f"{type(self).__name__} needs vocab_file and merges_file (or vocab= and merges=); "
                     f"use {type(self).__name__}.from_pretrained('gpt2') for GPT-2's own vocabulary"
                 )
-            vocab, merges = self._read_vocab_files(vocab_file, merges_file)
+            vocab, merges = serialization.read_vocab_files(vocab_file, merges_file)
         elif vocab is None or merges is None:
             raise TypeError("pass both vocab= and merges=, or neither")
         else:
@@ -310,20 +210,14 @@ class GPT2TokenizerBase:
                            "kept in init_kwargs and saved in tokenizer_config.json, as HF does", type(self).__name__,
                            ", ".join(inert))
 
-        self._added: dict[int, AddedToken] = {}  # id -> token
-        self._added_ids: dict[str, int] = {}  # content -> id
+        self._table = AddedTokenTable(self.encoder, self._base_tokens)
+        # The table's two maps, bound here for the hot paths (the table changes them in place, never rebinds them).
+        self._added: dict[int, AddedToken] = self._table.by_id  # id -> token
+        self._added_ids: dict[str, int] = self._table.by_content  # content -> id
         self._special: dict[str, AddedToken | str | None] = dict.fromkeys(SPECIAL_TOKEN_NAMES)
         self._additional: list[AddedToken | str] = []
-        self._splitters: dict[bool, Any] = {}
         self._special_ids_cache: frozenset[int] | None = None
-        self._extra_ids_cache: frozenset[int] | None = None
-
-        for key, token in (added_tokens_decoder or {}).items():
-            try:
-                index = operator.index(int(key))
-            except (TypeError, ValueError):
-                raise ValueError(f"added_tokens_decoder keys must be token ids, got {key!r}") from None
-            self._register(AddedToken.coerce(token), index)
+        self._table.register_decoder(added_tokens_decoder or {})
 
         specials = {
             "bos_token": bos_token, "eos_token": eos_token, "unk_token": unk_token, "sep_token": sep_token,
@@ -333,11 +227,11 @@ class GPT2TokenizerBase:
         for name, token in specials.items():
             if token is None:
                 continue
-            added = self._special_token(token, name)
+            added = added_tokens.special_token(token, name)
             self._special[name] = added
             to_add.append(added)
         for token in additional_special_tokens or ():
-            added = self._special_token(token, "additional_special_tokens")
+            added = added_tokens.special_token(token, "additional_special_tokens")
             self._additional.append(added)
             to_add.append(added)
         # Like HF: special tokens given at construction are registered so that they are never split.
@@ -367,20 +261,6 @@ class GPT2TokenizerBase:
 
     def _on_added_tokens_changed(self) -> None:
         """Called after the added tokens changed (subclasses drop what depends on them)."""
-
-    @staticmethod
-    def _read_vocab_files(vocab_file: Any, merges_file: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
-        vocab_path, merges_path = Path(vocab_file), Path(merges_file)
-        for what, path in (("vocab_file", vocab_path), ("merges_file", merges_path)):
-            if not path.is_file():
-                raise FileNotFoundError(f"{what} {str(path)!r} does not exist or is not a file")
-        builtin = bpe.builtin_dir()
-        if vocab_path.resolve() == (builtin / bpe.VOCAB_FILE).resolve() and merges_path.resolve() == (
-            builtin / bpe.MERGES_FILE
-        ).resolve():
-            vocab, merges = bpe.builtin_vocab_and_merges()
-            return dict(vocab), list(merges)
-        return bpe.load_vocab(vocab_path), bpe.load_merges(merges_path)
 
     # -- simple properties -----------------------------------------------------------------------------
 
@@ -440,23 +320,13 @@ class GPT2TokenizerBase:
 
     # -- special tokens -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _special_token(token: Any, name: str) -> AddedToken:
-        if not isinstance(token, str) and not hasattr(token, "content") and not isinstance(token, Mapping):
-            raise TypeError(f"{name} must be a str or an AddedToken, got {type(token).__name__}")
-        if isinstance(token, str):
-            return AddedToken(token, special=True, normalized=False)
-        return AddedToken.coerce(token, special=True)
-
     def _get_special(self, name: str) -> str | None:
         token = self._special[name]
         return None if token is None else str(token)
 
     def _set_special(self, name: str, value: Any) -> None:
-        if value is not None and not isinstance(value, str) and not hasattr(value, "content"):
-            raise TypeError(f"{name} must be a str, an AddedToken or None, got {type(value).__name__}")
         # Like HF, assigning does not add the token to the vocabulary (add_special_tokens does).
-        self._special[name] = value if value is None or isinstance(value, str) else AddedToken.coerce(value, special=True)
+        self._special[name] = added_tokens.special_value(value, name)
         self._special_ids_cache = None
 
     def _get_special_id(self, name: str) -> int | None:
@@ -493,7 +363,7 @@ class GPT2TokenizerBase:
     def additional_special_tokens(self, value: Sequence[Any] | None) -> None:
         if value is not None and (isinstance(value, str) or not isinstance(value, Sequence)):
             raise TypeError(f"additional_special_tokens must be a list of tokens, got {type(value).__name__}")
-        self._additional = [self._special_token(t, "additional_special_tokens") for t in value or ()]
+        self._additional = [added_tokens.special_token(t, "additional_special_tokens") for t in value or ()]
         self._special_ids_cache = None
 
     @property
@@ -549,14 +419,14 @@ class GPT2TokenizerBase:
             if key == "additional_special_tokens":
                 if isinstance(value, str) or not isinstance(value, (list, tuple)):
                     raise TypeError(f"additional_special_tokens must be a list or tuple of tokens, got {type(value).__name__}")
-                tokens = [self._special_token(t, key) for t in value]
+                tokens = [added_tokens.special_token(t, key) for t in value]
                 if replace_additional_special_tokens:
                     self._additional = list(tokens)
                 else:
                     self._additional.extend(t for t in tokens if str(t) not in self.additional_special_tokens)
                 to_add.extend(tokens)
             elif key in SPECIAL_TOKEN_NAMES:
-                token = self._special_token(value, key)
+                token = added_tokens.special_token(value, key)
                 self._special[key] = token
                 to_add.append(token)
             else:
@@ -572,59 +442,11 @@ class GPT2TokenizerBase:
         on. Returns how many tokens became added tokens (like HF's fast tokenizer, this counts tokens
         of the base vocabulary too; ``len(tokenizer)`` is the size to resize embeddings to).
         """
-        if isinstance(new_tokens, (str, AddedToken)) or hasattr(new_tokens, "content"):
-            new_tokens = [new_tokens]
-        if not isinstance(new_tokens, (list, tuple)):
-            raise TypeError(f"add_tokens takes a token or a list of tokens, got {type(new_tokens).__name__}")
-        tokens = []
-        for token in new_tokens:
-            if isinstance(token, str) and not token:
-                continue  # HF skips the empty string (nothing could ever match it)
-            if isinstance(token, str):
-                tokens.append(AddedToken(token, special=special_tokens))
-            else:
-                tokens.append(AddedToken.coerce(token, special=True if special_tokens else None))
-        return self._add_tokens(tokens, special=special_tokens)
-
-    def _next_id(self) -> int:
-        return max(self._base_size, max(self._added, default=-1) + 1)
-
-    def _register(self, token: AddedToken, index: int) -> bool:
-        """Record ``token`` at ``index``; True if it was not an added token before."""
-        base = self.encoder.get(token.content)
-        if base is not None and base != index:
-            raise ValueError(f"added token {token.content!r} is given id {index}, but the vocabulary has it at id {base}")
-        if base is None and index < self._base_size and self._base_tokens[index] is not None:
-            raise ValueError(
-                f"added token {token.content!r} is given id {index}, which is the vocabulary's token {self._base_tokens[index]!r}"
-            )
-        old = self._added.get(index)
-        if old is not None and old.content != token.content:
-            raise ValueError(f"added tokens {old.content!r} and {token.content!r} both claim id {index}")
-        if token.content in self._added_ids and self._added_ids[token.content] != index:
-            raise ValueError(f"added token {token.content!r} is given two ids: {self._added_ids[token.content]} and {index}")
-        self._added[index] = token
-        self._added_ids[token.content] = index
-        self._splitters.clear()
-        self._special_ids_cache = None
-        self._extra_ids_cache = None
-        return old is None
+        return self._add_tokens(added_tokens.new_tokens(new_tokens, special_tokens), special=special_tokens)
 
     def _add_tokens(self, tokens: Iterable[AddedToken], special: bool) -> int:
-        created = 0
-        changed = False
-        for token in tokens:
-            if token.content in self._added_ids:
-                index = self._added_ids[token.content]
-                if special and not self._added[index].special:
-                    self._added[index].special = True
-                    changed = True
-                continue
-            index = self.encoder.get(token.content)
-            if index is None:
-                index = self._next_id()
-            created += self._register(token, index)
-            changed = True
+        """Add ``tokens`` to the table (see :meth:`AddedTokenTable.add`); how many became added tokens."""
+        created, changed = self._table.add(tokens, special)
         if changed:
             self._special_ids_cache = None
             self._on_added_tokens_changed()
@@ -654,7 +476,7 @@ class GPT2TokenizerBase:
         return index
 
     def _id_limit(self) -> int:
-        return max(self._base_size, max(self._added, default=-1) + 1)
+        return self._table.next_id()
 
     def _bad_id(self, index: Any) -> Exception:
         if isinstance(index, int) and not isinstance(index, bool):
@@ -708,67 +530,6 @@ class GPT2TokenizerBase:
 
     # -- encoding ---------------------------------------------------------------------------------------
 
-    def _splitter(self, split_special: bool) -> list[tuple[re.Pattern, dict[str, AddedToken]]]:
-        """Patterns matching the added tokens: those with normalized=False first, then the others (HF's order)."""
-        cached = self._splitters.get(split_special)
-        if cached is not None:
-            return cached
-        groups: list[tuple[re.Pattern, dict[str, AddedToken]]] = []
-        for normalized in (False, True):
-            tokens = {
-                t.content: t
-                for t in self._added.values()
-                if t.normalized == normalized and not (split_special and t.special)
-            }
-            if tokens:
-                # Longest first, so that at one position the longest token wins (leftmost-longest, as in HF).
-                pattern = re.compile("|".join(re.escape(c) for c in sorted(tokens, key=len, reverse=True)))
-                groups.append((pattern, tokens))
-        self._splitters[split_special] = groups
-        return groups
-
-    @staticmethod
-    def _split_on(text: str, pattern: re.Pattern, tokens: dict[str, AddedToken], ids: dict[str, int]) -> list[Any]:
-        """Split ``text`` into plain strings and added-token ids, with HF's single_word/lstrip/rstrip rules."""
-        pieces: list[Any] = []
-        position = 0
-        for match in pattern.finditer(text):
-            start, stop = match.span()
-            if start < position:
-                continue
-            token = tokens[match.group()]
-            if token.single_word:
-                before = text[start - 1] if start > 0 else ""
-                after = text[stop] if stop < len(text) else ""
-                if (before and (before.isalnum() or before == "_")) or (after and (after.isalnum() or after == "_")):
-                    continue
-            if token.lstrip:
-                while start > position and text[start - 1] in _WHITE_SPACE:
-                    start -= 1
-            if token.rstrip:
-                while stop < len(text) and text[stop] in _WHITE_SPACE:
-                    stop += 1
-            if start > position:
-                pieces.append(text[position:start])
-            pieces.append(ids[token.content])
-            position = stop
-        if position < len(text):
-            pieces.append(text[position:])
-        return pieces
-
-    def _split_added(self, text: str, split_special: bool) -> list[Any]:
-        """``text`` as a list of plain strings and added-token ids."""
-        pieces: list[Any] = [text]
-        for pattern, tokens in self._splitter(split_special):
-            out: list[Any] = []
-            for piece in pieces:
-                if isinstance(piece, str) and pattern.search(piece) is not None:
-                    out.extend(self._split_on(piece, pattern, tokens, self._added_ids))
-                else:
-                    out.append(piece)
-            pieces = out
-        return pieces
-
     @staticmethod
     def _check_encodable(text: str) -> None:
         if text.isascii():
@@ -791,7 +552,7 @@ class GPT2TokenizerBase:
         for chunk in chunks:
             self._check_encodable(chunk)
             if self._added:
-                pieces.extend(self._split_added(chunk, split_special))
+                pieces.extend(self._table.split(chunk, split_special))
             elif chunk:
                 pieces.append(chunk)
         plain = [p for p in pieces if isinstance(p, str) and p]
@@ -1619,17 +1380,11 @@ class GPT2TokenizerBase:
                 raise self._bad_id(low if low < 0 else high)
         return ids
 
-    def _extra_ids(self) -> frozenset[int]:
-        """Ids of added tokens that are not in the base vocabulary (decoded as their text)."""
-        if self._extra_ids_cache is None:
-            self._extra_ids_cache = frozenset(i for i, t in self._added.items() if t.content not in self.encoder)
-        return self._extra_ids_cache
-
     def _decode_ids(self, ids: list[int], skip_special_tokens: bool, clean_up: bool) -> str:
         if skip_special_tokens:
             special = self._special_ids()
             ids = [i for i in ids if i not in special]
-        extra = self._extra_ids()
+        extra = self._table.extra_ids()
         if not extra or extra.isdisjoint(ids):
             try:
                 text = b"".join(map(self._base_bytes.__getitem__, ids)).decode("utf-8", self.errors)
@@ -1696,58 +1451,12 @@ class GPT2TokenizerBase:
             raise TypeError(f"batch_decode takes a list of sequences or a 2-D array, got {type(sequences).__name__}")
         return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
 
-    # -- saving and loading --------------------------------------------------------------------------
+    # -- saving and loading (the files: serialization.py) ----------------------------------------------
 
     def save_vocabulary(self, save_directory: str | os.PathLike, filename_prefix: str | None = None) -> tuple[str, str]:
         """Write ``vocab.json`` and ``merges.txt`` (HF's formats) and return their paths."""
-        directory = Path(save_directory)
-        if directory.exists() and not directory.is_dir():
-            raise NotADirectoryError(f"save_directory {str(directory)!r} exists and is not a directory")
-        directory.mkdir(parents=True, exist_ok=True)
-        prefix = f"{filename_prefix}-" if filename_prefix else ""
-        vocab_path = directory / f"{prefix}{bpe.VOCAB_FILE}"
-        merges_path = directory / f"{prefix}{bpe.MERGES_FILE}"
-        atomic_write_text(vocab_path, json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        atomic_write_text(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.bpe_merges))
-        return str(vocab_path), str(merges_path)
-
-    @staticmethod
-    def _token_json(token: AddedToken | str) -> Any:
-        return token if isinstance(token, str) else token.to_dict(with_special=False)
-
-    def _tokenizer_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "add_bos_token": self.add_bos_token,
-            "add_prefix_space": self.add_prefix_space,
-            "added_tokens_decoder": {str(i): self._added[i].to_dict() for i in sorted(self._added)},
-        }
-        for name in SPECIAL_TOKEN_NAMES:
-            token = self._special[name]
-            if token is not None or name in ("bos_token", "eos_token", "unk_token", "pad_token"):
-                config[name] = None if token is None else str(token)
-        if self._additional:
-            config["additional_special_tokens"] = self.additional_special_tokens
-        config.update(
-            {
-                "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
-                "errors": self.errors,
-                "extra_special_tokens": {},
-                "model_max_length": self.model_max_length,
-                "tokenizer_class": "GPT2Tokenizer",
-            }
-        )
-        if self.padding_side != "right":
-            config["padding_side"] = self.padding_side
-        if self.truncation_side != "right":
-            config["truncation_side"] = self.truncation_side
-        if self.split_special_tokens:
-            config["split_special_tokens"] = True
-        for key, value in self.init_kwargs.items():  # as HF: every kept keyword, as the attribute of that name if any
-            current = getattr(self, key, value)
-            value = value if callable(current) else current
-            if key not in config and _json_value(value):
-                config[key] = value
-        return dict(sorted(config.items()))
+        directory = serialization.prepare_directory(save_directory)
+        return serialization.write_vocabulary(directory, self.encoder, self.bpe_merges, filename_prefix)
 
     def save_pretrained(
         self,
@@ -1784,41 +1493,12 @@ class GPT2TokenizerBase:
                 "push_to_hub=True: gpt2-multi does not upload to the Hugging Face hub; save to a directory and "
                 "upload it with `huggingface-cli upload`"
             )
-        directory = Path(save_directory)
-        if directory.exists() and not directory.is_dir():
-            raise NotADirectoryError(f"save_directory {str(directory)!r} exists and is not a directory")
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = serialization.prepare_directory(save_directory)
         prefix = f"{filename_prefix}-" if filename_prefix else ""
-        written: list[str] = []
-        config_path = directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
-        save_jinja_files = kwargs.get("save_jinja_files", True)
-        config = self._tokenizer_config()
-        templates = chat.normalize_templates(self.chat_template)
-        if not save_jinja_files and templates is not None:
-            config["chat_template"] = chat.config_value(templates)
-        atomic_write_text(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-        written.append(str(config_path))
-        if save_jinja_files:
-            for name, text in chat.template_files(templates, prefix).items():
-                path = directory / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(path, text)
-                written.append(str(path))
-        special_map: dict[str, Any] = {
-            name: self._token_json(token) for name, token in sorted(self._special.items()) if token is not None
-        }
-        if self._additional:
-            special_map["additional_special_tokens"] = [self._token_json(t) for t in self._additional]
-        map_path = directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
-        atomic_write_text(map_path, json.dumps(special_map, indent=2, ensure_ascii=False) + "\n")
-        written.append(str(map_path))
+        written = serialization.write_config_files(self, directory, prefix, kwargs.get("save_jinja_files", True))
         if legacy_format is not False:
             written.extend(self.save_vocabulary(directory, filename_prefix))
-            extra = {t.content: i for i, t in sorted(self._added.items()) if t.content not in self.encoder}
-            if extra:
-                added_path = directory / f"{prefix}{ADDED_TOKENS_FILE}"
-                atomic_write_text(added_path, json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-                written.append(str(added_path))
+            written.extend(serialization.write_added_tokens(directory, prefix, self._added, self.encoder))
         if legacy_format is not True:
             written.extend(self._save_extra(directory, prefix))
         return tuple(written)
@@ -1827,106 +1507,8 @@ class GPT2TokenizerBase:
         """Hook: the fast tokenizer also writes tokenizer.json."""
         return []
 
-    _INIT_KEYS: ClassVar[frozenset[str]] = frozenset(
-        {
-            "errors", "add_prefix_space", "add_bos_token", "model_max_length", "padding_side", "truncation_side",
-            "clean_up_tokenization_spaces", "split_special_tokens", "additional_special_tokens", *SPECIAL_TOKEN_NAMES,
-        }
-    )
-
-    @staticmethod
-    def _resolve_directory(name_or_path: str | os.PathLike) -> Path:
-        path = Path(name_or_path).expanduser()
-        if path.is_dir():
-            return path
-        if path.is_file():
-            raise NotADirectoryError(
-                f"{str(path)!r} is a file; from_pretrained takes a directory holding vocab.json and merges.txt "
-                "(or tokenizer.json), or a model name such as 'gpt2'"
-            )
-        name = str(name_or_path)
-        if name in bpe.BUILTIN_NAMES:
-            return bpe.builtin_dir()
-        from gpt2_multi import hub  # lazily: only for names that are neither local nor built in
-
-        return Path(hub.resolve(name, files=(TOKENIZER_CONFIG_FILE, bpe.VOCAB_FILE, bpe.MERGES_FILE)))
-
-    @classmethod
-    def _read_pretrained(cls, directory: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Constructor arguments from HF's files in ``directory`` (``kwargs`` override them)."""
-
-        def read_json(name: str) -> Any:
-            path = directory / name
-            if not path.is_file():
-                return None
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} is not valid JSON: {err}") from None
-
-        init: dict[str, Any] = {}
-        config = read_json(TOKENIZER_CONFIG_FILE) or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{directory / TOKENIZER_CONFIG_FILE} must hold a JSON object")
-        tokenizer_class = config.get("tokenizer_class")
-        if tokenizer_class and not str(tokenizer_class).startswith("GPT2Tokenizer"):
-            logger.warning("%s was saved by %s; loading it as GPT-2's byte-level BPE", directory, tokenizer_class)
-        for key in cls._INIT_KEYS:
-            if key in config:
-                init[key] = config[key]
-        # as HF: any other key of the file (a keyword kept in init_kwargs when it was saved: verbose, use_fast,
-        # do_lower_case ...) is kept again; from_pretrained adds it to init_kwargs without the constructor's warning
-        carried = {k: v for k, v in config.items()
-                   if k not in cls._INIT_KEYS and k not in _CONFIG_KEYS_NOT_CARRIED and k not in SPECIAL_TOKEN_NAMES
-                   and k != "additional_special_tokens"}
-        if "verbose" in carried:
-            init["verbose"] = carried.pop("verbose")
-        if init.get("model_max_length") is not None:
-            init["model_max_length"] = int(init["model_max_length"])
-        elif "model_max_length" in init:
-            del init["model_max_length"]
-        special_map = read_json(SPECIAL_TOKENS_MAP_FILE) or {}
-        if not isinstance(special_map, dict):
-            raise ValueError(f"{directory / SPECIAL_TOKENS_MAP_FILE} must hold a JSON object")
-        for key, value in special_map.items():
-            if key in SPECIAL_TOKEN_NAMES or key == "additional_special_tokens":
-                init[key] = value
-        for key in SPECIAL_TOKEN_NAMES:
-            if isinstance(init.get(key), Mapping):
-                init[key] = AddedToken.coerce(init[key], special=True)
-        if "additional_special_tokens" in init:
-            init["additional_special_tokens"] = [
-                AddedToken.coerce(t, special=True) if isinstance(t, Mapping) else t for t in init["additional_special_tokens"] or []
-            ]
-        added: dict[int, Any] = {}
-        decoder = config.get("added_tokens_decoder") or {}
-        if not isinstance(decoder, Mapping):
-            raise ValueError(f"{directory / TOKENIZER_CONFIG_FILE}: added_tokens_decoder must be an object of id -> token")
-        for key, value in decoder.items():
-            added[int(key)] = AddedToken.coerce(value)
-        legacy = read_json(ADDED_TOKENS_FILE) or {}
-        if not isinstance(legacy, Mapping):
-            raise ValueError(f"{directory / ADDED_TOKENS_FILE} must hold a JSON object of token -> id")
-        for content, index in sorted(legacy.items(), key=lambda item: item[1]):
-            if int(index) not in added:
-                added[int(index)] = AddedToken(content, special=False)
-        init["added_tokens_decoder"] = added
-        templates = chat.read_templates(directory, config.get("chat_template"))
-        if templates is not None:
-            init["chat_template"] = templates
-        vocab_path, merges_path = directory / bpe.VOCAB_FILE, directory / bpe.MERGES_FILE
-        if vocab_path.is_file() and merges_path.is_file():
-            init["vocab_file"], init["merges_file"] = str(vocab_path), str(merges_path)
-        if (directory / bpe.TOKENIZER_FILE).is_file():
-            init["tokenizer_file"] = str(directory / bpe.TOKENIZER_FILE)
-        if "vocab_file" not in init and "tokenizer_file" not in init:
-            raise FileNotFoundError(
-                f"{directory} holds no tokenizer: expected vocab.json and merges.txt (or tokenizer.json)"
-            )
-        init.update(kwargs)
-        init["name_or_path"] = str(directory)
-        init["_carried"] = {k: v for k, v in carried.items() if k not in kwargs}
-        return init
+    #: tokenizer_config.json keys read as constructor arguments (see :func:`serialization.read_pretrained`)
+    _INIT_KEYS: ClassVar[frozenset[str]] = serialization.INIT_KEYS
 
     @classmethod
     def from_pretrained(cls: type[_T], pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> _T:
@@ -1937,14 +1519,9 @@ class GPT2TokenizerBase:
         """
         if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
             raise TypeError(f"from_pretrained takes a name or a path, got {type(pretrained_model_name_or_path).__name__}")
-        directory = cls._resolve_directory(pretrained_model_name_or_path)
+        directory = serialization.resolve_directory(pretrained_model_name_or_path)
         name = str(pretrained_model_name_or_path)
-        if name in bpe.EMBEDDED_MODELS and "model_max_length" not in kwargs:  # GPT-2's vocabulary, the model's context
-            from gpt2_multi.config import GPT2Config
-
-            kwargs["model_max_length"] = GPT2Config.from_pretrained(name).n_positions
-        kwargs = {k: v for k, v in kwargs.items() if k not in FETCH_OPTIONS}  # HF's from_pretrained consumes them
-        init = cls._read_pretrained(directory, kwargs)
+        init = serialization.read_pretrained(directory, serialization.loader_kwargs(name, kwargs), cls._INIT_KEYS)
         carried = init.pop("_carried")
         tokenizer = cls._from_init(init)
         tokenizer.init_kwargs = {**carried, **tokenizer.init_kwargs}
@@ -1953,8 +1530,8 @@ class GPT2TokenizerBase:
 
     @classmethod
     def _from_init(cls: type[_T], init: dict[str, Any]) -> _T:
-        """Construct from :meth:`_read_pretrained`'s arguments (the slow tokenizer reads tokenizer.json only
-        when vocab.json/merges.txt are missing)."""
+        """Construct from :func:`serialization.read_pretrained`'s arguments (the slow tokenizer reads
+        tokenizer.json only when vocab.json/merges.txt are missing)."""
         init = dict(init)
         tokenizer_file = init.pop("tokenizer_file", None)
         if "vocab_file" not in init and "vocab" not in init:
@@ -1962,14 +1539,3 @@ class GPT2TokenizerBase:
             init["vocab"], init["merges"] = data["vocab"], data["merges"]
             merge_json_added_tokens(init, data)
         return cls(**init)
-
-
-def merge_json_added_tokens(init: dict[str, Any], data: dict[str, Any]) -> None:
-    """Add tokenizer.json's added tokens and add_prefix_space to constructor arguments (files/kwargs win)."""
-    added = dict(init.get("added_tokens_decoder") or {})
-    for entry in data["added_tokens"]:
-        if not isinstance(entry, Mapping) or "id" not in entry:
-            raise ValueError(f"tokenizer.json: an added token needs 'id' and 'content', got {entry!r}")
-        added.setdefault(int(entry["id"]), AddedToken.coerce(entry))
-    init["added_tokens_decoder"] = added
-    init.setdefault("add_prefix_space", data["add_prefix_space"])

@@ -19,7 +19,8 @@ from typing import Any
 
 from gpt2_multi.io_utils import atomic_write_text
 from gpt2_multi.tokenization import bpe
-from gpt2_multi.tokenization.base import GPT2TokenizerBase, TextTypeError, merge_json_added_tokens
+from gpt2_multi.tokenization.base import GPT2TokenizerBase, TextTypeError
+from gpt2_multi.tokenization.serialization import merge_json_added_tokens
 
 logger = logging.getLogger(__name__)
 
