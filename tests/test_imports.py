@@ -28,6 +28,21 @@ def test_shared_layer_imports_no_framework():
     assert not loaded & set(FRAMEWORKS), loaded & set(FRAMEWORKS)
 
 
+def test_safetensors_checkpoints_need_no_other_format_library(tmp_path):
+    """Reading and writing safetensors imports neither h5py nor msgpack (nor torch): each format's library is
+    imported when that format is used, so a machine without them (the GPU check's) still loads safetensors."""
+    loaded = _modules_after(
+        "import numpy as np\n"
+        "from gpt2_multi import GPT2Config\n"
+        "from gpt2_multi.checkpoint import expected_shapes, load_checkpoint, save_checkpoint\n"
+        "config = GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=11, n_positions=4)\n"
+        "tensors = {k: np.ones(v, np.float32) for k, v in expected_shapes(config, 'GPT2Model').items()}\n"
+        f"save_checkpoint({str(tmp_path)!r}, tensors, config, architecture='GPT2Model')\n"
+        f"assert load_checkpoint({str(tmp_path)!r}).tensors['transformer.wte.weight'].shape == (11, 8)"
+    )
+    assert not loaded & {"h5py", "msgpack", "torch"}, loaded & {"h5py", "msgpack", "torch"}
+
+
 STACKS = {
     "gpt2_multi.pt": ("torch", {"tensorflow", "keras", "jax", "flax"}),
     "gpt2_multi.tf": ("tensorflow", {"torch", "jax", "flax"}),

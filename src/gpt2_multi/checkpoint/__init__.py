@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpt2_multi.checkpoint import flax_msgpack, layout, safetensors_io, streaming, tf_h5
+from gpt2_multi.checkpoint import layout, safetensors_io, streaming
 from gpt2_multi.checkpoint.errors import CheckpointError, MissingWeightsError
 from gpt2_multi.checkpoint.layout import ARCHITECTURES, expected_shapes, normalize_architecture
 from gpt2_multi.config import GPT2Config
@@ -172,6 +172,24 @@ def _format_of_file(path: Path) -> str:
     raise CheckpointError(f"cannot tell the format of {path}: expected .safetensors, .bin, .h5 or .msgpack")
 
 
+def _reader(fmt: str) -> Callable[[Path], dict[str, np.ndarray]]:
+    """The reader of one format. Each format's module (and its library: h5py, msgpack, torch) is imported only when
+    that format is read, so safetensors alone needs none of them."""
+    if fmt == "safetensors":
+        return safetensors_io.load
+    if fmt == "tf":
+        from gpt2_multi.checkpoint import tf_h5
+
+        return tf_h5.load
+    if fmt == "flax":
+        from gpt2_multi.checkpoint import flax_msgpack
+
+        return flax_msgpack.load
+    from gpt2_multi.checkpoint import torch_bin
+
+    return torch_bin.load
+
+
 def read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
     """Read the weights at ``path`` (a file or a directory) as canonical tensors; return ``(format, tensors)``."""
     path = Path(path)
@@ -181,14 +199,10 @@ def read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[st
         fmt, files = _format_of_file(path), [path]
     else:
         raise MissingWeightsError(f"no checkpoint at {path}")
-    readers = {"safetensors": safetensors_io.load, "tf": tf_h5.load, "flax": flax_msgpack.load}
-    if fmt == "pt-bin":
-        from gpt2_multi.checkpoint import torch_bin
-
-        readers["pt-bin"] = torch_bin.load
+    reader = _reader(fmt)
     tensors: dict[str, np.ndarray] = {}
     for file in files:
-        for name, value in readers[fmt](file).items():
+        for name, value in reader(file).items():
             if name in tensors:
                 raise CheckpointError(f"{file}: tensor {name!r} also appears in another shard")
             tensors[name] = value
@@ -379,9 +393,13 @@ def save_checkpoint(
     if format in ("safetensors", "pt-bin"):
         written += _save_sharded(directory, format, named, max_shard, stream)
     elif format == "tf":
+        from gpt2_multi.checkpoint import tf_h5
+
         tf_h5.save(directory / WEIGHTS_NAMES["tf"], named, architecture, stream=stream)
         written.append(directory / WEIGHTS_NAMES["tf"])
     else:
+        from gpt2_multi.checkpoint import flax_msgpack
+
         flax_msgpack.save(directory / WEIGHTS_NAMES["flax"], named, architecture, stream=stream)
         written.append(directory / WEIGHTS_NAMES["flax"])
     written.append(config_to_save.save_pretrained(directory))
