@@ -146,6 +146,43 @@ def check_labels_shape(shape: Sequence[int | None], input_shape: Sequence[int | 
     check_same_shape("labels", shape, input_shape, "one label per input token")
 
 
+def check_logits_to_keep(logits_to_keep: object, seq_length: int | None, has_labels: bool = False) -> None:
+    """The LM head's ``logits_to_keep`` (HF 4.57's argument) for an input of ``seq_length`` tokens (None: unknown).
+
+    An int ``k >= 0`` keeps the last ``k`` positions (0, or ``k >= T``, keeps all of them, as HF's slice does); a 1-D
+    integer array keeps those positions, in its order (negative ones count from the end). The array is numpy, whose
+    values are checked, or a traced array, of which only the shape and dtype are. HF's loss pairs the kept logits
+    with the ``T`` shifted labels one to one, so with ``labels`` it must keep ``T`` positions (HF: a ValueError).
+    """
+    if isinstance(logits_to_keep, (int, np.integer)) and not isinstance(logits_to_keep, (bool, np.bool_)):
+        if logits_to_keep < 0:
+            raise InputError(f"logits_to_keep={int(logits_to_keep)} is negative; pass the number of last positions to "
+                             "keep (0 keeps all) or a 1-D array of positions")
+        kept = None if seq_length is None else min(int(logits_to_keep) or seq_length, seq_length)
+    else:
+        shape, dtype = getattr(logits_to_keep, "shape", None), getattr(logits_to_keep, "dtype", None)
+        if shape is None or dtype is None:
+            raise InputError(f"logits_to_keep must be an int or a 1-D integer array of positions, got "
+                             f"{type(logits_to_keep).__name__}")
+        if len(shape) != 1:
+            raise InputError(f"logits_to_keep has shape {_shape(shape)} but must be (K,): a 1-D array of positions")
+        dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))  # TensorFlow's DType names its numpy dtype
+        if dtype == np.bool_:  # HF's indexing takes a mask; here positions only, as a traced program needs K
+            raise InputError("logits_to_keep is a boolean mask; pass the positions instead (np.flatnonzero(mask))")
+        if not np.issubdtype(dtype, np.integer):  # HF's indexing raises IndexError for a float tensor
+            raise InputIndexError(f"logits_to_keep has dtype {dtype} but must hold integer positions")
+        kept = _shape(shape)[0]
+        if isinstance(logits_to_keep, np.ndarray) and seq_length is not None and logits_to_keep.size:
+            bad = (logits_to_keep < -seq_length) | (logits_to_keep >= seq_length)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise InputIndexError(f"logits_to_keep holds position {int(logits_to_keep[i])} at index {i}, outside "
+                                      f"the input's {seq_length} positions [-{seq_length}, {seq_length})")
+    if has_labels and kept is not None and seq_length is not None and kept != seq_length:
+        raise InputError(f"labels need the logits of all {seq_length} positions, but logits_to_keep keeps {kept}: "
+                         "pass logits_to_keep=0 (the default) to compute the loss")
+
+
 def check_cache_layers(count: int, n_layer: int) -> None:
     if count != n_layer:
         raise InputError(f"past_key_values has {count} layers but the model has n_layer={n_layer}")

@@ -587,7 +587,8 @@ class FlaxGenerationMixin:
                 out = self(tokens[:, None], attention_mask=ext_mask[:, None], position_ids=positions[:, None],
                            past_key_values=cache, params=params)
                 return out.logits[:, 0, -1], out.past_key_values
-            out = self(tokens, attention_mask=ext_mask, position_ids=positions, past_key_values=cache, params=params)
+            out = self(tokens, attention_mask=ext_mask, position_ids=positions, past_key_values=cache, params=params,
+                       logits_to_keep=1)  # the head on the last position only (the prompt's too)
             return out.logits[:, -1], out.past_key_values
 
         # the per-step bookkeeping is compiled (op-by-op dispatch would dominate); the loop and the model

@@ -604,14 +604,17 @@ class FlaxGPT2PreTrainedModel:
         return cache if self.architecture == "GPT2Model" else {self.base_model_prefix: cache}
 
     # ------------------------------------------------------------------ call
-    def _jitted_apply(self, train: bool, output_attentions: bool, output_hidden_states: bool, has_cache: bool) -> Callable:
+    def _jitted_apply(self, train: bool, output_attentions: bool, output_hidden_states: bool, has_cache: bool,
+                      static: tuple[tuple[str, int], ...] = ()) -> Callable:
         """The jitted forward for one static setting, shared by every model with the same module and config.
 
         Models loaded twice (or from two formats) reuse the same compiled code instead of recompiling.
+        ``static``: (name, int) head inputs that shape the program (``logits_to_keep``), passed to the module as
+        Python values and part of the key.
         """
         module_key = (type(self.module), self.config.to_json_string(use_diff=False), jnp.dtype(self.dtype).name,
                       jnp.dtype(self.param_dtype).name, self.remat)
-        key = (train, output_attentions, output_hidden_states, has_cache)
+        key = (train, output_attentions, output_hidden_states, has_cache) + ((static,) if static else ())
         self._jitted_keys.add(key)
         cache_key = (module_key, key)
         if cache_key not in _JIT_CACHE:
@@ -622,7 +625,8 @@ class FlaxGPT2PreTrainedModel:
                 if has_cache:
                     variables["cache"] = cache
                 rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
-                result = module.apply(variables, **inputs, deterministic=not train, output_attentions=output_attentions,
+                result = module.apply(variables, **inputs, **dict(static), deterministic=not train,
+                                      output_attentions=output_attentions,
                                       output_hidden_states=output_hidden_states, return_dict=True, rngs=rngs,
                                       mutable=["cache"] if has_cache else False)
                 if has_cache:
@@ -677,8 +681,10 @@ class FlaxGPT2PreTrainedModel:
         if not has_cache:
             inputs = _fill_mask_and_positions(inputs)
         inputs = {k: v for k, v in inputs.items() if v is not None}
+        # a Python int left by the head's checks (logits_to_keep) shapes the program: static, part of its key
+        static = tuple((k, inputs.pop(k)) for k in [k for k, v in inputs.items() if isinstance(v, int)])
 
-        fn = self._jitted_apply(bool(train), bool(output_attentions), bool(output_hidden_states), has_cache)
+        fn = self._jitted_apply(bool(train), bool(output_attentions), bool(output_hidden_states), has_cache, static)
         out, new_cache = fn(params, inputs, past_key_values, dropout_rng)
         if has_cache:
             names = [f.name for f in dataclasses.fields(out)]
@@ -1000,7 +1006,11 @@ class FlaxGPT2HeadModule(nn.Module):
 
 
 class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
-    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T)."""
+    """Body + LM head (tied to ``wte`` when ``tie_word_embeddings``). logits (B, T, V); loss with ``labels`` (B, T).
+
+    ``logits_to_keep``: a Python int ``k`` applies the head to the last ``k`` positions only (0: all), an int
+    array (K,) to those positions (negative ones from the end): logits (B, K, V).
+    """
 
     def setup_head(self) -> None:
         if not self.config.tie_word_embeddings:
@@ -1008,11 +1018,17 @@ class FlaxGPT2LMHeadModule(FlaxGPT2HeadModule):
 
     def __call__(self, input_ids=None, attention_mask=None, position_ids=None, token_type_ids=None, head_mask=None,
                  inputs_embeds=None, labels=None, deterministic=True, init_cache=False, output_attentions=False,
-                 output_hidden_states=False, return_dict=True, encoder_hidden_states=None, encoder_attention_mask=None):
+                 output_hidden_states=False, return_dict=True, encoder_hidden_states=None, encoder_attention_mask=None,
+                 logits_to_keep=0):
         body = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, head_mask, inputs_embeds,
                                 deterministic, init_cache, output_attentions, output_hidden_states, True,
                                 encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask)
-        logits = _lm_logits(self, body.last_hidden_state)
+        hidden = body.last_hidden_state
+        if isinstance(logits_to_keep, int):
+            hidden = hidden[..., -logits_to_keep:, :] if logits_to_keep else hidden
+        else:
+            hidden = hidden[..., logits_to_keep, :]
+        logits = _lm_logits(self, hidden)
         loss = _causal_lm_loss(logits, labels) if labels is not None else None
         out = FlaxCausalLMOutputWithCrossAttentions(loss=loss, logits=logits, hidden_states=body.hidden_states,
                                                     attentions=body.attentions, cross_attentions=body.cross_attentions)
@@ -1195,17 +1211,32 @@ class FlaxGPT2Model(FlaxGPT2PreTrainedModel):
 
 
 class FlaxGPT2LMHeadModel(FlaxGenerationMixin, FlaxGPT2PreTrainedModel):
-    """GPT-2 with the language-model head. ``labels`` (B, T) (-100 ignored) give ``loss``; logits (B, T, V)."""
+    """GPT-2 with the language-model head. ``labels`` (B, T) (-100 ignored) give ``loss``; logits (B, T, V).
+
+    ``logits_to_keep=`` (HF's PyTorch argument; HF's Flax class lacks it): an int ``k`` projects only the last ``k``
+    positions (0, the default, or ``k >= T``: all), a 1-D int index array (K,) those positions: logits (B, K, V).
+    The int is static (one compiled program per value); the array may be traced.
+    """
 
     module_class = FlaxGPT2LMHeadModule
     architecture = "GPT2LMHeadModel"
-    head_inputs = ("labels",)
+    head_inputs = ("labels", "logits_to_keep")
     encoder_inputs = ("encoder_hidden_states", "encoder_attention_mask")
 
     def _validate_head(self, out, raw, input_shape):
         _check_labels_shape(out, "labels", input_shape, "one label per input token")
         if _is_concrete(raw.get("labels")):
             validation.check_labels(out["labels"], self.config.vocab_size)
+        keep = raw.get("logits_to_keep")
+        if keep is not None:  # an int stays a Python int (static); 0 or >= T keeps all, the default program
+            t = input_shape[-1]
+            count = isinstance(keep, (int, np.integer))
+            value = np.asarray(keep) if not count and _is_concrete(keep) and hasattr(keep, "shape") else keep
+            validation.check_logits_to_keep(value, t, out.get("labels") is not None)
+            if count:
+                out["logits_to_keep"] = int(keep) if 0 < keep < t else None
+            else:
+                out["logits_to_keep"] = value.astype(np.int32) if isinstance(value, np.ndarray) else keep.astype(jnp.int32)
 
 
 def _mc_logits_shape(config: GPT2Config, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -903,20 +903,31 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         """Arguments as :meth:`GPT2Model.forward`, plus:
 
         labels: (B, T) target ids (usually ``input_ids``); shifted inside, -100 ignored.
-        logits_to_keep: compute logits only for the last ``logits_to_keep`` positions (0: all), or an index tensor.
+        logits_to_keep: HF's: an int ``k`` applies the head to the last ``k`` positions only (0, the default, or
+            ``k >= T``: all), a 1-D index tensor (K,) to those positions; with ``labels`` it must keep all T.
 
-        Returns :class:`CausalLMOutputWithCrossAttentions`: ``loss`` (), ``logits`` (B, T, V), and the body's extras.
+        Returns :class:`CausalLMOutputWithCrossAttentions`: ``loss`` (), ``logits`` (B, K, V) (K = T by default),
+        and the body's extras.
         """
         return_dict = _flag(return_dict, self.config.use_return_dict)
-        if labels is not None and _checking():
-            _check_labels(labels, self.config.vocab_size, "labels", tokens_shape=_tokens_shape(input_ids, inputs_embeds))
+        if _checking():
+            tokens_shape = _tokens_shape(input_ids, inputs_embeds)
+            if labels is not None:
+                _check_labels(labels, self.config.vocab_size, "labels", tokens_shape=tokens_shape)
+            keep = logits_to_keep
+            if isinstance(keep, torch.Tensor):  # numpy for the shared check (bfloat16 has no numpy dtype)
+                keep = (keep.float() if keep.is_floating_point() else keep).detach().cpu().numpy()
+            validation.check_logits_to_keep(keep, tokens_shape[-1] if tokens_shape else None, labels is not None)
         out = self.transformer(
             input_ids, past_key_values, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
             encoder_hidden_states, encoder_attention_mask, use_cache, output_attentions, output_hidden_states,
             return_dict=True, cache_position=cache_position,
         )
         hidden = out.last_hidden_state
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        if getattr(logits_to_keep, "ndim", 0):  # an index tensor (or array) of positions
+            keep = torch.as_tensor(logits_to_keep, device=hidden.device)
+        else:  # a count (a Python or numpy int): the last ones; 0 is slice(0, None), every position
+            keep = slice(-int(logits_to_keep), None)
         logits = self.lm_head(hidden[..., keep, :])
         loss = _causal_lm_loss(logits, labels) if labels is not None else None
         result = CausalLMOutputWithCrossAttentions(

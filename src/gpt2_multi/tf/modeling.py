@@ -872,6 +872,22 @@ def _question_answering_loss(start_logits: tf.Tensor, end_logits: tf.Tensor, sta
 
 
 # ---------------------------------------------------------------------------------- heads
+def _kept_positions(hidden: tf.Tensor, logits_to_keep: Any, has_labels: bool) -> tf.Tensor:
+    """HF's ``logits_to_keep`` on ``hidden (..., T, E)``: an int ``k`` keeps the last k positions (0: all), a 1-D
+    index array those positions (negative ones from the end), after the shared check (values when eager)."""
+    seq = static_shape(hidden)[-2]
+    if isinstance(logits_to_keep, (int, np.integer)) or not hasattr(logits_to_keep, "shape"):  # a count, or refused
+        validation.check_logits_to_keep(logits_to_keep, seq, has_labels)
+        k = int(logits_to_keep)
+        return hidden[..., -k:, :] if k else hidden
+    index = to_tensor(logits_to_keep)
+    if index.shape.rank is not None:
+        value = concrete(index)
+        validation.check_logits_to_keep(index if value is None else np.asarray(value), seq, has_labels)
+    index = tf.cast(index, tf.int32)
+    return tf.gather(hidden, tf.where(index < 0, index + tf.shape(hidden)[-2], index), axis=hidden.shape.rank - 2)
+
+
 class TFGPT2SequenceSummary(keras.layers.Layer):
     """HF's ``SequenceSummary`` (the DoubleHeads multiple-choice head).
 
@@ -932,13 +948,16 @@ TFSequenceSummary = TFGPT2SequenceSummary  # the name this package exported befo
 class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
     """GPT-2 with the language-modelling head (tied to ``wte`` unless ``tie_word_embeddings=False``).
 
-    ``call(..., labels (B, T) int)``: inputs as :class:`TFGPT2Model`; ``labels`` are the input ids
-    (shifted inside; -100 ignored). -> :class:`TFCausalLMOutputWithCrossAttentions` with
+    ``call(..., labels (B, T) int, logits_to_keep=0)``: inputs as :class:`TFGPT2Model`; ``labels`` are the input
+    ids (shifted inside; -100 ignored). -> :class:`TFCausalLMOutputWithCrossAttentions` with
     ``logits (B, T, V)`` and ``loss`` (scalar mean over the labelled tokens).
+
+    ``logits_to_keep`` (HF's PyTorch argument; HF's TF class lacks it): an int ``k`` projects only the last ``k``
+    positions (0, the default, or ``k >= T``: all), a 1-D int index array (K,) those positions: logits (B, K, V).
     """
 
     architecture = "GPT2LMHeadModel"
-    call_order = CALL_ORDER_CROSS + ("labels",)
+    call_order = CALL_ORDER_CROSS + ("labels", "logits_to_keep")
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
@@ -963,10 +982,11 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
     def call(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
              position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
              encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-             return_dict=None, labels=None, training=False):
+             return_dict=None, labels=None, logits_to_keep=0, training=False):
         args = self._unpack(input_ids, call_arguments(locals()))
         body = self._body(args, training)
-        logits = self.project(body.last_hidden_state)
+        hidden = _kept_positions(body.last_hidden_state, args.get("logits_to_keep", 0), args.get("labels") is not None)
+        logits = self.project(hidden)
         loss = None
         if args.get("labels") is not None:
             labels = to_tensor(args["labels"])
