@@ -15,6 +15,7 @@ import numpy as np
 
 from gpt2_multi.checkpoint import safetensors_io
 from gpt2_multi.checkpoint.errors import CheckpointError
+from gpt2_multi.checkpoint.pages import release
 from gpt2_multi.io_utils import atomic_path
 
 
@@ -90,15 +91,21 @@ def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], *, stream=None
 
     ``torch.save`` needs the whole dict at once: the tensors are ``torch.from_numpy`` views of the
     sources where they need no conversion (no copy; a memory-mapped source is read while it is written),
-    else converted copies (``stream``: cast) held until the file is written. :func:`save_sharded` bounds
-    that to one shard.
+    else converted copies (``stream``: cast, or a layout's transpose) held until the file is written, whose sources'
+    pages are dropped as soon as each copy is made (when ``stream.release``). :func:`save_sharded` bounds that to
+    one shard.
     """
     from gpt2_multi.checkpoint.streaming import WriteStream
 
     torch = _torch()
     stream = stream or WriteStream()
     sources = {name: np.asarray(value) for name, value in tensors.items()}
-    state = {name: _to_torch(torch, stream.whole(array)) for name, array in sources.items()}
+    state = {}
+    for name, array in sources.items():
+        converted = stream.whole(array)
+        if stream.release and not np.may_share_memory(converted, array):
+            release(array)  # a converted copy is what gets written: the source's pages can go now, not after the shard
+        state[name] = _to_torch(torch, converted)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     del state
