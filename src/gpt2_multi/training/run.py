@@ -254,19 +254,28 @@ def save_checkpoint_dir(out: Path, step: int, trainer, config, tokenizer, state:
         opt = trainer.optimizer_state()
         safetensors_io.save(tmp / OPTIMIZER_FILE, opt.tensors(), {"format": "gpt2-multi", "step": str(opt.step)})
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
-        if final.exists():  # the same step written again (a resumed run that was stopped at once)
-            shutil.rmtree(final)
+        old = _set_aside(final) if final.exists() else None  # the same step written again (a resumed run stopped at once)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for _, old in checkpoints(out)[:-keep]:
+    if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    for _, pruned in checkpoints(out)[:-keep]:
+        shutil.rmtree(_set_aside(pruned), ignore_errors=True)
     return final
 
 
+def _set_aside(directory: Path) -> Path:
+    """Rename a checkpoint directory to a temporary name before deleting it, so that a kill during the deletion
+    leaves a temporary (removed by the next run), never a partly deleted ``checkpoint-<step>``."""
+    aside = directory.with_name(f".{directory.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    os.rename(directory, aside)
+    return aside
+
+
 def _remove_stale_temporaries(out: Path) -> None:
-    """Leftovers of a killed run: a temporary checkpoint or initial-weights directory (never read)."""
+    """Leftovers of a killed run: a temporary, or set-aside, checkpoint or initial-weights directory (never read)."""
     for child in [*out.glob(".checkpoint-*.tmp"), *out.glob(".init-*")]:
         shutil.rmtree(child, ignore_errors=True)
 
