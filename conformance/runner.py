@@ -192,6 +192,7 @@ def run(cases: list[Case], backends: list[str] | None = None, dtype: str = "floa
                     if progress is not None:
                         progress(done, len(jobs) * len(backends))
             result.seconds[backend] = time.perf_counter() - start
+        result.errors.sort(key=lambda e: (result.cases.index(e.case), result.backends.index(e.backend)))
         for case in cases:
             got = outputs[case.name]
             names = [b for b in backends if b in got]

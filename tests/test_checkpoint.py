@@ -408,6 +408,28 @@ def test_corrupt_h5_msgpack_and_bin(tmp_path):
         load_checkpoint(d)
 
 
+def test_malformed_msgpack_trees_are_checkpoint_errors(tmp_path):
+    """Our memory-mapped msgpack reader turns every malformed tree into a CheckpointError that says what is wrong,
+    never a TypeError, ValueError or RecursionError from deep inside: a non-str key, a negative dimension (whose
+    product still matches the bytes), and nesting deeper than Python's recursion limit."""
+    import msgpack
+
+    from gpt2_multi.checkpoint import flax_msgpack
+
+    def array(shape, raw):
+        return msgpack.ExtType(1, msgpack.packb([list(shape), "float32", raw]))
+
+    cases = {
+        "key.msgpack": (msgpack.packb({"params": {b"wte": {"embedding": array((2,), bytes(8))}}}), "not a parameter name"),
+        "shape.msgpack": (msgpack.packb({"params": {"wte": {"embedding": array((-1, -2), bytes(8))}}}), "negative dimension"),
+        "deep.msgpack": (b"\x91" * 100_000 + b"\xc0", "nest deeper"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=message):
+            flax_msgpack.load(tmp_path / name)
+
+
 class Evil:
     def __reduce__(self):
         return (print, ("this must never run",))
@@ -558,3 +580,25 @@ def test_convert_dtype_bf16_and_sharded_bin(tmp_path):
     assert not (tmp_path / "h5").exists() or not any((tmp_path / "h5").iterdir())
     with pytest.raises(ValueError, match="cannot write weights as 'int8'"):
         convert(src, tmp_path / "x", "safetensors", dtype="int8")
+
+
+def test_release_never_reaches_past_the_array_it_is_given(tmp_path):
+    """release() drops whole pages inside the view it is given, for any strides: a reversed view of a marked or
+    mapped array drops only that array's pages, and memory next to it keeps its values."""
+    import mmap
+
+    from gpt2_multi.checkpoint import pages
+
+    page = mmap.PAGESIZE
+    path = tmp_path / "blob"
+    path.write_bytes(np.arange(4 * page // 4, dtype=np.float32).tobytes())
+    mapped = np.memmap(path, dtype=np.float32, mode="c")
+    pages.release(mapped[: page // 4][::-1])  # the first page, reversed
+    np.testing.assert_array_equal(mapped, np.arange(4 * page // 4, dtype=np.float32))  # re-read from the file
+    # a marked (file-backed) array inside a larger buffer: a reversed view of it must not touch its neighbours
+    buffer = np.zeros(6 * page // 4, dtype=np.float32)
+    inner = buffer[page // 4: 3 * page // 4]
+    pages.mark_file_backed(inner)
+    buffer[:] = 7.0
+    pages.release(inner[::-1])
+    assert (buffer[: page // 4] == 7.0).all() and (buffer[3 * page // 4:] == 7.0).all()

@@ -145,7 +145,7 @@ def test_reader_ignores_a_leftover_temporary_and_a_save_removes_it(tmp_path):
 
 
 def test_sharded_resave_replaces_every_old_file(tmp_path):
-    """A sharded save removes the old index first and the old save's unused files last; a single-file save
+    """A sharded save writes its index last and removes the old save's unused files after it; a single-file save
     removes the old shards and index."""
     from gpt2_multi import GPT2Config
     from gpt2_multi.checkpoint import expected_shapes, find_weights, save_checkpoint
@@ -165,6 +165,49 @@ def test_sharded_resave_replaces_every_old_file(tmp_path):
         save_checkpoint(d, tensors, config, format=fmt)
         assert len(find_weights(d, fmt)[1]) == 1 and not (d / index).exists()
         assert sorted(p.name for p in d.iterdir()) == sorted(["config.json", find_weights(d, fmt)[1][0].name])
+
+
+@pytest.mark.parametrize("same_count", [False, True], ids=["other-shard-names", "same-shard-names"])
+def test_a_sharded_resave_that_dies_leaves_the_old_save_loadable(tmp_path, monkeypatch, same_count):
+    """A re-save that dies after its first new shard (here an exception; the kill test covers SIGKILL) leaves the
+    previous save loadable with its own values: its index stays until the new one replaces it, and where the new
+    shards' names collide with indexed ones they are written under temporary names first. A rerun then succeeds."""
+    from gpt2_multi import GPT2Config
+    from gpt2_multi.checkpoint import (
+        expected_shapes,
+        find_weights,
+        load_checkpoint,
+        safetensors_io,
+        save_checkpoint,
+    )
+
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=500, n_positions=16)
+    shapes = expected_shapes(config, "GPT2LMHeadModel")
+    old = {k: np.full(s, 1.0, np.float32) for k, s in shapes.items()}
+    new = {k: np.full(s, 2.0, np.float32) for k, s in shapes.items()}
+    save_checkpoint(tmp_path, old, config, max_shard_size=20_000)
+    shard_count = len(find_weights(tmp_path)[1])
+    real_save, calls = safetensors_io.save, []
+
+    def dies_after_one_shard(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(args[0])
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors_io, "save", dies_after_one_shard)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, new, config, max_shard_size=20_000 if same_count else 60_000)
+    monkeypatch.setattr(safetensors_io, "save", real_save)
+    assert calls and calls[0].name.startswith(".") == same_count  # colliding names: the first shard was staged
+    loaded = load_checkpoint(tmp_path)
+    assert len(find_weights(tmp_path)[1]) == shard_count
+    assert {float(v.min()) for v in loaded.tensors.values()} == {1.0} == {float(v.max()) for v in loaded.tensors.values()}
+    save_checkpoint(tmp_path, new, config, max_shard_size=20_000 if same_count else 60_000)
+    assert {float(v.min()) for v in load_checkpoint(tmp_path).tensors.values()} == {2.0}
+    # what is left is the staged shard of this (live) process: readers ignore it, and once its process is gone a
+    # later save removes it (test_reader_ignores_a_leftover_temporary_and_a_save_removes_it)
+    assert all(f".{os.getpid()}." in p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
 
 
 # ------------------------------------------------------------------------------ gpt2-multi train's checkpoints
@@ -324,3 +367,22 @@ def _wait_for(proc: subprocess.Popen, condition, timeout: float = 90.0) -> None:
             pytest.fail(f"the run ended on its own ({proc.returncode}): {proc.stderr.read().decode()[-3000:]}")
         assert time.monotonic() < deadline, f"nothing happened in {timeout} s"
         time.sleep(0.01)
+
+
+def test_a_kill_between_setting_a_checkpoint_aside_and_renaming_its_replacement_in_restores_it(tmp_path):
+    """Writing a step again sets the old checkpoint-<step> aside, then renames the new one in. Killed in between,
+    the next run's clean-up puts the old one back (it is complete); a checkpoint set aside for pruning, possibly
+    half deleted, is removed, never restored."""
+    from gpt2_multi.training import run
+
+    out = tmp_path / "out"
+    for step in (3, 4):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / run.STATE_FILE).write_text(json.dumps({"step": step}))
+    replaced = run._set_aside(out / "checkpoint-4", "replaced")  # ... and the process dies here
+    pruned = run._set_aside(out / "checkpoint-3", "pruned")
+    assert [s for s, _ in run.checkpoints(out)] == []
+    run._remove_stale_temporaries(out)
+    assert [s for s, _ in run.checkpoints(out)] == [4]
+    assert json.loads((out / "checkpoint-4" / run.STATE_FILE).read_text()) == {"step": 4}
+    assert not replaced.exists() and not pruned.exists() and not (out / "checkpoint-3").exists()

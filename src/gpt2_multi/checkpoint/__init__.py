@@ -358,11 +358,13 @@ def save_checkpoint(
 
     Kill safety: every file is written to a temporary name (``.<name>.<pid>.<random>.tmp``, which no reader
     looks at) and renamed into place, so a file under its final name is complete, old or new. A sharded
-    save removes the old index of its format *first*, writes the shards, then the new index *last*, then
-    removes the files of the previous save that the new one does not use (old shards, the old single file
-    or index). An index therefore never names shards of another save: a kill in between leaves no index (and
-    the directory reads as the other weights it holds, or as holding none) until a rerun completes.
-    The config is written after the weights.
+    save writes its shards, then its index *last* (an atomic rename over the old index), then removes the
+    files of the previous save that the new one does not use. An index never names shards of another save:
+    where a new shard would overwrite a file the old index lists (a re-save with the same shard count, or a
+    convert into the source's own directory), the new shards are first written under temporary names, and
+    only their renames and the index write lie between removing the old index and writing the new one (a
+    kill in that window leaves the new shards complete and no index, until a rerun). Otherwise the old save
+    stays loadable until the new index replaces it. The config is written after the weights.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown checkpoint format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -447,18 +449,33 @@ def _save_sharded(directory: Path, format: str, named: dict[str, np.ndarray], ma
         write(path, shards[0])
         _remove_other_weights(directory, format, keep={path.name})
         return [path]
-    index_path.unlink(missing_ok=True)  # first: an old index must never name the shards being replaced
-    written, weight_map = [], {}
-    for i, names in enumerate(shards, start=1):
-        name = _shard_file_name(format, i, len(shards))
-        write(directory / name, names)
-        written.append(directory / name)
+    shard_names = [_shard_file_name(format, i, len(shards)) for i in range(1, len(shards) + 1)]
+    staged = bool(_indexed_shards(index_path) & set(shard_names))  # a new shard would overwrite an indexed one
+    written, weight_map, renames = [], {}, []
+    for name, names in zip(shard_names, shards):
+        final = directory / name
+        target = directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp" if staged else final
+        write(target, names)
+        renames.append((target, final))
+        written.append(final)
         weight_map.update(dict.fromkeys(names, name))
+    if staged:
+        index_path.unlink(missing_ok=True)  # the old index must never name a mix of old and new shards
+        for target, final in renames:
+            os.replace(target, final)
     index = {"metadata": {"total_size": stream.total}, "weight_map": dict(sorted(weight_map.items()))}
     atomic_write_text(index_path, json.dumps(index, indent=2) + "\n")  # last: it makes the shards a checkpoint
     written.append(index_path)
     _remove_other_weights(directory, format, keep={p.name for p in written})
     return written
+
+
+def _indexed_shards(index_path: Path) -> set[str]:
+    """The shard file names an existing index lists (none when there is no readable index)."""
+    try:
+        return set(json.loads(index_path.read_text())["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 def _remove_other_weights(directory: Path, format: str, keep: set[str]) -> None:

@@ -131,6 +131,8 @@ class _Reader:
         out = {}
         for _ in range(n):
             key = self.value()
+            if not isinstance(key, str):
+                raise CheckpointError(f"a map key at offset {self.pos} is a {type(key).__name__}, not a parameter name")
             out[key] = self.value()
         return out
 
@@ -148,6 +150,8 @@ class _Reader:
         try:
             dtype = _dtype(dtype_name)
             shape = tuple(int(d) for d in shape)
+            if any(d < 0 for d in shape):
+                raise ValueError(f"negative dimension in shape {shape}")
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"malformed array header at offset {end - n}: {err}") from None
         if not isinstance(raw, np.ndarray) or raw.nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
@@ -174,6 +178,8 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path} is corrupt or truncated (a value runs past the end of its {size} bytes)") from None
     except (UnicodeDecodeError, CheckpointError) as err:
         raise CheckpointError(f"{path} is corrupt or truncated ({err})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is corrupt: its maps and arrays nest deeper than any parameter tree") from None
     if reader.pos != size:
         raise CheckpointError(f"{path} is corrupt: {size - reader.pos} bytes follow the parameter tree")
     if not isinstance(tree, dict):

@@ -27,7 +27,9 @@ def release(array: np.ndarray) -> None:
     base = array
     while base is not None and not isinstance(base, np.memmap):
         if _is_file_backed(base):
-            _madvise_dontneed(array)
+            low, high = _byte_bounds(array)
+            base_low, base_high = _byte_bounds(base)
+            _madvise_dontneed(max(low, base_low), min(high, base_high))  # never past the marked array
             return
         base = getattr(base, "base", None)
     if base is None or getattr(base, "mode", None) not in ("r", "c"):
@@ -37,8 +39,8 @@ def release(array: np.ndarray) -> None:
         return
     try:
         map_start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
-        begin = array.__array_interface__["data"][0] - map_start
-        end = begin + array.nbytes
+        low, high = _byte_bounds(array)
+        begin, end = low - map_start, high - map_start
         first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the array only
         last = (end // mmap.PAGESIZE) * mmap.PAGESIZE
         if 0 <= first < last <= len(mapping):
@@ -65,15 +67,24 @@ def _is_file_backed(obj: object) -> bool:
     return id(obj) in _FILE_BACKED
 
 
-def _madvise_dontneed(array: np.ndarray) -> None:
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    """The first and one-past-last addresses ``array`` touches, whatever its strides (negative ones included)."""
+    try:
+        from numpy.lib.array_utils import byte_bounds
+    except ImportError:  # NumPy < 2
+        byte_bounds = np.byte_bounds
+    return byte_bounds(array)
+
+
+def _madvise_dontneed(begin: int, end: int) -> None:
+    """MADV_DONTNEED on the whole pages inside the addresses [begin, end)."""
     if not hasattr(mmap, "MADV_DONTNEED"):
         return
     try:
         import ctypes
 
-        begin = array.__array_interface__["data"][0]
         first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE
-        last = ((begin + array.nbytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = (end // mmap.PAGESIZE) * mmap.PAGESIZE
         if first < last:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(mmap.MADV_DONTNEED))

@@ -634,7 +634,8 @@ class FlaxGPT2PreTrainedModel:
                     return out, mutated["cache"]
                 return result, None
 
-            _JIT_CACHE[cache_key] = jax.jit(apply)
+            # setdefault: models run on threads (the conformance runner) share one jitted function per key
+            return _JIT_CACHE.setdefault(cache_key, jax.jit(apply))
         return _JIT_CACHE[cache_key]
 
     def __call__(

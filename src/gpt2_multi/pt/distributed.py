@@ -35,7 +35,11 @@ from typing import Any
 
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.fsdp import fully_shard
+
+try:
+    from torch.distributed.fsdp import fully_shard
+except ImportError as err:  # public since torch 2.6 (earlier: torch.distributed._composable.fsdp)
+    raise ImportError(f"gpt2_multi.pt.distributed needs FSDP2's torch.distributed.fsdp.fully_shard (torch >= 2.6): {err}") from err
 
 
 def shard_model(model: nn.Module, mesh: Any = None, **fully_shard_kwargs: Any) -> nn.Module:

@@ -254,7 +254,7 @@ def save_checkpoint_dir(out: Path, step: int, trainer, config, tokenizer, state:
         opt = trainer.optimizer_state()
         safetensors_io.save(tmp / OPTIMIZER_FILE, opt.tensors(), {"format": "gpt2-multi", "step": str(opt.step)})
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
-        old = _set_aside(final) if final.exists() else None  # the same step written again (a resumed run stopped at once)
+        old = _set_aside(final, "replaced") if final.exists() else None  # the same step again (a resume stopped at once)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -262,20 +262,27 @@ def save_checkpoint_dir(out: Path, step: int, trainer, config, tokenizer, state:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     for _, pruned in checkpoints(out)[:-keep]:
-        shutil.rmtree(_set_aside(pruned), ignore_errors=True)
+        shutil.rmtree(_set_aside(pruned, "pruned"), ignore_errors=True)
     return final
 
 
-def _set_aside(directory: Path) -> Path:
+def _set_aside(directory: Path, why: str) -> Path:
     """Rename a checkpoint directory to a temporary name before deleting it, so that a kill during the deletion
-    leaves a temporary (removed by the next run), never a partly deleted ``checkpoint-<step>``."""
-    aside = directory.with_name(f".{directory.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    leaves a temporary, never a partly deleted ``checkpoint-<step>``. ``why`` is "pruned" (beyond ``--keep``:
+    deleted next) or "replaced" (the same step written again: complete until the new one is renamed in, and
+    restored by :func:`_remove_stale_temporaries` if a kill came in between)."""
+    aside = directory.with_name(f".{directory.name}.{why}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     os.rename(directory, aside)
     return aside
 
 
 def _remove_stale_temporaries(out: Path) -> None:
-    """Leftovers of a killed run: a temporary, or set-aside, checkpoint or initial-weights directory (never read)."""
+    """Leftovers of a killed run: temporary, set-aside or initial-weights directories (never read). A checkpoint set
+    aside to be replaced whose replacement never arrived (killed between the two renames) is put back instead."""
+    for child in out.glob(".checkpoint-*.replaced.*.tmp"):
+        final = out / child.name[1:].split(".replaced.", 1)[0]
+        if not final.exists() and (child / STATE_FILE).is_file():
+            os.rename(child, final)
     for child in [*out.glob(".checkpoint-*.tmp"), *out.glob(".init-*")]:
         shutil.rmtree(child, ignore_errors=True)
 
