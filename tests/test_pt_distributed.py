@@ -4,13 +4,14 @@ processes takes the same training step as one process on the combined batch."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
+
+from tiny import free_port, join_gloo  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -46,10 +47,7 @@ def _step(model, x, mask):
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    join_gloo(rank, WORLD, port)
     try:
         model = _model()
         ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -66,15 +64,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
 def test_ddp_step_equals_single_process_step(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     result = torch.load(tmp_path / "ddp.pt", weights_only=True)
 
     single = _model()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
+
+from tiny import free_port, join_gloo  # noqa: E402
 
 pytestmark = [pytest.mark.torch,
               pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")]
@@ -93,10 +94,7 @@ def _local(state: dict) -> dict:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    join_gloo(rank, WORLD, port)
     try:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import (
@@ -153,16 +151,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp")
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return out, torch.load(out / "gathered.pt", weights_only=True), reports
 

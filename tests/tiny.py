@@ -1,4 +1,8 @@
-"""The tiny GPT-2 configuration the unit tests build their models from (seconds, not minutes, on 2 cores)."""
+"""The tiny GPT-2 configuration the unit tests build their models from (seconds, not minutes, on 2 cores), and
+the small helpers several test modules share."""
+
+import os
+import socket
 
 import pytest
 
@@ -38,3 +42,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback address, for a test's process group."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_gloo(rank: int, world_size: int, port: int) -> None:
+    """In a spawned test worker: one intra-op thread, then join a gloo process group on ``127.0.0.1:port``."""
+    import torch
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)

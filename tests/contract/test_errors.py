@@ -193,15 +193,19 @@ def _run(backend: str, model, row: Bad) -> None:
     call(backend, model, **kwargs)
 
 
-@pytest.mark.parametrize(("backend", "row"), _params())
-def test_bad_input_raises_the_shared_error(backend, row, checkpoints, loaded):
-    model = loaded(backend, checkpoints[row.head], row.head.removesuffix("-no-pad"))
+def _raised(backend: str, model, row) -> BaseException | None:
+    """What running ``row`` on ``model`` raised (one of :data:`CAUGHT`), or None."""
     try:
         _run(backend, model, row)
     except CAUGHT as err:
-        raised: BaseException | None = err
-    else:
-        raised = None
+        return err
+    return None
+
+
+@pytest.mark.parametrize(("backend", "row"), _params())
+def test_bad_input_raises_the_shared_error(backend, row, checkpoints, loaded):
+    model = loaded(backend, checkpoints[row.head], row.head.removesuffix("-no-pad"))
+    raised = _raised(backend, model, row)
     if row.error is None and raised is None:
         return
     match = row.static_match if row.static_match is not None and has_static_cache(model) else row.match
@@ -280,10 +284,5 @@ def test_our_error_is_an_instance_of_the_type_hf_raises(backend, row, checkpoint
         return
     assert row.name not in STRICTER_THAN_HF, f"HF now raises {expected!r} for {row.name!r}"
     model = loaded(backend, checkpoints[row.head], row.head.removesuffix("-no-pad"))
-    try:
-        _run(backend, model, row)
-    except CAUGHT as err:
-        raised: BaseException | None = err
-    else:
-        raised = None
+    raised = _raised(backend, model, row)
     assert isinstance(raised, type(expected)), f"HF raises {expected!r}; {backend} raised {raised!r}"

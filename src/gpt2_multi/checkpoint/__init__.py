@@ -38,6 +38,7 @@ import numpy as np
 from gpt2_multi.checkpoint import layout, safetensors_io, streaming
 from gpt2_multi.checkpoint.errors import CheckpointError, MissingWeightsError
 from gpt2_multi.checkpoint.layout import ARCHITECTURES, expected_shapes, normalize_architecture
+from gpt2_multi.checkpoint.streaming import ProgressFn
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.filenames import BIN_INDEX_NAME, CONFIG_NAME, SAFE_INDEX_NAME, WEIGHTS_NAMES
 from gpt2_multi.io_utils import atomic_write_text, remove_stale_temporaries
@@ -54,7 +55,6 @@ __all__ = [
 FORMATS = ("safetensors", "pt-bin", "tf", "flax")
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 
-ProgressFn = Callable[[str, int, int], None]  # (what, bytes done, bytes in all)
 
 
 @dataclass

@@ -56,12 +56,11 @@ class WriteStream:
     write, and :meth:`done` with the source array once its bytes are written.
     """
 
-    def __init__(self, dtype: np.dtype | None = None, *, release: bool = False, progress: ProgressFn | None = None,
-                 total_bytes: int = 0):
+    def __init__(self, dtype: np.dtype | None = None, *, release: bool = False, progress: ProgressFn | None = None):
         self.dtype = dtype
         self.release = release
         self.progress = progress
-        self.total = total_bytes
+        self.total = 0  # bytes the whole save writes: set by the caller, which knows the tensors
         self.written = 0
 
     def out_dtype(self, dtype: np.dtype) -> np.dtype:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2_multi.checkpoint import safetensors_io
 from gpt2_multi.checkpoint.errors import CheckpointError
-from gpt2_multi.checkpoint.pages import release
+from gpt2_multi.checkpoint.pages import mark_file_backed, release
 from gpt2_multi.io_utils import atomic_path
 
 
@@ -34,7 +33,7 @@ def _torch():
 
 def _to_numpy(torch, tensor, mapped: bool = False) -> np.ndarray:
     """A numpy view of ``tensor``; ``mapped``: its memory is ``torch.load(mmap=True)``'s private file map, whose
-    pages ``safetensors_io.release`` may then drop once a conversion has written them."""
+    pages ``pages.release`` may then drop once a conversion has written them."""
     if tensor.dtype == torch.bfloat16:
         import ml_dtypes
 
@@ -42,7 +41,7 @@ def _to_numpy(torch, tensor, mapped: bool = False) -> np.ndarray:
     else:
         array = tensor.numpy()
     if mapped:
-        safetensors_io.mark_file_backed(array)
+        mark_file_backed(array)
     return array
 
 
@@ -92,7 +91,7 @@ def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], *, stream=None
     ``torch.save`` needs the whole dict at once: the tensors are ``torch.from_numpy`` views of the
     sources where they need no conversion (no copy; a memory-mapped source is read while it is written),
     else converted copies (``stream``: cast, or a layout's transpose) held until the file is written, whose sources'
-    pages are dropped as soon as each copy is made (when ``stream.release``). :func:`save_sharded` bounds that to
+    pages are dropped as soon as each copy is made (when ``stream.release``). ``save_checkpoint``'s ``max_shard_size`` bounds that to
     one shard.
     """
     from gpt2_multi.checkpoint.streaming import WriteStream
@@ -111,8 +110,3 @@ def save(path: str | os.PathLike, tensors: dict[str, np.ndarray], *, stream=None
     del state
     for array in sources.values():
         stream.done(array)
-
-
-def shard_name(index: int, count: int) -> str:
-    """HF's name of shard ``index`` (from 1) of ``count``: ``pytorch_model-00001-of-00003.bin``."""
-    return f"pytorch_model-{index:05d}-of-{count:05d}.bin"
