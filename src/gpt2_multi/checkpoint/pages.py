@@ -11,8 +11,29 @@ from __future__ import annotations
 
 import mmap
 import weakref
+from collections.abc import Iterator
 
 import numpy as np
+
+
+def row_blocks(array: np.ndarray, block_bytes: int, *, release_pages: bool = False,
+               itemsize: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, array[start:stop])`` over whole rows of ``array`` (``ndim >= 1``), about ``block_bytes`` a
+    block at ``itemsize`` bytes an element (default: ``array``'s own); one block when it fits.
+
+    The one walk every converting copy of a checkpoint tensor makes (the writers, and each stack's loading into
+    another dtype or layout). With ``release_pages`` and a C-contiguous ``array`` (a plain view of a file), each
+    block's mapped pages are dropped once the caller has taken the next block, so the source and its converted
+    copy are never both resident.
+    """
+    row_bytes = max(1, (array[0].size if array.shape[0] else 0) * (itemsize or array.dtype.itemsize))
+    rows = max(1, block_bytes // row_bytes) if array.nbytes > block_bytes else max(1, array.shape[0])
+    drop = release_pages and array.flags.c_contiguous
+    for start in range(0, array.shape[0], rows):
+        stop = min(start + rows, array.shape[0])
+        yield start, stop, array[start:stop]
+        if drop:
+            release(array[start:stop])
 
 
 def release(array: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from gpt2_multi.checkpoint.pages import release as release_pages
+from gpt2_multi.checkpoint.pages import row_blocks
 
 BLOCK_BYTES = 16 * 2**20
 
@@ -82,13 +83,9 @@ class WriteStream:
         if array.ndim == 0 or array.shape[0] == 0 or array.nbytes <= block_bytes:
             yield 0, np.ascontiguousarray(array, dtype=dtype)
             return
-        row_bytes = max(1, array[0].size * max(array.dtype.itemsize, dtype.itemsize))
-        rows = max(1, block_bytes // row_bytes)
-        contiguous = array.flags.c_contiguous
-        for start in range(0, array.shape[0], rows):
-            yield start, np.ascontiguousarray(array[start:start + rows], dtype=dtype)
-            if self.release and contiguous:
-                release_pages(array[start:start + rows])
+        itemsize = max(array.dtype.itemsize, dtype.itemsize)
+        for start, _, block in row_blocks(array, block_bytes, release_pages=self.release, itemsize=itemsize):
+            yield start, np.ascontiguousarray(block, dtype=dtype)
 
     def whole(self, array: np.ndarray) -> np.ndarray:
         """``array`` converted, C-contiguous and little-endian: a view when nothing needs converting."""

@@ -29,6 +29,7 @@ from gpt2_multi.checkpoint import (
     save_checkpoint,
 )
 from gpt2_multi.checkpoint.errors import CheckpointError
+from gpt2_multi.checkpoint.pages import row_blocks
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.generation import GenerationConfig
 
@@ -82,15 +83,12 @@ def _to_flax_layout(name: str, source: np.ndarray, dtype: np.dtype, release: boo
     else:
         transposed = layout.flax_transposed(name)
         array = _aligned_empty(source.shape[::-1] if transposed else source.shape, dtype)
-        rows = max(1, CHUNK_BYTES // (source.shape[1] * source.dtype.itemsize))
-        for i in range(0, source.shape[0], rows):
-            block = layout.pt_to_flax_array(name, source[i:i + rows])
+        for start, stop, rows in row_blocks(source, CHUNK_BYTES, release_pages=release):
+            block = layout.pt_to_flax_array(name, rows)
             if transposed:
-                array[:, i:i + rows] = block
+                array[:, start:stop] = block
             else:
-                array[i:i + rows] = block
-            if release:
-                safetensors_io.release(source[i:i + rows])
+                array[start:stop] = block
     if release:
         safetensors_io.release(source)
     return array

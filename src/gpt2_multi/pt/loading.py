@@ -37,6 +37,7 @@ from gpt2_multi.checkpoint import (
     safetensors_io,
     save_checkpoint,
 )
+from gpt2_multi.checkpoint.pages import row_blocks
 from gpt2_multi.config import ATTRIBUTE_MAP, COMMON_DEFAULTS, MODEL_DEFAULTS, GPT2Config
 from gpt2_multi.generation import GenerationConfig
 
@@ -106,15 +107,11 @@ def to_tensor(array: np.ndarray, dtype: torch.dtype, *, release: bool = False) -
     out = torch.empty(array.shape, dtype=dtype)
     flat_rows = out.reshape(-1, *array.shape[1:]) if array.ndim else out.reshape(1)
     source = array if array.ndim else array.reshape(1)
-    rows = max(1, BLOCK_BYTES // max(1, source[:1].nbytes))
     with warnings.catch_warnings():  # the read-only source is only read: copy_() copies
         warnings.simplefilter("ignore", UserWarning)
-        for start in range(0, source.shape[0], rows):
-            block = source[start:start + rows]
+        for start, stop, block in row_blocks(source, BLOCK_BYTES, release_pages=release):
             part = torch.from_numpy(np.ascontiguousarray(block.view(np.int16) if is_bf16 else block))
-            flat_rows[start:start + rows].copy_(part.view(torch.bfloat16) if is_bf16 else part)
-            if release and block.flags.c_contiguous:
-                safetensors_io.release(block)
+            flat_rows[start:stop].copy_(part.view(torch.bfloat16) if is_bf16 else part)
     if release:
         safetensors_io.release(array)
     return out

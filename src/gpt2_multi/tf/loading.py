@@ -34,6 +34,7 @@ from gpt2_multi.checkpoint import (
     safetensors_io,
     save_checkpoint,
 )
+from gpt2_multi.checkpoint.pages import row_blocks
 from gpt2_multi.config import GPT2Config
 from gpt2_multi.generation import GenerationConfig
 
@@ -129,11 +130,8 @@ def _converted(value: np.ndarray, dtype: np.dtype, block_bytes: int = 16 * 2**20
     if value.ndim == 0 or value.nbytes <= block_bytes:
         out[...] = value
         return out
-    rows = max(1, block_bytes // max(1, value[:1].nbytes))
-    for start in range(0, value.shape[0], rows):
-        out[start:start + rows] = value[start:start + rows]
-        if value.flags.c_contiguous:
-            safetensors_io.release(value[start:start + rows])
+    for start, stop, block in row_blocks(value, block_bytes, release_pages=True):
+        out[start:stop] = block
     return out
 
 
