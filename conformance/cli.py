@@ -49,6 +49,17 @@ def collect_cases(args: argparse.Namespace, workdir: Path, n_backends: int = 2) 
     return cases
 
 
+def drift_cases(args: argparse.Namespace, cases: list[case_lib.Case]) -> list[str]:
+    """The cases whose low-precision logits are also compared with float32 (none in a float32 run): those of
+    CKPT, else of the trained model (its trained activations are what a low-precision run is for)."""
+    if args.dtype == "float32":
+        return []
+    if args.checkpoint:  # every case but the golden ones is CKPT's
+        return [c.name for c in cases if c.expected is None]
+    trained = _trained_model().resolve()
+    return [c.name for c in cases if c.checkpoint is not None and Path(c.checkpoint).resolve() == trained]
+
+
 def _trained_model() -> Path:
     """The embedded trained model: peaked attention and trained activations, which random weights lack."""
     from gpt2_multi.demo import DEFAULT_MODEL
@@ -89,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"\rmodels {done}/{total}", end="", file=sys.stderr, flush=True)
 
-        result = runner.run(cases, backends, dtype=args.dtype, workdir=Path(tmp), progress=progress)
+        result = runner.run(cases, backends, dtype=args.dtype, workdir=Path(tmp), progress=progress,
+                            drift_cases=drift_cases(args, cases))
         if not args.json:
             print(file=sys.stderr)
         if not args.no_generation:

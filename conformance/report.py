@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from gpt2_multi.conformance.runner import TOLERANCES, Result
+from gpt2_multi.conformance.runner import BF16_FROM_FLOAT32, BF16_UNIT_ROUNDOFF, TOLERANCES, Result
 
 
 def summarize(result: Result) -> dict[tuple[str, str], tuple[float, bool, str]]:
@@ -24,8 +24,9 @@ def to_text(result: Result, verbose: bool = False) -> str:
     tol = TOLERANCES[result.dtype]
     rows = summarize(result)
     pairs = sorted({pair for _, pair in rows})
+    other = "" if result.dtype == "bfloat16" else f"; bfloat16 runs use {TOLERANCES['bfloat16'].describe()}"
     lines = [f"conformance: {len(result.cases)} cases, backends {', '.join(result.backends)}, dtype {result.dtype} "
-             f"(pass: |a - b| <= {tol.atol:g} + {tol.rtol:g} |b|; bfloat16 runs use {TOLERANCES['bfloat16'].atol:g})"]
+             f"(pass: {tol.describe()}{other})"]
     width = max([len(c) for c in result.cases] + [4])
     lines.append(f"{'case':<{width}}  " + "  ".join(f"{p:>14}" for p in pairs))
     failed_cases = {c for (c, _), (_, ok, _) in rows.items() if not ok} | {e.case for e in result.errors
@@ -53,6 +54,8 @@ def to_text(result: Result, verbose: bool = False) -> str:
             lines.append(f"FAIL {case} {pair}: {worst} " + (detail or f"differs by {diff:.3e}"))
     for e in result.errors:
         lines.append(f"ERROR {e.case} [{e.backend}]: {e.error.strip().splitlines()[-1]}")
+    if result.drift:
+        lines.append(_drift_text(result))
     if result.generation:
         lines.append(_generation_text(result))
     lines.append("time per backend: " + ", ".join(f"{b} {s:.1f} s" for b, s in result.seconds.items()))
@@ -68,6 +71,33 @@ def to_text(result: Result, verbose: bool = False) -> str:
         lines.append(f"{len(uncompared)} case(s) had nothing to compare against")
     compared = len(result.cases) - len(uncompared)
     lines.append(f"{'PASSED' if result.passed else 'FAILED'}: {compared - n_fail} of {compared} compared cases")
+    return "\n".join(lines)
+
+
+def drift_summary(result: Result) -> dict[str, dict[str, float]]:
+    """Per backend, over the drift cases: the largest max |low - float32| of the logits, and the largest of
+    each case's max |diff| / max |float32 logits| (also in units of bfloat16's unit roundoff u = 2^-8)."""
+    out: dict[str, dict[str, float]] = {}
+    for d in result.drift:
+        row = out.setdefault(d.backend, {"cases": 0, "max_abs_diff": 0.0, "relative": 0.0, "scale": 0.0})
+        row["cases"] += 1
+        row["max_abs_diff"] = max(row["max_abs_diff"], d.max_abs_diff)
+        row["relative"] = max(row["relative"], d.relative)
+        row["scale"] = max(row["scale"], d.scale)
+    for row in out.values():
+        row["relative_u"] = row["relative"] / BF16_UNIT_ROUNDOFF
+    return out
+
+
+def _drift_text(result: Result) -> str:
+    """A few lines: how far each backend's low-precision logits lie from its own float32 logits."""
+    summary = drift_summary(result)
+    cases = max(row["cases"] for row in summary.values())
+    lines = [f"{result.dtype} logits vs each backend's own float32 logits ({cases} cases; relative = max |diff| / "
+             f"max |float32 logits|, u = 2^-8; stated bound {BF16_FROM_FLOAT32 / BF16_UNIT_ROUNDOFF:g} u):"]
+    for backend, row in summary.items():
+        lines.append(f"  {backend:<5} max |diff| {row['max_abs_diff']:.2e} (logits up to {row['scale']:.3g}), "
+                     f"relative {row['relative']:.2e} = {row['relative_u']:.1f} u")
     return "\n".join(lines)
 
 
@@ -91,14 +121,19 @@ def _generation_text(result: Result) -> str:
 
 
 def to_json(result: Result) -> str:
-    return json.dumps({
+    tol = TOLERANCES[result.dtype]
+    data = {
         "backends": result.backends,
         "dtype": result.dtype,
-        "tolerance": {"atol": TOLERANCES[result.dtype].atol, "rtol": TOLERANCES[result.dtype].rtol},
+        "tolerance": {"atol": tol.atol, "rtol": tol.rtol, **({"scale": tol.scale} if tol.scale else {})},
         "passed": result.passed,
         "cases": result.cases,
         "comparisons": [c.__dict__ for c in result.comparisons],
         "errors": [e.__dict__ for e in result.errors],
         "generation": [g.__dict__ for g in result.generation],
         "seconds": result.seconds,
-    }, indent=2, default=float)
+    }
+    if result.drift:  # a low-precision run: each backend against its own float32 logits
+        data["float32_drift"] = {"bound_relative": BF16_FROM_FLOAT32, "per_backend": drift_summary(result),
+                                 "cases": [{**d.__dict__, "relative": d.relative} for d in result.drift]}
+    return json.dumps(data, indent=2, default=float)

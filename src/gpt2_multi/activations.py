@@ -7,6 +7,12 @@ is imported that it names exactly :data:`ACTIVATIONS` (no backend misses or adds
 contract test (``tests/contract/test_activations.py``) checks every entry of every backend's
 table against the formulas below.
 
+In half precision (bfloat16, float16) every entry is computed in float32 and rounded once to the input's
+dtype, in every stack (as PyTorch's own kernels, ``F.gelu``, ``F.silu`` ..., compute): the formulas written
+out in framework ops would otherwise round differently in each framework (TensorFlow and JAX round the
+constants and every intermediate to bfloat16, PyTorch every intermediate but not the constants). Other
+dtypes are computed as they come.
+
 The formulas, for reference (x is the pre-activation):
 
 ==================== ===========================================================

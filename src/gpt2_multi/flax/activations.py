@@ -51,6 +51,33 @@ ACT2FN: dict[str, Callable[[Array], Array]] = {
 assert tuple(ACT2FN) == ACTIVATIONS, "the Flax activation table must list exactly gpt2_multi.activations.ACTIVATIONS"
 
 
+def as_stored(x: Array) -> Array:
+    """``x`` itself, rounded to its dtype even inside a compiled program: where a bfloat16 / float16 value feeds
+    a float32 computation (a LayerNorm, an activation), XLA may otherwise pass on the float32 value it computed
+    before rounding (its default ``xla_allow_excess_precision``), which the other stacks round. Other dtypes
+    are returned as they are."""
+    if x.dtype in (jnp.bfloat16, jnp.float16):
+        info = jnp.finfo(x.dtype)
+        return jax.lax.reduce_precision(x, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+    return x
+
+
+def _half_in_float32(fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """``fn`` computed in float32 for a bfloat16 / float16 ``x`` (as stored: :func:`as_stored`) and rounded once
+    to ``x``'s dtype (see :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged."""
+
+    def act(x: Array) -> Array:
+        if x.dtype in (jnp.bfloat16, jnp.float16):
+            return fn(as_stored(x).astype(jnp.float32)).astype(x.dtype)
+        return fn(x)
+
+    act.__name__ = act.__qualname__ = getattr(fn, "__name__", "act")
+    return act
+
+
+ACT2FN = {name: _half_in_float32(fn) for name, fn in ACT2FN.items()}
+
+
 def get_activation(name: str) -> Callable[[Array], Array]:
     """The function for ``name``; a ValueError listing the choices for an unknown one."""
     try:
@@ -59,4 +86,4 @@ def get_activation(name: str) -> Callable[[Array], Array]:
         raise ValueError(f"activation {name!r} is not supported; choose one of {', '.join(ACT2FN)}") from None
 
 
-__all__ = ["ACT2FN", "get_activation"]
+__all__ = ["ACT2FN", "as_stored", "get_activation"]

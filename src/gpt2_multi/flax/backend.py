@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 def load(path: Path, architecture: str, dtype: str = "float32") -> Any:
     import jax.numpy as jnp
 
-    kwargs = {"dtype": jnp.bfloat16} if dtype == "bfloat16" else {}
+    # bfloat16 parameters too, as PyTorch's torch_dtype and Keras' dtype give: with float32 ones (Flax's mixed
+    # precision) the LayerNorms would scale by unrounded weights and differ from the other stacks
+    kwargs = {"dtype": jnp.bfloat16, "param_dtype": jnp.bfloat16} if dtype == "bfloat16" else {}
     return getattr(stack, "Flax" + architecture).from_pretrained(str(path), **kwargs)
 
 

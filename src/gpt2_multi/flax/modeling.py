@@ -55,7 +55,7 @@ Array = jax.Array
 
 # ---------------------------------------------------------------------------------- activations
 from gpt2_multi.flax.activations import ACT2FN as ACT2FN  # noqa: E402  (re-exported; the table is its own module)
-from gpt2_multi.flax.activations import get_activation  # noqa: E402
+from gpt2_multi.flax.activations import as_stored, get_activation  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- Conv1D
@@ -79,7 +79,30 @@ class FlaxConv1D(nn.Module):
         kernel = self.param("kernel", _init(self.config, "kernel"), (self.features, x.shape[-1]), self.param_dtype)
         bias = self.param("bias", _init(self.config, "bias"), (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return jnp.einsum("...i,oi->...o", x, kernel) + bias
+        return matmul_transposed(x, kernel, bias)
+
+
+def matmul_transposed(x: Array, kernel: Array, bias: Array | None = None) -> Array:
+    """``x @ kernel.T + bias`` for ``x`` (..., in), ``kernel`` (out, in), ``bias`` (out,): every Conv1D.
+
+    In half precision (bfloat16, float16) the product is accumulated in float32, the bias added in float32, and
+    the sum rounded once, as ``torch.addmm`` does (and the TensorFlow stack): the stacks round at the same points.
+
+    One row (a batch-1 decode step) goes as a 2-D ``(1, in) @ (in, out)`` product: XLA on CPU then emits a fused
+    matrix-vector loop that streams the kernel once, in its own dtype. The same product with extra unit dims is a
+    GEMM, for which XLA's CPU backend first converts a bfloat16 kernel to a float32 copy on every call (about 25x
+    slower at GPT-2 small widths; ``benchmarks/README.md``, issue 15). More rows use the GEMM.
+    """
+    half = x.dtype in (jnp.bfloat16, jnp.float16)
+    accumulate = jnp.float32 if half else None
+    if math.prod(x.shape[:-1]) == 1:
+        y = jnp.dot(x.reshape(1, x.shape[-1]), kernel.T, preferred_element_type=accumulate)
+        y = y.reshape(*x.shape[:-1], kernel.shape[0])
+    else:
+        y = jnp.einsum("...i,oi->...o", x, kernel, preferred_element_type=accumulate)
+    if bias is not None:
+        y = y + (bias.astype(jnp.float32) if half else bias)
+    return y.astype(x.dtype) if half else y
 
 
 def _dense(config: GPT2Config, features: int, name: str, dtype: Dtype, param_dtype: Dtype, use_bias: bool = True) -> nn.Dense:
@@ -87,9 +110,17 @@ def _dense(config: GPT2Config, features: int, name: str, dtype: Dtype, param_dty
                     kernel_init=_init(config, "kernel"), bias_init=_init(config, "bias"))
 
 
+class _LayerNorm(nn.LayerNorm):
+    """Flax's LayerNorm (statistics in float32) of its input as stored (:func:`as_stored`): in half precision
+    the residual sum it normalises is rounded first, as in the other stacks. Same parameters."""
+
+    def __call__(self, x: Array, *args, **kwargs) -> Array:
+        return super().__call__(as_stored(x), *args, **kwargs)
+
+
 def _layer_norm(config: GPT2Config, name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name,
-                        scale_init=_init(config, "scale"), bias_init=_init(config, "bias"))
+    return _LayerNorm(epsilon=config.layer_norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name,
+                      scale_init=_init(config, "scale"), bias_init=_init(config, "bias"))
 
 
 # ---------------------------------------------------------------------------------- attention
@@ -132,7 +163,9 @@ def attention_core(
     (:func:`attention_bias`), or None. The scale is ``1 / sqrt(D)`` with ``scale_attn_weights`` times
     ``1 / (layer_idx + 1)`` with ``scale_attn_by_inverse_layer_idx``. With ``reorder_and_upcast_attn`` the
     product, the mask and the softmax are float32 and the scale is folded into the query first (HF's order);
-    otherwise the scores keep the query's dtype and are divided afterwards. Masked scores are the scores
+    otherwise the scores keep the query's dtype and are divided afterwards, except in half precision (bfloat16,
+    float16), where they are float32 from the product to the softmax, as in PyTorch's fused kernel and in the
+    other stacks: the probabilities are rounded once, to ``value``'s dtype. Masked scores are the scores
     dtype's minimum. ``dropout`` (a function) and then ``head_mask`` (H,) act on the probabilities.
 
     Returns ``(out (B, H, T, D), probs (B, H, T, S) if output_probs else None)``.
@@ -146,14 +179,15 @@ def attention_core(
             scale /= float(layer_idx + 1)
         scores = jnp.einsum("bhqd,bhkd->bhqk", query.astype(jnp.float32) * scale, key.astype(jnp.float32))
     else:
-        scores = jnp.einsum("bhqd,bhkd->bhqk", query, key)
+        half = query.dtype in (jnp.bfloat16, jnp.float16)  # half precision: the scores in float32
+        scores = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32 if half else None)
         if config.scale_attn_weights:
             scores = scores / jnp.asarray(math.sqrt(d), scores.dtype)
         if config.scale_attn_by_inverse_layer_idx:
             scores = scores / jnp.asarray(layer_idx + 1, scores.dtype)
     if bias is not None:
         scores = jnp.maximum(scores + bias.astype(scores.dtype), jnp.finfo(scores.dtype).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+    probs = as_stored(jax.nn.softmax(scores, axis=-1).astype(value.dtype))  # rounded before a head mask scales it
     if dropout is not None:
         probs = dropout(probs)
     if head_mask is not None:

@@ -58,4 +58,20 @@ ACT2FN = {
 }
 assert set(ACT2FN) == set(ACTIVATIONS), "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
 
+
+def _half_in_float32(fn):
+    """``fn`` computed in float32 for a bfloat16 / float16 ``x`` and rounded once to ``x``'s dtype (see
+    :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged."""
+
+    def act(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16):
+            return fn(x.float()).to(x.dtype)
+        return fn(x)
+
+    act.__name__ = act.__qualname__ = getattr(fn, "__name__", "act")
+    return act
+
+
+ACT2FN = {name: _half_in_float32(fn) for name, fn in ACT2FN.items()}
+
 __all__ = ["ACT2FN", "linear"]

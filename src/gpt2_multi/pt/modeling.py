@@ -137,7 +137,10 @@ def attention_core(
         output_probs: also return the probabilities (B, H, T, S).
         fused: allow ``F.scaled_dot_product_attention``; it runs unless probabilities or a head mask are
             asked for. Otherwise the explicit path (HF's eager numerics: the division by sqrt(D) and by the
-            layer index in the scores' dtype, or one float32 product with both when upcasting).
+            layer index in the scores' dtype, or one float32 product with both when upcasting). In half
+            precision (bfloat16, float16) the scores are float32 from the product to the softmax, as in the
+            fused kernel and in the TensorFlow and Flax stacks: the probabilities are rounded once, to
+            ``value``'s dtype (HF's eager path also rounds the product and the quotient).
 
     Returns:
         (output (B, H, T, D) in ``value``'s dtype, probabilities or None).
@@ -166,12 +169,19 @@ def attention_core(
         with torch.autocast(query.device.type, enabled=False):
             scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
     else:
-        scores = torch.matmul(query, key.transpose(-1, -2))
+        if query.dtype in (torch.bfloat16, torch.float16):  # half precision: the scores in float32, as SDPA's
+            with torch.autocast(query.device.type, enabled=False):
+                scores = torch.matmul(query.float(), key.float().transpose(-1, -2))
+        else:
+            scores = torch.matmul(query, key.transpose(-1, -2))
         if config.scale_attn_weights:
             scores = scores / math.sqrt(d)
         if config.scale_attn_by_inverse_layer_idx:
             scores = scores / float(layer_idx + 1)
     if bias is not None:
+        if bias.dtype in (torch.bfloat16, torch.float16) and scores.dtype == torch.float32:
+            # a half-precision mask on float32 scores: its minimum becomes float32's
+            bias = bias.float().masked_fill(bias == torch.finfo(bias.dtype).min, torch.finfo(torch.float32).min)
         scores = scores + bias
     probs = torch.softmax(scores, dim=-1).to(dtype)
     if dropout_p > 0.0:

@@ -42,4 +42,20 @@ ACT2FN = {
 }
 assert tuple(ACT2FN) == ACTIVATIONS, "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
 
+
+def _half_in_float32(fn):
+    """``fn`` computed in float32 for a bfloat16 / float16 ``x`` and rounded once to ``x``'s dtype (see
+    :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged."""
+
+    def act(x):
+        if x.dtype in (tf.bfloat16, tf.float16):
+            return tf.cast(fn(tf.cast(x, tf.float32)), x.dtype)
+        return fn(x)
+
+    act.__name__ = act.__qualname__ = getattr(fn, "__name__", "act")
+    return act
+
+
+ACT2FN = {name: _half_in_float32(fn) for name, fn in ACT2FN.items()}
+
 __all__ = ["ACT2FN"]

@@ -85,7 +85,14 @@ class TFConv1D(keras.layers.Layer):
 
     def call(self, x):
         shape = shape_list(x)
-        flat = tf.matmul(tf.reshape(x, [-1, self.nx]), self.weight) + self.bias
+        flat = tf.reshape(x, [-1, self.nx])
+        if flat.dtype in (tf.bfloat16, tf.float16):
+            # half precision: accumulated and biased in float32, rounded once (as torch.addmm and the Flax stack)
+            f32 = tf.float32
+            out = tf.matmul(tf.cast(flat, f32), tf.cast(self.weight, f32)) + tf.cast(self.bias, f32)
+            flat = tf.cast(out, x.dtype)
+        else:
+            flat = tf.matmul(flat, self.weight) + self.bias
         return tf.reshape(flat, shape[:-1] + [self.nf])
 
 
@@ -133,7 +140,9 @@ def attention_core(query, key, value, bias, config: GPT2Config, layer_idx: int, 
             and padding, see :func:`causal_mask` / :func:`additive_bias`), or None (every key).
         config: its ``scale_attn_weights`` divides the scores by ``sqrt(D)``, ``scale_attn_by_inverse_layer_idx``
             by ``layer_idx + 1``; with ``reorder_and_upcast_attn`` the scale is folded into the query and the
-            product and softmax are float32 (HF's order), else the scores keep the inputs' dtype.
+            product and softmax are float32 (HF's order), else the scores keep the inputs' dtype, except in half
+            precision (bfloat16, float16), where they are float32 from the product to the softmax, as in
+            PyTorch's fused kernel and in the other stacks: the probabilities are rounded once, to ``value``'s dtype.
         head_mask: ``(1, H, 1, 1)`` multiplies the probabilities; dropout: a Keras ``Dropout`` on them.
 
     Returns ``(output (B, H, T, D), probabilities (B, H, T, S) when output_probs else None)``. Masked scores
@@ -147,19 +156,31 @@ def attention_core(query, key, value, bias, config: GPT2Config, layer_idx: int, 
             scale /= float(layer_idx + 1)
         scores = tf.matmul(tf.cast(query, tf.float32) * scale, tf.cast(key, tf.float32), transpose_b=True)
     else:
+        if query.dtype in (tf.bfloat16, tf.float16):  # half precision: the scores in float32
+            query, key = tf.cast(query, tf.float32), tf.cast(key, tf.float32)
         scores = tf.matmul(query, key, transpose_b=True)
         if config.scale_attn_weights:
             scores = scores / tf.cast(math.sqrt(config.head_dim), scores.dtype)
         if config.scale_attn_by_inverse_layer_idx:
             scores = scores / tf.cast(layer_idx + 1, scores.dtype)
     if bias is not None:
+        if bias.dtype in (tf.bfloat16, tf.float16) and scores.dtype == tf.float32:
+            # a half-precision mask on float32 scores: its minimum becomes float32's
+            lowest = tf.constant(scores.dtype.min, scores.dtype)
+            bias = tf.where(bias == bias.dtype.min, lowest, tf.cast(bias, scores.dtype))
         scores = tf.maximum(scores + tf.cast(bias, scores.dtype), scores.dtype.min)
     probs = tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype)
     if dropout is not None:
         probs = dropout(probs, training=training)
     if head_mask is not None:
         probs = probs * tf.cast(head_mask, probs.dtype)
-    return tf.matmul(probs, value), (probs if output_probs else None)
+    if value.dtype in (tf.bfloat16, tf.float16):
+        # half precision: TensorFlow's CPU BatchMatMul rounds partial sums; accumulated in float32 and rounded once
+        # instead, as PyTorch's kernels and XLA do
+        out = tf.cast(tf.matmul(tf.cast(probs, tf.float32), tf.cast(value, tf.float32)), value.dtype)
+    else:
+        out = tf.matmul(probs, value)
+    return out, (probs if output_probs else None)
 
 
 def write_cache(cache, key, value, index=None, layer: int | None = None):
