@@ -245,15 +245,30 @@ def _initial_state(input_ids: Array, attention_mask: Array, key: Array, vocab: i
     return ext_mask, positions, st
 
 
-def _decode(step: Callable, kv: Array, input_ids: Array, attention_mask: Array, key: Array, vocab: int,
-            s: Settings, stream: tuple) -> dict:
+def _in_loop(params: dict, rows: int) -> dict:
+    """The weights as a decode loop's body reads them.
+
+    XLA's loop-invariant code motion hoists what the step does to the weights out of the loop: for bfloat16
+    weights, a float32 (and a transposed) copy of every one, which each step then reads at twice the bytes
+    (and which doubles the memory while generating). With one row per step the matrix products are fused
+    matrix-vector loops that read a bfloat16 weight as it is, so there the weights go through the loop
+    behind an optimization barrier, which XLA cannot see through. With more rows the products are GEMMs,
+    which XLA's CPU backend runs in float32 only, and float32 weights are read through hoisted transposed
+    copies: in both cases the hoisted copy is the fast one (measured in ``benchmarks/speed.py``).
+    """
+    narrow = any(leaf.dtype != jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
+    return jax.lax.optimization_barrier(params) if rows == 1 and narrow else params
+
+
+def _decode(step: Callable, params: dict, kv: Array, input_ids: Array, attention_mask: Array, key: Array,
+            vocab: int, s: Settings, stream: tuple) -> dict:
     """Prefill + ``lax.while_loop`` of single-token steps (traced inside ``jax.jit``)."""
-    t = input_ids.shape[1]
+    n, t = input_ids.shape
     length = t + s.max_new
     ext_mask, positions, st = _initial_state(input_ids, attention_mask, key, vocab, s)
-    logits, kv = step(kv, input_ids, positions, ext_mask, 0)
+    logits, kv = step(params, kv, input_ids, positions, ext_mask, 0)
     st = _choose_next(st, logits, t, s, stream)
-    st["kv"] = kv
+    st["kv"], st["params"] = kv, params
 
     def cond(st):
         return (st["cur"] < length) & ~jnp.all(st["finished"])
@@ -261,12 +276,13 @@ def _decode(step: Callable, kv: Array, input_ids: Array, attention_mask: Array, 
     def body(st):
         index = st["cur"] - 1  # the last token's position in the cache
         last = jax.lax.dynamic_slice_in_dim(st["seqs"], index, 1, axis=1)  # (N, 1)
-        logits, kv = step(st["kv"], last, st["next_pos"][:, None], ext_mask, index)
-        st = dict(st, kv=kv, next_pos=st["next_pos"] + 1)
+        params = _in_loop(st["params"], n)
+        logits, kv = step(params, st["kv"], last, st["next_pos"][:, None], ext_mask, index)
+        st = dict(st, params=params, kv=kv, next_pos=st["next_pos"] + 1)
         return _choose_next(st, logits, t, s, stream)
 
     st = jax.lax.while_loop(cond, body, st)
-    del st["kv"]
+    del st["kv"], st["params"]
     return st
 
 
@@ -395,11 +411,11 @@ def _reorder(kv: Array, rows: Array) -> Array:
     return kv[:, :, rows]
 
 
-def _beam_decode(step: Callable, kv: Array, input_ids: Array, attention_mask: Array, key: Array, vocab: int,
-                 s: Settings, stream: tuple) -> dict:
+def _beam_decode(step: Callable, params: dict, kv: Array, input_ids: Array, attention_mask: Array, key: Array,
+                 vocab: int, s: Settings, stream: tuple) -> dict:
     t = input_ids.shape[1]
     ext_mask, positions, st = _beam_init(input_ids, attention_mask, key, vocab, s)
-    logits, kv = step(kv, input_ids, positions, ext_mask, 0)
+    logits, kv = step(params, kv, input_ids, positions, ext_mask, 0)
     st, rows = _beam_update(st, logits, t, s)
     st["kv"] = _reorder(kv, rows)
     st["next_pos"] = st["next_pos"][rows]  # positions are per row: reordered with the beams
@@ -411,7 +427,7 @@ def _beam_decode(step: Callable, kv: Array, input_ids: Array, attention_mask: Ar
         b, nb, _ = st["running"].shape
         index = st["cur"] - 1
         last = jax.lax.dynamic_slice_in_dim(st["running"].reshape(b * nb, -1), index, 1, axis=1)  # (N, 1)
-        logits, kv = step(st["kv"], last, st["next_pos"][:, None], ext_mask, index)
+        logits, kv = step(params, st["kv"], last, st["next_pos"][:, None], ext_mask, index)
         st = dict(st, next_pos=st["next_pos"] + 1)
         st, rows = _beam_update(st, logits, t, s)
         st["kv"] = _reorder(kv, rows)
@@ -454,11 +470,11 @@ def _compiled(model: Any, s: Settings, streaming: bool = False) -> Callable:
             n, t = input_ids.shape
             kv = jnp.zeros((cfg.n_layer, 2, n, cfg.n_head, t + s.max_new, cfg.head_dim), dtype)
 
-            def step(kv, tokens, positions, mask, index):
+            def step(params, kv, tokens, positions, mask, index):
                 return decode_step(module, params, kv, tokens, positions, mask, index)
 
             decode = _beam_decode if s.num_beams > 1 else _decode
-            return decode(step, kv, input_ids, attention_mask, prng_key, cfg.vocab_size, s, stream)
+            return decode(step, params, kv, input_ids, attention_mask, prng_key, cfg.vocab_size, s, stream)
 
         fn = jax.jit(run)
         _COMPILED[key] = fn
