@@ -80,11 +80,43 @@ class Conv1D(nn.Module):
             nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.shape[0] > 1 and _onednn_ok(flat, self.weight):  # (out, in) as a view: no copy
+            out = torch.ops.mkldnn._linear_pointwise(flat, self.weight.t(), self.bias, "none", [], "")
+        else:
+            out = torch.addmm(self.bias, flat, self.weight)
         return out.view(*x.shape[:-1], self.nf)
 
     def extra_repr(self) -> str:
         return f"nf={self.nf}, nx={self.nx}"
+
+
+# float32 products on CPU go through oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, what
+# Inductor's CPU freezing pass calls) where MKL's sgemm / sgemv use one core of two: on a 2-core EPYC, x @ W
+# for 8 to 1024 rows of GPT-2 small's block weights (in, out) 1.3-1.4x, the LM head's x @ wte.T (a (V, E)
+# weight) about 2x for 1 to 128 rows (benchmarks/README.md, issue 15). A block weight with one row stays with
+# MKL (oneDNN reads the (in, out) weight against its grain there). bfloat16 already goes through oneDNN's
+# matmul. Eager inference only: the op has no autograd formula, and the compiled step (``torch.compile``) keeps
+# torch's products, which Inductor plans itself. Set False to use torch's own products everywhere.
+ONEDNN_LINEAR = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
+
+
+def _onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and not torch.compiler.is_compiling())  # Inductor lowers the op only for frozen (constant) weights
+
+
+class LMHead(nn.Linear):
+    """The LM head, an ``nn.Linear`` (E -> V, no bias) as HF's: on CPU without autograd its product goes through
+    oneDNN (see :data:`ONEDNN_LINEAR`); otherwise ``nn.Linear``'s own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _onednn_ok(x, self.weight):
+            return super().forward(x)
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, "none", [], "")
+        return out.view(*x.shape[:-1], out.shape[-1])
 
 
 def _sliced_conv1d(layer: Conv1D, index: torch.Tensor, dim: int) -> Conv1D:
@@ -900,7 +932,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     def __init__(self, config: GPT2Config, *, attn_implementation: str | None = None) -> None:
         super().__init__(config, attn_implementation=attn_implementation)
         self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = LMHead(config.n_embd, config.vocab_size, bias=False)
         self.generation_config = GenerationConfig.from_model_config(config)
         self.post_init()
 
@@ -1005,7 +1037,7 @@ class GPT2DoubleHeadsModel(GPT2PreTrainedModel, GenerationMixin):
         config.num_labels = 1
         validation.warn_summary_pooling(config)
         self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = LMHead(config.n_embd, config.vocab_size, bias=False)
         self.multiple_choice_head = GPT2SequenceSummary(config)
         self.generation_config = GenerationConfig.from_model_config(config)
         self.post_init()
