@@ -126,8 +126,10 @@ def test_the_demo_speaks_without_framework_noise():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or platform.machine() not in ("x86_64", "AMD64"),
-                    reason="the log line checked is TensorFlow's on x86")
+                    reason="the log lines checked are TensorFlow's on x86")
 def test_verbose_lets_the_framework_logs_through():
     proc = _demo("--verbose", "--backends", "tf")
     assert proc.returncode == 0, proc.stderr
-    assert "oneDNN custom operations" in proc.stderr
+    # which lines TensorFlow logs depends on the CPU ("oneDNN custom operations" with AVX-512, "rebuild
+    # TensorFlow" with AVX2 only); the quiet demo above shows none of them
+    assert any(marker in proc.stderr for marker in NOISE_MARKERS), proc.stderr[-2000:]

@@ -124,7 +124,9 @@ def test_resize_token_embeddings_keeps_rows_names_and_round_trips(tmp_path, tied
     model.resize_token_embeddings(1003)
     assert model.config.vocab_size == 1003 and [v.path for v in model.weights] == names
     assert model.get_input_embeddings().embeddings.shape == (1003, 32)
-    np.testing.assert_array_equal(model(ids).logits.numpy()[..., :1000], before)
+    # the old rows give the old logits; a 1003-wide LM head product may be blocked differently from a 1000-wide
+    # one (which kernel depends on the CPU: with AVX2 only, the last bit of 0.6% of them moves)
+    np.testing.assert_allclose(model(ids).logits.numpy()[..., :1000], before, rtol=1e-6, atol=1e-7)
     assert model(np.array([[1002, 3]])).logits.shape == (1, 2, 1003)
     model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
     new_ids = np.array([[1, 1002, 3, 1001]] * 4)
