@@ -382,3 +382,38 @@ def test_bool_ids_are_a_dtype_error_that_is_also_hfs_runtime_error():
     with pytest.raises(InputDtypeError, match="input_ids must hold integer token ids, got dtype torch.bool") as info:
         model(torch.ones(1, 3, dtype=torch.bool))
     assert isinstance(info.value, RuntimeError)
+
+
+def test_onednn_linears_equal_torch_products_and_step_aside_for_autograd(monkeypatch):
+    """Eager float32 inference sends the LM head and the block linears (more than one row) through oneDNN's inner
+    product; the logits are torch's own products' to float32 rounding, and training keeps torch's products."""
+    from gpt2_multi.pt import modeling
+
+    if not modeling.ONEDNN_LINEAR:
+        pytest.skip("this torch has no oneDNN linear")
+    model = make(GPT2LMHeadModel)
+    ids = torch.tensor([[5, 17, 99, 3], [8, 1, 2, 250]])
+    calls = []
+    real = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(modeling.torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[1].shape) or real(*a),
+                        raising=False)
+    with torch.no_grad():
+        fast = model(ids).logits
+    n_layer = model.config.n_layer
+    assert len(calls) == 4 * n_layer + 1  # c_attn, attn.c_proj, c_fc, mlp.c_proj per block, and the head
+    with torch.no_grad():
+        one_row = model(ids[:1, :1]).logits  # one row: the block linears stay with torch.addmm
+    assert len(calls) == 4 * n_layer + 2
+    calls.clear()
+    monkeypatch.setattr(modeling, "ONEDNN_LINEAR", False)
+    with torch.no_grad():
+        plain = model(ids).logits
+        plain_one = model(ids[:1, :1]).logits
+    assert not calls
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(one_row, plain_one, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(modeling, "ONEDNN_LINEAR", True)
+    model.train()
+    loss = model(ids, labels=ids).loss  # autograd: torch's products, which have gradients
+    loss.backward()
+    assert not calls and model.lm_head.weight.grad is not None and torch.isfinite(model.lm_head.weight.grad).all()
