@@ -779,3 +779,23 @@ def test_max_len_single_sentence_and_pair(cls):
     assert tok.max_len_single_sentence == tok.max_len_sentences_pair == 1024  # GPT-2 adds no special tokens
     bos = cls.from_pretrained("gpt2", add_bos_token=True)
     assert bos.max_len_single_sentence == 1023 and bos.max_len_sentences_pair == 1022
+
+
+# ------------------------------------------------------------------------------ encode(text), the short way
+
+
+def test_encode_short_way_equals_the_call(cls):
+    # encode(text) with default arguments skips __call__'s argument handling: it must give what the call gives.
+    texts = ["Hello world", "a<|endoftext|>b", "", " \n\n  x", "naïve 東京 😀"]
+    for kwargs in ({}, {"add_bos_token": True}, {"split_special_tokens": True}, {"add_prefix_space": True}):
+        tok = cls.from_pretrained("gpt2", **kwargs)
+        for text in texts:
+            for add in (True, False):
+                assert tok.encode(text, add_special_tokens=add) == tok(text, add_special_tokens=add)["input_ids"]
+    tok = cls.from_pretrained("gpt2", add_bos_token=True)
+    assert tok.encode("Hello world") == [50256, 15496, 995]
+    assert tok.encode("Hello world", add_special_tokens=False) == [15496, 995]
+    assert cls.from_pretrained("gpt2", split_special_tokens=True).encode("a<|endoftext|>") == [64, 27, 91, 437, 1659, 5239, 91, 29]
+    assert cls.from_pretrained("gpt2").encode("a<|endoftext|>") == [64, 50256]
+    with pytest.raises(ValueError, match="lone surrogate '\\\\ud800' at position 2"):
+        cls.from_pretrained("gpt2").encode("ab\ud800")

@@ -573,6 +573,14 @@ class GPT2TokenizerBase:
             return self._encode_chunks(value, True, split_special)
         return self._encode_chunks([value], self.add_prefix_space, split_special)
 
+    def _encode_examples(
+        self, examples: list[tuple[Any, Any]], is_split: bool, split_special: bool
+    ) -> list[tuple[list[int], list[int] | None]] | None:
+        """The ids of every example of a batch at once, ``[(first, second or None), ...]``, exactly as
+        :meth:`_encode_one` gives them one by one; or None to let the caller encode them one by one (here
+        always: a hook for engines that encode a batch faster, e.g. on several threads)."""
+        return None
+
     def _places_one(self, value: Any, is_split: bool, split_special: bool) -> tuple[list[int], list[tuple[int, int, int]]]:
         """ids of one text (or list of words) and each token's (start, end, word): hook of the fast tokenizer."""
         raise NotImplementedError(
@@ -839,10 +847,12 @@ class GPT2TokenizerBase:
         """One row: the (truncated) sequences with their special tokens, and the fields ``want`` asks for.
         With ``places`` (each token's (start, end, word)), also ``_places``: (start, end, word, sequence) per
         token, None for an added special token."""
-        bos_id = self.bos_token_id
-        use_bos = add_special_tokens and self.add_bos_token and bos_id is not None
+        use_bos = bool(add_special_tokens and self.add_bos_token)
+        bos_id = self.bos_token_id if use_bos else None
+        use_bos = use_bos and bos_id is not None
         n_special = (2 if second is not None else 1) if use_bos else 0
-        first, second = self._truncate(first, second, trunc, max_length, n_special, stride)
+        if trunc != "do_not_truncate":
+            first, second = self._truncate(first, second, trunc, max_length, n_special, stride)
 
         def assemble(a: list[Any], b: list[Any] | None, head_a: Any, head_b: Any) -> list[Any]:
             if b is None and not use_bos:
@@ -861,7 +871,9 @@ class GPT2TokenizerBase:
         if want["special_tokens_mask"]:
             out["special_tokens_mask"] = assemble([0] * len(first), None if second is None else [0] * len(second), 1, 1)
         if places is not None:
-            at_first, at_second = self._truncate(places[0], places[1], trunc, max_length, n_special)
+            at_first, at_second = places
+            if trunc != "do_not_truncate":
+                at_first, at_second = self._truncate(at_first, at_second, trunc, max_length, n_special)
             out["_places"] = assemble(
                 [(*p, 0) for p in at_first], None if at_second is None else [(*p, 1) for p in at_second], None, None
             )
@@ -880,6 +892,8 @@ class GPT2TokenizerBase:
     def _pad_batch(
         self, examples: list[dict[str, list[Any]]], pad: str, max_length: int | None, multiple: int | None, side: str
     ) -> None:
+        if pad == "do_not_pad":
+            return
         length = truncating.padded_length([len(e["input_ids"]) for e in examples], pad, max_length, multiple)
         if length is None:
             return
@@ -989,11 +1003,15 @@ class GPT2TokenizerBase:
         is_split, split_special, add_special, trunc, max_length, stride, overflowing, want, pad, multiple, side = options
         rows: list[dict[str, list[Any]]] = []
         sample_of_row: list[int] = []
+        encoded = None if align else self._encode_examples(examples, is_split, split_special)
         for sample, (first_text, second_text) in enumerate(examples):
             if align:
                 first, first_at = self._places_one(first_text, is_split, split_special)
                 second, second_at = (None, None) if second_text is None else self._places_one(second_text, is_split, split_special)
                 places = (first_at, second_at)
+            elif encoded is not None:
+                first, second = encoded[sample]
+                places = None
             else:
                 first = self._encode_one(first_text, is_split, split_special)
                 second = None if second_text is None else self._encode_one(second_text, is_split, split_special)
@@ -1045,6 +1063,17 @@ class GPT2TokenizerBase:
         A list or tuple (without ``is_split_into_words``) is read as HF's class of the same name reads it:
         tokens or ids in :class:`GPT2Tokenizer`, ``(text, text_pair)`` in :class:`GPT2TokenizerFast`.
         """
+        if (
+            type(text) is str and text_pair is None and not kwargs and return_tensors is None and padding is False
+            and truncation is None and max_length is None and (add_special_tokens is True or add_special_tokens is False)
+        ):
+            # The common call, encode(text): what the call below returns for it, without its argument handling.
+            ids = self._encode_one(text, False, self.split_special_tokens)
+            if add_special_tokens and self.add_bos_token:
+                bos = self.bos_token_id
+                if bos is not None:
+                    ids = [bos, *ids]
+            return ids
         is_split = kwargs.get("is_split_into_words", False)
         if isinstance(text, (list, tuple)) and not is_split:
             text, text_pair, as_ids = self._sequence_argument(text, text_pair, "encode")

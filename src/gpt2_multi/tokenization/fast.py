@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from gpt2_multi.io_utils import atomic_write_text
-from gpt2_multi.tokenization import bpe
+from gpt2_multi.tokenization import bpe, parallel
 from gpt2_multi.tokenization.base import GPT2TokenizerBase, TextTypeError
 from gpt2_multi.tokenization.serialization import merge_json_added_tokens
 
 logger = logging.getLogger(__name__)
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _chars(value: Any) -> int:
+    """The size of one text (a str, or a list of words) in characters, to share a batch among threads."""
+    return len(value) if isinstance(value, str) else sum(len(word) for word in value)
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,6 +93,10 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
     usually via :meth:`from_pretrained`. Pre-split input (``is_split_into_words=True``) needs
     ``add_prefix_space=True``, as in HF.
 
+    A batch (``tokenizer(list_of_texts)``) of GPT-2's own vocabulary is encoded on a thread per CPU when
+    it holds at least 32K characters; ``TOKENIZERS_PARALLELISM=false`` or ``GPT2_MULTI_TOKENIZER_THREADS=1``
+    turn that off (see :mod:`gpt2_multi.tokenization.parallel`). The ids are the same either way.
+
     >>> tok = GPT2TokenizerFast.from_pretrained("gpt2")
     >>> tok("Hello world").input_ids
     [15496, 995]
@@ -116,16 +127,30 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
         self._fallback: bpe.TextEncoder | None = None
         super().__init__(vocab_file, merges_file, **kwargs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # tiktoken's Rust encoder does not pickle (its Encoding does, and gives it back on unpickling).
+        state = self.__dict__.copy()
+        state["_core_encode"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._tiktoken is not None:
+            self._core_encode = self._tiktoken._core_bpe.encode
+
     # -- engines -----------------------------------------------------------------------------------------
 
     def _post_init(self) -> None:
         self._tiktoken = None
+        self._core_encode = None
         self._plain_rust = None
         if self._is_builtin_vocab:
             try:
                 self._tiktoken = builtin_tiktoken_encoding()
             except ImportError:
                 logger.warning("tiktoken is not installed: GPT2TokenizerFast falls back to the tokenizers library")
+            else:
+                self._core_encode = self._tiktoken._core_bpe.encode  # (text, allowed special tokens) -> ids
         if self._tiktoken is None:
             self._plain_rust = build_rust_tokenizer(self.encoder, self.bpe_merges, unk_token=self._unk_for_missing_bytes())
         self._on_added_tokens_changed()
@@ -173,17 +198,47 @@ class GPT2TokenizerFast(GPT2TokenizerBase):
 
     def _encode_one(self, value: Any, is_split: bool, split_special: bool) -> list[int]:
         if not is_split and self._direct is not None and not self.add_prefix_space:
-            self._check_encodable(value)
+            # tiktoken's Rust encoder, called directly (what tiktoken.Encoding.encode calls after its argument
+            # checks, which do nothing here): it refuses a lone surrogate (UnicodeEncodeError) without a scan
+            # of the text on this side.
             try:
                 if not split_special:
-                    return self._tiktoken.encode(value, allowed_special=self._direct, disallowed_special=())
+                    return self._core_encode(value, self._direct)
                 if self._direct_split:
-                    return self._tiktoken.encode(value, allowed_special=frozenset(), disallowed_special=())
+                    return self._core_encode(value, _NOTHING)
+            except UnicodeEncodeError:
+                self._check_encodable(value)  # raises this package's ValueError, naming the position
+                raise
             except ValueError as err:
                 if "regex" not in str(err).lower():
                     raise
                 # Fall through: split on added tokens here and encode each piece (with the fallback if needed).
         return super()._encode_one(value, is_split, split_special)
+
+    def _encode_examples(
+        self, examples: list[tuple[Any, Any]], is_split: bool, split_special: bool
+    ) -> list[tuple[list[int], list[int] | None]] | None:
+        """A batch's texts encoded on a thread pool (tiktoken releases the GIL while it encodes): see
+        :mod:`gpt2_multi.tokenization.parallel` for when it is used and how to turn it off."""
+        if self._tiktoken is None or len(examples) < 2:
+            return None  # the tokenizers library's engine runs its own threads
+        threads = parallel.num_threads()
+        if threads <= 1:
+            return None
+        sizes = [_chars(first) + (0 if second is None else _chars(second)) for first, second in examples]
+        if sum(sizes) < parallel.MIN_PARALLEL_CHARS:
+            return None
+        encode = self._encode_one
+
+        def one(example: tuple[Any, Any]) -> tuple[list[int], list[int] | None]:
+            first, second = example
+            return encode(first, is_split, split_special), None if second is None else encode(second, is_split, split_special)
+
+        try:
+            return parallel.map_ordered(one, examples, sizes, threads)
+        except Exception:
+            # Let the caller's one-by-one loop raise the error it meets first, in the batch's order.
+            return None
 
     def _sequence_argument(self, text: list | tuple, text_pair: Any, method: str) -> tuple[Any, Any, bool]:
         """As HF's ``GPT2TokenizerFast``, whose Rust encoder reads two str as a pair: ``encode(("Hello world",
