@@ -258,6 +258,14 @@ def test_special_tokens_disabled_bpe_encodes_them(tiktoken_encoding):
     assert 50256 not in tok(tf.constant([text]))["input_ids"].to_list()[0]
 
 
+def test_special_token_led_by_whitespace_is_never_cut():
+    # GPT-2's whitespace rule cuts pre-tokens, never a special token (HF's GPT2TokenizerFast and ours with
+    # "\n\n<s>" added as a special token: [64, 50257, 65] and [87, 220, 220, 50257]).
+    tok = TFGPT2Tokenizer.from_pretrained(VOCAB_DIR, special_tokens={SPECIAL: 50256, "\n\n<s>": 50257})
+    out = tok(tf.constant(["a\n\n<s>b", "x  \n\n<s>", "\n\n\n<s> \n\n<s>\n"]))["input_ids"].to_list()
+    assert out == [[64, 50257, 65], [87, 220, 220, 50257], [198, 50257, 220, 50257, 198]]
+
+
 # ------------------------------------------------------------------------------------------------
 # Outputs: ragged, padded, scalar
 # ------------------------------------------------------------------------------------------------
