@@ -245,19 +245,19 @@ def _initial_state(input_ids: Array, attention_mask: Array, key: Array, vocab: i
     return ext_mask, positions, st
 
 
-def _in_loop(params: dict, rows: int) -> dict:
-    """The weights as a decode loop's body reads them.
+def _through_barrier(params: dict, rows: int) -> bool:
+    """Whether a decode loop carries the weights through an optimization barrier.
 
     XLA's loop-invariant code motion hoists what the step does to the weights out of the loop: for bfloat16
     weights, a float32 (and a transposed) copy of every one, which each step then reads at twice the bytes
     (and which doubles the memory while generating). With one row per step the matrix products are fused
-    matrix-vector loops that read a bfloat16 weight as it is, so there the weights go through the loop
-    behind an optimization barrier, which XLA cannot see through. With more rows the products are GEMMs,
-    which XLA's CPU backend runs in float32 only, and float32 weights are read through hoisted transposed
-    copies: in both cases the hoisted copy is the fast one (measured in ``benchmarks/speed.py``).
+    matrix-vector loops that read a bfloat16 weight as it is, so there the weights are carried through the
+    loop behind an optimization barrier, which XLA cannot see through. With more rows the products are
+    GEMMs, which XLA's CPU backend runs in float32 only, and float32 weights are read through hoisted
+    transposed copies: in both cases the weights stay loop invariants (the hoisted copy is the fast one;
+    measured in ``benchmarks/speed.py``, issue 15 in ``benchmarks/README.md``).
     """
-    narrow = any(leaf.dtype != jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
-    return jax.lax.optimization_barrier(params) if rows == 1 and narrow else params
+    return rows == 1 and any(leaf.dtype != jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
 
 
 def _decode(step: Callable, params: dict, kv: Array, input_ids: Array, attention_mask: Array, key: Array,
@@ -268,7 +268,10 @@ def _decode(step: Callable, params: dict, kv: Array, input_ids: Array, attention
     ext_mask, positions, st = _initial_state(input_ids, attention_mask, key, vocab, s)
     logits, kv = step(params, kv, input_ids, positions, ext_mask, 0)
     st = _choose_next(st, logits, t, s, stream)
-    st["kv"], st["params"] = kv, params
+    st["kv"] = kv
+    barrier = _through_barrier(params, n)
+    if barrier:
+        st["params"] = params
 
     def cond(st):
         return (st["cur"] < length) & ~jnp.all(st["finished"])
@@ -276,13 +279,16 @@ def _decode(step: Callable, params: dict, kv: Array, input_ids: Array, attention
     def body(st):
         index = st["cur"] - 1  # the last token's position in the cache
         last = jax.lax.dynamic_slice_in_dim(st["seqs"], index, 1, axis=1)  # (N, 1)
-        params = _in_loop(st["params"], n)
-        logits, kv = step(params, st["kv"], last, st["next_pos"][:, None], ext_mask, index)
-        st = dict(st, params=params, kv=kv, next_pos=st["next_pos"] + 1)
+        weights = jax.lax.optimization_barrier(st["params"]) if barrier else params
+        logits, kv = step(weights, st["kv"], last, st["next_pos"][:, None], ext_mask, index)
+        st = dict(st, kv=kv, next_pos=st["next_pos"] + 1)
+        if barrier:
+            st["params"] = weights
         return _choose_next(st, logits, t, s, stream)
 
     st = jax.lax.while_loop(cond, body, st)
-    del st["kv"], st["params"]
+    del st["kv"]
+    st.pop("params", None)
     return st
 
 

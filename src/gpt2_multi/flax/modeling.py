@@ -88,14 +88,15 @@ def matmul_transposed(x: Array, kernel: Array, bias: Array | None = None) -> Arr
     In half precision (bfloat16, float16) the product is accumulated in float32, the bias added in float32, and
     the sum rounded once, as ``torch.addmm`` does (and the TensorFlow stack): the stacks round at the same points.
 
-    One row (a batch-1 decode step) goes as a 2-D ``(1, in) @ (in, out)`` product: XLA on CPU then emits a fused
-    matrix-vector loop that streams the kernel once, in its own dtype. The same product with extra unit dims is a
-    GEMM, for which XLA's CPU backend first converts a bfloat16 kernel to a float32 copy on every call (about 25x
-    slower at GPT-2 small widths; ``benchmarks/README.md``, issue 15). More rows use the GEMM.
+    In half precision one row (a batch-1 decode step) goes as a 2-D ``(1, in) @ (in, out)`` product: XLA on CPU
+    then emits a fused matrix-vector loop that streams the kernel once, as stored. The same product with extra
+    unit dims is a GEMM, for which XLA's CPU backend first converts a bfloat16 kernel to a float32 copy on every
+    call (about 25x slower at GPT-2 small widths). In float32 the einsum is the fast form (the 2-D product of the
+    transposed kernel ran 3x slower on an AVX2 EPYC); more rows always use it (``benchmarks/README.md``, issue 15).
     """
     half = x.dtype in (jnp.bfloat16, jnp.float16)
     accumulate = jnp.float32 if half else None
-    if math.prod(x.shape[:-1]) == 1:
+    if half and math.prod(x.shape[:-1]) == 1:
         y = jnp.dot(x.reshape(1, x.shape[-1]), kernel.T, preferred_element_type=accumulate)
         y = y.reshape(*x.shape[:-1], kernel.shape[0])
     else:
