@@ -417,3 +417,34 @@ def test_onednn_linears_equal_torch_products_and_step_aside_for_autograd(monkeyp
     loss = model(ids, labels=ids).loss  # autograd: torch's products, which have gradients
     loss.backward()
     assert not calls and model.lm_head.weight.grad is not None and torch.isfinite(model.lm_head.weight.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_linears_without_hardware_support_compute_in_float32(monkeypatch, dtype):
+    """Where the CPU has no bfloat16 / float16 instructions the linears compute in float32 and round once (torch's
+    reference kernel there runs at about 1 GFLOP/s); the numbers are the native kernels' (float32 accumulation,
+    one rounding): within one half-precision rounding of the float64 product rounded once, either way."""
+    from gpt2_multi.pt import modeling
+
+    gen = torch.Generator().manual_seed(0)
+    layer = modeling.Conv1D(48, 32).to(dtype)
+    head = modeling.LMHead(32, 40, bias=False).to(dtype)
+    with torch.no_grad():
+        layer.bias.copy_(torch.randn(48, generator=gen))
+    x = torch.randn(3, 5, 32, generator=gen).to(dtype)
+    exact = (x.double() @ layer.weight.double() + layer.bias.double()).to(dtype)
+    exact_head = (x.double() @ head.weight.double().T).to(dtype)
+    eps = torch.finfo(dtype).eps
+    for native in (False, True):
+        monkeypatch.setitem(modeling._NATIVE_HALF, dtype, native)
+        with torch.no_grad():
+            out, logits = layer(x), head(x)
+        assert out.dtype == logits.dtype == dtype and out.shape == (3, 5, 48) and logits.shape == (3, 5, 40)
+        torch.testing.assert_close(out.double(), exact.double(), rtol=eps, atol=eps)
+        torch.testing.assert_close(logits.double(), exact_head.double(), rtol=eps, atol=eps)
+        if not native:
+            assert (out == exact).float().mean() > 0.99  # rounded once from float32 sums
+    monkeypatch.setitem(modeling._NATIVE_HALF, dtype, False)
+    x.requires_grad_(True)
+    layer(x).float().sum().backward()  # the float32 path has gradients
+    assert x.grad is not None and x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()

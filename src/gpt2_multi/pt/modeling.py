@@ -81,7 +81,9 @@ class Conv1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        if flat.shape[0] > 1 and _onednn_ok(flat, self.weight):  # (out, in) as a view: no copy
+        if _emulated_half(flat):
+            out = torch.addmm(self.bias.float(), flat.float(), self.weight.float()).to(flat.dtype)
+        elif flat.shape[0] > 1 and _onednn_ok(flat, self.weight):  # (out, in) as a view: no copy
             out = torch.ops.mkldnn._linear_pointwise(flat, self.weight.t(), self.bias, "none", [], "")
         else:
             out = torch.addmm(self.bias, flat, self.weight)
@@ -107,11 +109,35 @@ def _onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and not torch.compiler.is_compiling())  # Inductor lowers the op only for frozen (constant) weights
 
 
+def _has_kernel(check: str) -> bool:
+    probe = getattr(torch.ops.mkldnn, check, None)
+    try:
+        return bool(probe()) if probe is not None else True
+    except RuntimeError:
+        return True
+
+
+# Half-precision products on a CPU without bfloat16 / float16 instructions (AVX-512 BF16, AVX-512 FP16, AMX):
+# oneDNN has no kernel there, and torch falls back to a reference loop at about 1 GFLOP/s (150x slower than
+# float32 on a 2-core AVX2 EPYC; benchmarks/README.md, issue 15). The linear layers then compute in float32 and
+# round once, which is what the native kernels do (float32 accumulation, one rounding): the same numbers.
+_NATIVE_HALF = {torch.bfloat16: _has_kernel("_is_mkldnn_bf16_supported"),
+                torch.float16: _has_kernel("_is_mkldnn_fp16_supported")}
+
+
+def _emulated_half(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and not _NATIVE_HALF.get(x.dtype, True)
+
+
 class LMHead(nn.Linear):
-    """The LM head, an ``nn.Linear`` (E -> V, no bias) as HF's: on CPU without autograd its product goes through
-    oneDNN (see :data:`ONEDNN_LINEAR`); otherwise ``nn.Linear``'s own."""
+    """The LM head, an ``nn.Linear`` (E -> V, no bias) as HF's: on CPU without autograd its float32 product goes
+    through oneDNN (see :data:`ONEDNN_LINEAR`), a half-precision one without hardware support in float32 (see
+    :func:`_emulated_half`); otherwise ``nn.Linear``'s own."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _emulated_half(x):
+            bias = None if self.bias is None else self.bias.float()
+            return F.linear(x.float(), self.weight.float(), bias).to(x.dtype)
         if not _onednn_ok(x, self.weight):
             return super().forward(x)
         flat = x.reshape(-1, x.shape[-1])
