@@ -448,3 +448,31 @@ def test_half_precision_linears_without_hardware_support_compute_in_float32(monk
     x.requires_grad_(True)
     layer(x).float().sum().backward()  # the float32 path has gradients
     assert x.grad is not None and x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
+
+
+def test_models_pickle_bias_only_training_gets_gradients_and_a_resized_head_keeps_its_class():
+    """Review findings: the half-precision activation wrapper pickles (a whole model through pickle / torch.save),
+    a bias-only fine-tune (every other parameter frozen) gets its gradient (oneDNN's op has none), the empty batch
+    runs, and resizing an untied head keeps the LMHead (its oneDNN and half-precision paths)."""
+    import io
+    import pickle
+
+    from gpt2_multi.pt import modeling
+
+    model = make(GPT2LMHeadModel, tie_word_embeddings=False)
+    ids = torch.tensor([[5, 17, 99, 3]])
+    with torch.no_grad():
+        before = model(ids).logits
+    again = pickle.loads(pickle.dumps(model))
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, before, rtol=0, atol=0)
+        assert model(ids[:0]).logits.shape == (0, 4, model.config.vocab_size)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith("c_attn.bias"))
+    model(ids, labels=ids).loss.backward()
+    grad = model.transformer.h[0].attn.c_attn.bias.grad
+    assert grad is not None and grad.abs().sum() > 0
+    model.resize_token_embeddings(model.config.vocab_size + 3)
+    assert type(model.lm_head) is modeling.LMHead

@@ -167,6 +167,11 @@ pid = os.fork()
 if pid == 0:  # the child: a fresh pool of its own, the same ids
     try:
         ok = parallel._pool is None and tok(batch)["input_ids"] == expected and parallel._pool is not None
+        # without the variables, a child forked after its parent used the pool encodes on one thread (as HF)
+        del os.environ["GPT2_MULTI_TOKENIZER_THREADS"]
+        ok = ok and parallel.num_threads() == 1
+        os.environ["TOKENIZERS_PARALLELISM"] = "true"
+        ok = ok and parallel.num_threads() == parallel.usable_cpus()
     except BaseException:
         ok = False
     os._exit(0 if ok else 3)

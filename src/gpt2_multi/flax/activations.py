@@ -62,20 +62,25 @@ def as_stored(x: Array) -> Array:
     return x
 
 
-def _half_in_float32(fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
+class _HalfInFloat32:
     """``fn`` computed in float32 for a bfloat16 / float16 ``x`` (as stored: :func:`as_stored`) and rounded once
-    to ``x``'s dtype (see :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged."""
+    to ``x``'s dtype (see :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged. A class, not
+    a closure, so that a model holding one pickles."""
 
-    def act(x: Array) -> Array:
+    def __init__(self, fn: Callable[[Array], Array]) -> None:
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "act")
+
+    def __call__(self, x: Array) -> Array:
         if x.dtype in (jnp.bfloat16, jnp.float16):
-            return fn(as_stored(x).astype(jnp.float32)).astype(x.dtype)
-        return fn(x)
+            return self.fn(as_stored(x).astype(jnp.float32)).astype(x.dtype)
+        return self.fn(x)
 
-    act.__name__ = act.__qualname__ = getattr(fn, "__name__", "act")
-    return act
+    def __repr__(self) -> str:
+        return f"{self.__name__} (half precision in float32)"
 
 
-ACT2FN = {name: _half_in_float32(fn) for name, fn in ACT2FN.items()}
+ACT2FN = {name: _HalfInFloat32(fn) for name, fn in ACT2FN.items()}
 
 
 def get_activation(name: str) -> Callable[[Array], Array]:

@@ -59,19 +59,24 @@ ACT2FN = {
 assert set(ACT2FN) == set(ACTIVATIONS), "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
 
 
-def _half_in_float32(fn):
+class _HalfInFloat32:
     """``fn`` computed in float32 for a bfloat16 / float16 ``x`` and rounded once to ``x``'s dtype (see
-    :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged."""
+    :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged. A class, not a closure, so that
+    a model holding one pickles."""
 
-    def act(x: torch.Tensor) -> torch.Tensor:
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "act")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype in (torch.bfloat16, torch.float16):
-            return fn(x.float()).to(x.dtype)
-        return fn(x)
+            return self.fn(x.float()).to(x.dtype)
+        return self.fn(x)
 
-    act.__name__ = act.__qualname__ = getattr(fn, "__name__", "act")
-    return act
+    def __repr__(self) -> str:
+        return f"{self.__name__} (half precision in float32)"
 
 
-ACT2FN = {name: _half_in_float32(fn) for name, fn in ACT2FN.items()}
+ACT2FN = {name: _HalfInFloat32(fn) for name, fn in ACT2FN.items()}
 
 __all__ = ["ACT2FN", "linear"]

@@ -83,7 +83,7 @@ class Conv1D(nn.Module):
         flat = x.reshape(-1, x.shape[-1])
         if _emulated_half(flat):
             out = torch.addmm(self.bias.float(), flat.float(), self.weight.float()).to(flat.dtype)
-        elif flat.shape[0] > 1 and _onednn_ok(flat, self.weight):  # (out, in) as a view: no copy
+        elif flat.shape[0] > 1 and _onednn_ok(flat, self.weight, self.bias):  # (out, in) as a view: no copy
             out = torch.ops.mkldnn._linear_pointwise(flat, self.weight.t(), self.bias, "none", [], "")
         else:
             out = torch.addmm(self.bias, flat, self.weight)
@@ -103,10 +103,13 @@ class Conv1D(nn.Module):
 ONEDNN_LINEAR = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
 
 
-def _onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not torch.compiler.is_compiling())  # Inductor lowers the op only for frozen (constant) weights
+def _onednn_ok(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Eager float32 inference on CPU with at least one row: the op has no autograd formula (nothing may need a
+    gradient, the bias included), is not traced into TorchScript, and Inductor lowers it only for frozen weights."""
+    return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.numel() > 0
+            and not (torch.is_grad_enabled()
+                     and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)))
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 
 def _has_kernel(check: str) -> bool:
@@ -138,7 +141,7 @@ class LMHead(nn.Linear):
         if _emulated_half(x):
             bias = None if self.bias is None else self.bias.float()
             return F.linear(x.float(), self.weight.float(), bias).to(x.dtype)
-        if not _onednn_ok(x, self.weight):
+        if not _onednn_ok(x, self.weight, self.bias):
             return super().forward(x)
         flat = x.reshape(-1, x.shape[-1])
         out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, "none", [], "")
@@ -608,7 +611,7 @@ class GPT2PreTrainedModel(nn.Module):
             self.set_input_embeddings(new)
             head = self.get_output_embeddings()
             if head is not None and not self.config.tie_word_embeddings:
-                new_head = nn.Linear(head.in_features, n, bias=head.bias is not None,
+                new_head = LMHead(head.in_features, n, bias=head.bias is not None,
                                      device=head.weight.device, dtype=head.weight.dtype)
                 new_head.weight.copy_(_resized_rows(head.weight, n, mean_resizing, std))
                 if head.bias is not None:

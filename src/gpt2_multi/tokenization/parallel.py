@@ -11,7 +11,9 @@ ones; an error is the one the sequential loop would raise first.
 * Small batches stay on the calling thread: fewer than two texts, or less than :data:`MIN_PARALLEL_CHARS`
   characters in all (the pool's hand-over costs some tens of microseconds per chunk).
 * Fork safety: the pool is created on first use in each process; a forked child drops its parent's pool
-  (whose threads do not exist in the child) and makes its own when it needs one.
+  (whose threads do not exist in the child). A child forked after its parent used the pool encodes on one
+  thread unless one of the variables above says otherwise (as HF's Rust tokenizers do): N DataLoader workers
+  then do not start N pools of a thread per CPU each.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CHUNKS_PER_THREAD = 4
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_forked_after_use = False
 
 
 def usable_cpus() -> int:
@@ -50,6 +53,8 @@ def num_threads() -> int:
     if os.environ.get(PARALLELISM_ENV, "").strip().lower() in ("0", "false", "no", "off"):
         return 1
     value = os.environ.get(THREADS_ENV, "").strip()
+    if not value and PARALLELISM_ENV not in os.environ and _forked_after_use:
+        return 1
     if value:
         try:
             count = int(value)
@@ -65,8 +70,7 @@ def _get_pool(threads: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size != threads:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
+            # the old pool is not shut down: another thread may be submitting to it; it goes with its last user
             _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpt2_multi-tokenizer")
             _pool_size = threads
         return _pool
@@ -74,7 +78,8 @@ def _get_pool(threads: int) -> ThreadPoolExecutor:
 
 def _forget_pool() -> None:
     """In a forked child: the parent's pool threads are gone; the next batch makes a new pool."""
-    global _pool, _pool_size, _lock
+    global _pool, _pool_size, _lock, _forked_after_use
+    _forked_after_use = _forked_after_use or _pool is not None
     _pool, _pool_size = None, 0
     _lock = threading.Lock()
 
