@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate import write_checkpoint  # noqa: E402 - the shared checkpoint writer
+from generate import best_of, write_checkpoint  # noqa: E402 - the shared timer and checkpoint writer
 
 SMALL = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
 TINY = dict(vocab_size=1000, n_positions=256, n_embd=64, n_layer=2, n_head=4)
@@ -176,12 +176,7 @@ def best_seconds(fn, repeats: int = 5) -> float:
     fn()
     if (first := time.perf_counter() - start) > 2.0:
         return first
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_of(fn, repeats)
 
 
 def read_bandwidth(megabytes: int = 512) -> float:
