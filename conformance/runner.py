@@ -42,9 +42,13 @@ class Tolerance:
     scale: float = 0.0
 
     def bound(self, b: np.ndarray) -> np.ndarray:
-        """The allowed ``|a - b|`` at each element of ``b``."""
+        """The allowed ``|a - b|`` at each element of ``b``. ``max|b|`` is taken over the finite elements: one
+        infinite reference value must not make every other element's bound infinite."""
         b = np.abs(b)
-        return self.atol + self.rtol * b + (self.scale * float(b.max()) if self.scale and b.size else 0.0)
+        finite = b[np.isfinite(b)]
+        peak = self.scale * float(finite.max()) if self.scale and finite.size else 0.0
+        with np.errstate(invalid="ignore"):  # 0 * inf: a non-finite element has no numeric bound (compare_arrays)
+            return self.atol + self.rtol * b + peak
 
     def describe(self) -> str:
         text = f"|a - b| <= {self.atol:.3g} + {self.rtol:.3g} |b|" if self.rtol else f"|a - b| <= {self.atol:.3g}"
@@ -150,12 +154,25 @@ def _defined(case: Case, key: str, array: np.ndarray) -> np.ndarray:
 
 
 def compare_arrays(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[float, bool, str]:
-    """(max |a - b|, passed, why it failed without a number): the one elementwise test of both suites."""
+    """(max |a - b|, passed, why it failed without a number): the one elementwise test of both suites.
+
+    Non-finite values agree only with the same value: ``inf`` with ``inf`` of the same sign; a NaN on either
+    side fails (and makes the reported difference ``inf``), so a backend that overflows never passes.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         return float("inf"), False, f"shape {a.shape} vs {b.shape}"
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    return diff, bool(np.all(np.abs(a - b) <= tol.bound(b))), ""
+    if not a.size:
+        return 0.0, True, ""
+    finite = np.isfinite(a) & np.isfinite(b)
+    with np.errstate(invalid="ignore"):  # inf - inf where both sides are infinite: judged by equality below
+        gap = np.abs(a - b)
+        ok = np.where(finite, gap <= tol.bound(b), a == b)
+    bad = int(np.count_nonzero(~finite & ~ok))
+    diff = float(gap[finite].max()) if finite.any() else 0.0
+    if bad:
+        return float("inf"), False, f"{bad} non-finite value(s) differ"
+    return diff, bool(ok.all()), ""
 
 
 def missing_in(key: str, name_a: str, out_a: dict, name_b: str, out_b: dict) -> str:

@@ -78,6 +78,20 @@ def test_a_wrong_output_fails_the_suite(monkeypatch):
     assert f"FAIL golden/lm_plain {backend}~golden: logits differs by 1.000e-03" in text
 
 
+def test_non_finite_values_agree_only_with_themselves():
+    """A NaN or an overflow never passes, and one infinite reference value does not widen every bound."""
+    bf16 = runner.TOLERANCES["bfloat16"]  # relative to max|b|: an infinite max would allow anything
+    b = np.array([1.0, 2.0, -np.inf])
+    assert runner.compare_arrays(b, b, bf16) == (0.0, True, "")
+    assert not runner.compare_arrays(np.array([1.0, 9.0, -np.inf]), b, bf16)[1]  # 9 vs 2: off by 7
+    diff, passed, why = runner.compare_arrays(np.array([1.0, 2.0, np.inf]), b, bf16)  # wrong sign
+    assert (diff, passed, why) == (float("inf"), False, "1 non-finite value(s) differ")
+    nan = np.array([1.0, np.nan, -np.inf])
+    for a, ref in ((nan, b), (b, nan), (nan, nan)):
+        assert runner.compare_arrays(a, ref, runner.TOLERANCES["float32"])[:2] == (float("inf"), False)
+    assert runner.TOLERANCES["bfloat16"].bound(b)[0] == runner.BF16_UNIT_ROUNDOFF + 2 * runner.BF16_FROM_FLOAT32 * 2
+
+
 def test_left_padding_masks_only_undefined_rows():
     case = next(c for c in case_lib.golden_cases(HF_TINY) if c.name == "golden/lm_left_pad")
     mask = case.defined
