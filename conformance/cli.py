@@ -140,7 +140,7 @@ def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path
                     cases = [dataclasses.replace(c, name=f"{path.name}/{c.name}") for c in cases]
                 runs.append((path, cases))
     for path, cases in runs:
-        drivers = {b: Driver(b, path) for b in backends}
+        drivers = {b: Driver(b, path, args.dtype) for b in backends}
         comparisons, errors = generation.run_generation(cases, drivers)
         result.generation += comparisons
         result.errors += [CaseError(case, backend, error) for case, backend, error in errors]

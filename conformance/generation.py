@@ -16,10 +16,20 @@ it; the processors on (repetition penalty, no-repeat n-gram, min new tokens); be
 temperature / repetition penalty and ``num_return_sequences > 1`` on a left-padded batch; seeded beam sampling.
 HF's golden sequences for the ``hf-tiny`` checkpoint live in ``<golden>/generation/*.npz``
 (``tests/fixtures/make_generation_golden.py`` makes them with HF transformers).
+
+In bfloat16 (drivers loaded with ``dtype="bfloat16"``) two backends' logits may differ by the stated bfloat16
+tolerance (``runner.TOLERANCES``: a few bfloat16 steps of the logits' scale), so where two logits lie that close
+a greedy choice may go either way. The rule there: greedy sequences agree token for token up to their first
+difference, and that difference must be a near tie: in each of the two backends, its own bfloat16 logits for
+the common prefix put the two chosen tokens within the tolerance of each other (checked by re-running the
+prefix; the report names the margin). Sampled and beam cases still run in every backend and are compared, but
+their agreement is reported, not required (``required=False``): a sampled or beam choice turns on differences
+within the tolerance through cumulative probabilities and running sums, which no per-token margin bounds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +62,7 @@ class GenerationComparison:
     max_abs_diff: float  # differing positions for sequences; max |diff| for scores
     passed: bool
     detail: str = ""
+    required: bool = True  # False: reported only (bfloat16 sampling and beams, see the module's notes)
 
 
 def left_padded(rng: np.random.Generator, vocab: int, lengths: list[int], pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +112,9 @@ def generation_cases(config: GPT2Config, seed: int = 0) -> list[GenerationCase]:
     base = dict(max_new_tokens=new, pad_token_id=pad)
     cases = [
         GenerationCase("greedy_left_pad", ids, mask, dict(base, eos_token_id=None)),
+        # one row: batch-1 decode, where a step's products are matrix-vector products (TensorFlow and Flax take
+        # their one-row path in half precision)
+        GenerationCase("greedy_one_row", ids[2:], mask[2:], dict(base, eos_token_id=None)),
         GenerationCase("greedy_eos_mid_batch", ids, mask, dict(base), eos_from_greedy=True),
         GenerationCase("greedy_processors", ids, mask,
                        dict(base, repetition_penalty=1.3, no_repeat_ngram_size=2, min_new_tokens=4), eos_from_greedy=True),
@@ -213,6 +227,7 @@ def run_generation(cases: list[GenerationCase], drivers: dict[str, Any]) -> tupl
     if not names:
         return comparisons, errors
     config = drivers[names[0]].config
+    dtype = getattr(drivers[names[0]], "dtype", "float32")
     for case in cases:
         if case.eos_from_greedy:  # an eos that row 0 reaches at its 3rd new token: ends mid-batch
             greedy = drivers[names[0]].generate(case.input_ids, case.attention_mask, eos_token_id=None,
@@ -233,13 +248,49 @@ def run_generation(cases: list[GenerationCase], drivers: dict[str, Any]) -> tupl
                 if case.expected_scores is not None:
                     comparisons += compare_scores(case.name, f"{name}~hf", out.sequences_scores, case.expected_scores)
         done = list(outputs)
+        greedy = not case.kwargs.get("do_sample") and case.kwargs.get("num_beams", 1) == 1
         for i, a in enumerate(done):
             for b in done[i + 1:]:
-                comparisons.append(compare_sequences(case.name, f"{a}~{b}", outputs[a].sequences, outputs[b].sequences, fill))
+                pair_rows = [compare_sequences(case.name, f"{a}~{b}", outputs[a].sequences, outputs[b].sequences, fill)]
                 if "num_beams" in case.kwargs:
-                    comparisons += compare_scores(case.name, f"{a}~{b}", outputs[a].sequences_scores,
-                                                  outputs[b].sequences_scores)
+                    pair_rows += compare_scores(case.name, f"{a}~{b}", outputs[a].sequences_scores,
+                                                outputs[b].sequences_scores)
+                if dtype != "float32" and greedy and not pair_rows[0].passed:
+                    pair_rows[0] = near_tie(case, pair_rows[0], drivers[a], drivers[b], outputs[a].sequences,
+                                            outputs[b].sequences)
+                elif dtype != "float32" and not greedy:
+                    pair_rows = [dataclasses.replace(row, required=False) for row in pair_rows]
+                comparisons += pair_rows
     return comparisons, errors
+
+
+def near_tie(case: GenerationCase, row: GenerationComparison, driver_a: Any, driver_b: Any, seq_a: np.ndarray,
+             seq_b: np.ndarray) -> GenerationComparison:
+    """A low-precision greedy difference judged (see the module's notes): ``row`` passed, with the margins in
+    its detail, when the first differing token is a near tie in both backends; else ``row`` unchanged."""
+    from gpt2_multi.conformance.runner import TOLERANCES
+
+    n = min(seq_a.shape[1], seq_b.shape[1])
+    differ = np.argwhere(seq_a[:, :n] != seq_b[:, :n]) if seq_a.shape[0] == seq_b.shape[0] else []
+    if len(differ) == 0:
+        return row  # different row counts or only the tail differs: not a choice between two tokens
+    r, col = (int(i) for i in differ[0])
+    prompt = case.input_ids.shape[1]
+    if r >= case.attention_mask.shape[0] or col < prompt:
+        return row
+    keep = np.concatenate([case.attention_mask[r] > 0, np.ones(col - prompt, bool)])
+    prefix = seq_a[r, :col][keep][None]  # the row without its left padding: positions 0, 1, ...
+    token_a, token_b = int(seq_a[r, col]), int(seq_b[r, col])
+    tol = TOLERANCES[driver_a.dtype]
+    margins = []
+    for driver in (driver_a, driver_b):
+        logits = np.asarray(driver.ops.forward(driver.model, {"input_ids": prefix}, {}, [])["logits"], np.float64)[0, -1]
+        margins.append((abs(logits[token_a] - logits[token_b]), float(tol.bound(logits).max())))
+    text = ", ".join(f"{d.backend} {m:.3g} (bound {bound:.3g})" for d, (m, bound) in zip((driver_a, driver_b), margins))
+    if all(m <= bound for m, bound in margins):
+        return dataclasses.replace(row, passed=True, detail=f"near tie at row {r}, position {col}: tokens {token_a} "
+                                                            f"and {token_b}, logit margins {text}")
+    return dataclasses.replace(row, detail=f"{row.detail}; not a near tie: logit margins {text}")
 
 
 __all__ = ["GENERATION_CONFIG", "GenerationCase", "GenerationComparison", "compare_scores", "compare_sequences",

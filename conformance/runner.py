@@ -122,7 +122,8 @@ class Result:
     @property
     def passed(self) -> bool:
         compared = bool(self.comparisons) or bool(self.generation)
-        return (not self.errors and all(c.passed for c in self.comparisons) and all(g.passed for g in self.generation)
+        return (not self.errors and all(c.passed for c in self.comparisons)
+                and all(g.passed or not g.required for g in self.generation)
                 and compared)
 
 

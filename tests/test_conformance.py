@@ -108,9 +108,12 @@ def test_left_padding_masks_only_undefined_rows():
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="the CLI's pairwise table needs two backends")
 def test_cli_conform_json(capsys):
-    code = main(["conform", "--golden", str(HF_TINY), "--json"])
+    """The CLI end to end on one checkpoint (HF's generation model) and the golden cases; the default run (the
+    trained model, a random one and the config grid) is ``nox -s conformance``'s."""
+    code = main(["conform", str(HF_TINY / "generation" / "model"), "--golden", str(HF_TINY), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["passed"] and data["backends"] == BACKENDS
+    assert len(data["generation"]) > 50 and all(g["passed"] for g in data["generation"])
     assert data["tolerance"] == {"atol": 1e-4, "rtol": 1e-4}
     worst = max(c["max_abs_diff"] for c in data["comparisons"])
     assert 0 < worst < 1e-4

@@ -245,10 +245,11 @@ class Step:
 class Driver:
     """Load an LM checkpoint in one backend and run cached forward steps and ``generate`` on numpy ids."""
 
-    def __init__(self, backend: str, path: str | Path):
-        self.backend = backend
+    def __init__(self, backend: str, path: str | Path, dtype: str = "float32"):
+        """``dtype``: ``"float32"`` or ``"bfloat16"`` (weights and compute, as ``gpt2-multi conform --dtype``)."""
+        self.backend, self.dtype = backend, dtype
         self.ops = get(backend).ops
-        self.model = self.ops.load(Path(path), "GPT2LMHeadModel")
+        self.model = self.ops.load(Path(path), "GPT2LMHeadModel", dtype)
         self.config = self.model.config
 
     def forward(self, input_ids: np.ndarray, state=None, max_length: int | None = None) -> tuple[Step, object]:

@@ -110,6 +110,69 @@ def test_seeded_sampling_agrees_on_random_configs_and_settings(tmp_path):
     assert differing == 0, f"{differing} of {tokens} sampled tokens differ between backends"
 
 
+# ------------------------------------------------------------------------------------------ bfloat16
+@pytest.fixture(scope="module")
+def trained_bf16():
+    from gpt2_multi.demo import DEFAULT_MODEL
+    from gpt2_multi.hub import resolve
+
+    return {b: Driver(b, resolve(DEFAULT_MODEL), "bfloat16") for b in INSTALLED}
+
+
+@pytest.mark.parametrize("backend", INSTALLED)
+def test_bfloat16_batch_one_greedy_follows_the_models_own_forward(backend, trained_bf16):
+    """Batch-1 bfloat16 decode (the one-row products: TensorFlow's transposed kernels behind a barrier, Flax's
+    fused matrix-vector form) picks the argmax of the model's own bfloat16 forward at every step, on every path
+    (streamed too)."""
+    driver = trained_bf16[backend]
+    prompt = np.array([[464, 2163, 5860, 262]])  # "The function returns the" (the demo's prompt)
+    new = 10
+    sequence = prompt
+    for _ in range(new):  # the reference: the full forward, no cache, argmax
+        logits = np.asarray(driver.ops.forward(driver.model, {"input_ids": sequence}, {}, [])["logits"], np.float32)
+        sequence = np.concatenate([sequence, logits[:, -1].argmax(-1)[:, None]], axis=1)
+    assert len(set(sequence[0, prompt.shape[1]:].tolist())) > 3  # not a degenerate continuation
+    for path in PATHS[backend]:
+        out = driver.generate(prompt, max_new_tokens=new, eos_token_id=None, **path).sequences
+        np.testing.assert_array_equal(out, sequence, err_msg=str(path))
+    recorder = Recorder()
+    out = driver.generate(prompt, max_new_tokens=new, eos_token_id=None, streamer=recorder).sequences
+    np.testing.assert_array_equal(out, sequence)
+    assert len(recorder.puts) == new + 1
+
+
+class _Logits:
+    """A stand-in driver whose forward returns fixed last-position logits (the near-tie rule alone)."""
+
+    def __init__(self, name: str, logits: list[float]):
+        self.backend, self.dtype, self.model = name, "bfloat16", None
+        self.ops = self
+        self.logits = np.array([[logits]], np.float32)
+        self.prefixes = []
+
+    def forward(self, model, inputs, flags, past):
+        self.prefixes.append(inputs["input_ids"])
+        return {"logits": self.logits}
+
+
+def test_bfloat16_greedy_differences_must_be_near_ties():
+    """The bfloat16 rule of ``gpt2-multi conform --dtype bfloat16``: a greedy difference passes only where both
+    backends' own logits (of the common prefix, without its left padding) put the two tokens within the
+    bfloat16 tolerance (u + 16 u max|logits|: 0.066 here); otherwise it still fails."""
+    case = generation.GenerationCase("c", np.array([[0, 7, 8]]), np.array([[0, 1, 1]]), {})
+    a = np.array([[0, 7, 8, 1, 2, 3]])
+    b = np.array([[0, 7, 8, 1, 3, 3]])  # first difference: position 4, tokens 2 and 3
+    row = generation.compare_sequences("c", "x~y", a, b, fill=0)
+    assert not row.passed
+    close = [_Logits("x", [0.0, 0.5, 1.0, 0.95]), _Logits("y", [0.0, 0.5, 0.94, 1.0])]
+    judged = generation.near_tie(case, row, *close, a, b)
+    assert judged.passed and "near tie at row 0, position 4: tokens 2 and 3" in judged.detail
+    np.testing.assert_array_equal(close[0].prefixes[0], [[7, 8, 1]])  # left padding dropped, up to the choice
+    apart = [_Logits("x", [0.0, 0.5, 1.0, 0.9]), _Logits("y", [0.0, 0.5, 0.94, 1.0])]  # x: 0.1 apart
+    judged = generation.near_tie(case, row, *apart, a, b)
+    assert not judged.passed and "not a near tie" in judged.detail
+
+
 # ------------------------------------------------------------------------------------------ streaming
 class Recorder:
     """A streamer that keeps what generate() hands it (HF's put / end contract)."""
