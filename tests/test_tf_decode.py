@@ -88,3 +88,22 @@ def test_decode_step_equals_full_forward_for_every_activation(activation):
     check(model, *decode(model))
     compiled = tf.function(lambda: decode(model), jit_compile=True, autograph=False)
     check(model, *compiled())
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_half_precision_cache_write_puts_exactly_the_new_bits_in_place(compiled):
+    """generation's static cache in bfloat16 is written as 16-bit integers (XLA's CPU backend otherwise runs the
+    write in float32 over the whole cache): the same bits land at the layer and column, and nothing else moves."""
+    from gpt2_multi.tf.modeling import write_cache
+
+    rng = np.random.default_rng(0)
+    cache = tf.cast(rng.standard_normal((3, 2, 2, 4, 6, 8)), tf.bfloat16)  # (n_layer, 2, B, H, L, D)
+    key, value = (tf.cast(rng.standard_normal((2, 4, 1, 8)), tf.bfloat16) for _ in range(2))
+    write = (lambda c, k, v, i: write_cache(c, k, v, i, layer=1)[0])
+    if compiled:
+        write = tf.function(write, jit_compile=True)
+    out = write(cache, key, value, tf.constant(4))
+    expected = cache.numpy().copy()
+    expected[1, 0, :, :, 4:5], expected[1, 1, :, :, 4:5] = key.numpy(), value.numpy()
+    assert out.dtype == tf.bfloat16
+    np.testing.assert_array_equal(tf.bitcast(out, tf.uint16).numpy(), tf.bitcast(tf.constant(expected), tf.uint16).numpy())

@@ -309,17 +309,51 @@ def _advance(model, settings: Settings, state, constants):
     return t + 1, token, sequences, unfinished, scores_buf, kv
 
 
-def _decode(model, settings: Settings, ids, mask, offset, seed):
-    """The whole greedy / sampling loop. Returns ``(sequences (N, Pb + M), tokens generated, scores)``."""
-    state, constants = _start(model, settings, ids, mask, offset, seed)
+def _row_kernels(model, rows: int) -> tuple[list, list]:
+    """``(layers, kernels)`` for :func:`~gpt2_multi.tf.modeling.row_kernels`: every Conv1D of the step and the
+    LM head, each kernel transposed to ``(out, in)`` in the compute dtype, when the step multiplies one row in
+    half precision (batch-1 bfloat16 / float16 decode); ``([], [])`` otherwise. Made once per ``generate``
+    call: a transposed copy of the weights lives while generating."""
+    dtype = tf.as_dtype(model.transformer.compute_dtype)
+    if rows != 1 or dtype not in (tf.bfloat16, tf.float16):
+        return [], []
+    layers, kernels = [], []
+    for block in model.transformer.h:
+        for conv in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+            layers.append(conv)
+            kernels.append(tf.transpose(tf.cast(conv.weight, dtype)))
+    layers.append(model)  # its project(): the tied table is (V, E) already, a separate head's kernel is (E, V)
+    if model.lm_head is not None:
+        kernels.append(tf.transpose(tf.cast(model.lm_head.kernel, dtype)))
+    else:
+        kernels.append(tf.cast(model.transformer.wte.embeddings, dtype))
+    return layers, kernels
 
-    def cond(t, token, sequences, unfinished, scores_buf, kv):
+
+def _decode(model, settings: Settings, ids, mask, offset, seed, compiled: bool = False):
+    """The whole greedy / sampling loop. Returns ``(sequences (N, Pb + M), tokens generated, scores)``.
+
+    A batch-1 half-precision loop carries the transposed kernels of :func:`_row_kernels` as loop state and,
+    ``compiled``, behind an optimization barrier: XLA's loop-invariant code motion would otherwise hoist a
+    float32 copy of each (read at twice the bytes every step); as in the Flax stack's decode loop.
+    """
+    from gpt2_multi.tf.modeling import row_kernels  # the model's module imports this one
+
+    state, constants = _start(model, settings, ids, mask, offset, seed)
+    layers, kernels = _row_kernels(model, shape_list(ids)[0])
+
+    def cond(t, token, sequences, unfinished, *rest):
         return (t < settings.max_new - 1) & tf.reduce_any(unfinished)
 
-    def body(*state):
-        return _advance(model, settings, state, constants)
+    def body(*carried):
+        state, weights = carried[:6], list(carried[6:])
+        if weights and compiled:
+            weights = list(xla.optimization_barrier(*weights))
+        with row_kernels(layers, weights):
+            return _advance(model, settings, state, constants) + tuple(weights)
 
-    t, _, sequences, _, scores_buf, _ = tf.while_loop(cond, body, state, maximum_iterations=settings.max_new)
+    out = tf.while_loop(cond, body, state + tuple(kernels), maximum_iterations=settings.max_new)
+    t, _, sequences, _, scores_buf = out[:5]
     return sequences, t + 1, scores_buf
 
 
@@ -431,25 +465,30 @@ class TFGenerationMixin:
     def _decoder(self, settings: Settings, jit_compile: bool):
         """The decode loop for these settings: a cached XLA program, or the eager function."""
         def run(ids, mask, offset, seed):
-            return _decode(self, settings, ids, mask, offset, seed)
+            return _decode(self, settings, ids, mask, offset, seed, compiled=jit_compile)
 
         return self._compiled((settings, "decode"), run) if jit_compile else run
 
     def _stream(self, settings: Settings, jit_compile: bool, inputs, streamer):
         """The loop in Python over the prefill and one step (each an XLA program with ``jit_compile``), handing
         each chosen token ``(N,)`` to the streamer. Returns what :func:`_decode` returns."""
+        from gpt2_multi.tf.modeling import row_kernels  # the model's module imports this one
+
+        layers, kernels = _row_kernels(self, shape_list(inputs[0])[0])
+
         def start(ids, mask, offset, seed):
             return _start(self, settings, ids, mask, offset, seed)
 
-        def advance(state, constants):
-            return _advance(self, settings, state, constants)
+        def advance(state, constants, weights):
+            with row_kernels(layers, weights):
+                return _advance(self, settings, state, constants)
 
         if jit_compile:
             start, advance = self._compiled((settings, "start"), start), self._compiled((settings, "advance"), advance)
         state, constants = start(*inputs)
         streamer.put(state[1])
         while int(state[0]) < settings.max_new - 1 and bool(tf.reduce_any(state[3])):
-            state = advance(state, constants)
+            state = advance(state, constants, kernels)
             streamer.put(state[1])
         return state[2], state[0] + 1, state[4]
 

@@ -18,6 +18,7 @@ HF's TF input styles (dict / list / keywords) are unpacked by :mod:`gpt2_multi.t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from typing import Any
 
@@ -63,6 +64,47 @@ def _normal(std: float) -> keras.initializers.Initializer:
 # gpt2_multi.activations.ACTIVATIONS. The MLP and the multiple-choice summary look their activation up in it.
 
 # ---------------------------------------------------------------------------------- Conv1D
+#: kernels stored transposed, ``(out, in)``, that the products of one row read instead of their layer's own
+#: ``(in, out)`` one: set by :func:`row_kernels` for generation's batch-1 half-precision decode step.
+_ROW_KERNELS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gpt2_multi_tf_row_kernels", default=None)
+
+
+@contextlib.contextmanager
+def row_kernels(layers: list, kernels: list):
+    """While tracing a step, ``layers[i]`` (a :class:`TFConv1D`, or a model for its LM head) computes one-row
+    half-precision products from ``kernels[i]``, its kernel transposed to ``(out, in)``.
+
+    Why: XLA on CPU runs ``(1, in) @ W`` in bfloat16 as a fused matrix-vector loop that reads ``W`` as stored,
+    but only along contiguous rows, i.e. from an ``(out, in)`` kernel (Flax's layout); from HF TF's ``(in, out)``
+    it reads strided columns (10x slower), and without this the decode loop hoisted float32 copies of every
+    weight out of the loop (measured in ``benchmarks/README.md``, issue 15). The numbers are the same products:
+    float32 accumulation, rounded once.
+    """
+    token = _ROW_KERNELS.set({id(layer): kernel for layer, kernel in zip(layers, kernels)})
+    try:
+        yield
+    finally:
+        _ROW_KERNELS.reset(token)
+
+
+def _row_kernel(layer) -> tf.Tensor | None:
+    table = _ROW_KERNELS.get()
+    return None if table is None else table.get(id(layer))
+
+
+def _contract_last() -> Any:
+    numbers = xla.DotDimensionNumbers()
+    numbers.lhs_contracting_dimensions.append(1)
+    numbers.rhs_contracting_dimensions.append(1)
+    return numbers
+
+
+def row_product(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """``x (1, in) @ kernel (out, in).T`` in float32 (half-precision operands, float32 accumulation): the one
+    product XLA streams from a half-precision kernel as stored."""
+    return xla.dot_general(x, kernel, _contract_last(), preferred_element_type=tf.float32)
+
+
 class TFConv1D(keras.layers.Layer):
     """GPT-2's "Conv1D": a dense layer with weight ``(nx, nf)`` and bias ``(1, nf)`` (HF TF layout).
 
@@ -89,8 +131,12 @@ class TFConv1D(keras.layers.Layer):
         if flat.dtype in (tf.bfloat16, tf.float16):
             # half precision: accumulated and biased in float32, rounded once (as torch.addmm and the Flax stack)
             f32 = tf.float32
-            out = tf.matmul(tf.cast(flat, f32), tf.cast(self.weight, f32)) + tf.cast(self.bias, f32)
-            flat = tf.cast(out, x.dtype)
+            transposed = _row_kernel(self) if flat.shape[0] == 1 else None
+            if transposed is not None:
+                out = row_product(flat, transposed)
+            else:
+                out = tf.matmul(tf.cast(flat, f32), tf.cast(self.weight, f32))
+            flat = tf.cast(out + tf.cast(self.bias, f32), x.dtype)
         else:
             flat = tf.matmul(flat, self.weight) + self.bias
         return tf.reshape(flat, shape[:-1] + [self.nf])
@@ -202,7 +248,15 @@ def write_cache(cache, key, value, index=None, layer: int | None = None):
             value = tf.concat([past_value, value], axis=-2)
         return tf.stack([key, value], axis=0), key, value
     update = tf.cast(tf.stack([key, value])[None], cache.dtype)
-    cache = xla.dynamic_update_slice(cache, update, tf.stack([layer, 0, 0, 0, index, 0]))
+    start = tf.stack([layer, 0, 0, 0, index, 0])
+    if cache.dtype in (tf.bfloat16, tf.float16):
+        # written as 16-bit integers, the same bits: XLA's CPU backend runs a half-precision slice write in
+        # float32, converting the whole cache there and back for every layer and step (the write is then no
+        # longer in place: 2 x the cache's bytes per layer per step; measured in benchmarks/README.md, issue 15)
+        bits = xla.dynamic_update_slice(tf.bitcast(cache, tf.uint16), tf.bitcast(update, tf.uint16), start)
+        cache = tf.bitcast(bits, cache.dtype)
+    else:
+        cache = xla.dynamic_update_slice(cache, update, start)
     return cache, cache[layer, 0], cache[layer, 1]
 
 
@@ -993,6 +1047,9 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
 
     def project(self, hidden: tf.Tensor) -> tf.Tensor:
         """``(..., E) -> (..., V)``: hidden states to vocabulary logits."""
+        transposed = _row_kernel(self) if hidden.shape.rank == 2 and hidden.shape[0] == 1 else None
+        if transposed is not None and hidden.dtype in (tf.bfloat16, tf.float16):  # see row_kernels
+            return tf.cast(row_product(hidden, transposed), hidden.dtype)
         if self.lm_head is not None:
             return self.lm_head(hidden)
         table = tf.cast(self.transformer.wte.embeddings, hidden.dtype)
