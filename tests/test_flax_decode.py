@@ -129,3 +129,24 @@ def test_modeling_layout():
     banners = re.findall(r"^# -{82} (\w+)$", text, flags=re.M)
     assert banners == ["activations", "Conv1D", "attention", "MLP", "block", "body", "losses", "heads", "wrappers"]
     assert modeling.ACT2FN is factivations.ACT2FN and tuple(factivations.ACT2FN) == ACTIVATIONS
+
+
+@pytest.mark.parametrize("layer", [None, 1])
+def test_a_half_precision_cache_write_puts_exactly_the_new_bits_in_place(layer):
+    """A bfloat16 cache is written as 16-bit integers (XLA's CPU backend otherwise runs the write in float32 over
+    the whole cache): the same bits land at the position, in both cache layouts, and nothing else moves."""
+    rng = np.random.default_rng(0)
+    key, value = (jnp.asarray(rng.standard_normal((2, 4, 1, 8)), jnp.bfloat16) for _ in range(2))  # (B, H, T, D)
+    if layer is None:  # HF's cache collection: (cached_key, cached_value), each (B, L, H, D)
+        cache = tuple(jnp.asarray(rng.standard_normal((2, 6, 4, 8)), jnp.bfloat16) for _ in range(2))
+        out = jax.jit(lambda c, k, v: modeling.write_cache(c, k, v, 4)[0])(cache, key, value)
+        expected = [np.asarray(c).copy() for c in cache]
+        expected[0][:, 4:5], expected[1][:, 4:5] = (np.asarray(x).transpose(0, 2, 1, 3) for x in (key, value))
+    else:  # the fast path: every layer in one (n_layer, 2, B, H, L, D) array
+        cache = jnp.asarray(rng.standard_normal((3, 2, 2, 4, 6, 8)), jnp.bfloat16)
+        out = [jax.jit(lambda c, k, v: modeling.write_cache(c, k, v, 4, layer)[0])(cache, key, value)]
+        expected = [np.asarray(cache).copy()]
+        expected[0][1, 0, :, :, 4:5], expected[0][1, 1, :, :, 4:5] = np.asarray(key), np.asarray(value)
+    for got, want in zip(out, expected):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(np.asarray(got).view(np.uint16), want.view(np.uint16))

@@ -212,11 +212,26 @@ def write_cache(cache: Any, key: Array, value: Array, index: Array | int, layer:
     if layer is None:
         cached_key, cached_value = cache
         start = (0, index, 0, 0)
-        cached_key = jax.lax.dynamic_update_slice(cached_key, key.transpose(0, 2, 1, 3).astype(cached_key.dtype), start)
-        cached_value = jax.lax.dynamic_update_slice(cached_value, value.transpose(0, 2, 1, 3).astype(cached_value.dtype), start)
+        cached_key = _write_slice(cached_key, key.transpose(0, 2, 1, 3), start)
+        cached_value = _write_slice(cached_value, value.transpose(0, 2, 1, 3), start)
         return (cached_key, cached_value), cached_key.transpose(0, 2, 1, 3), cached_value.transpose(0, 2, 1, 3)
-    cache = jax.lax.dynamic_update_slice(cache, jnp.stack([key, value])[None].astype(cache.dtype), (layer, 0, 0, 0, index, 0))
+    cache = _write_slice(cache, jnp.stack([key, value])[None], (layer, 0, 0, 0, index, 0))
     return cache, cache[layer, 0], cache[layer, 1]
+
+
+def _write_slice(buffer: Array, update: Array, start: tuple) -> Array:
+    """``dynamic_update_slice`` of ``update`` (cast to the buffer's dtype) into ``buffer`` at ``start``.
+
+    A half-precision buffer is written as 16-bit integers, the same bits: XLA's CPU backend runs a bfloat16
+    slice write in float32, converting the whole buffer there and back at every layer and step (the write is
+    then no longer in place; measured in ``benchmarks/README.md``, issue 15). As the TensorFlow stack does.
+    """
+    update = update.astype(buffer.dtype)
+    if buffer.dtype not in (jnp.bfloat16, jnp.float16):
+        return jax.lax.dynamic_update_slice(buffer, update, start)
+    bits = jax.lax.dynamic_update_slice(jax.lax.bitcast_convert_type(buffer, jnp.uint16),
+                                        jax.lax.bitcast_convert_type(update, jnp.uint16), start)
+    return jax.lax.bitcast_convert_type(bits, buffer.dtype)
 
 
 class FlaxGPT2Attention(nn.Module):
