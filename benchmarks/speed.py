@@ -147,7 +147,7 @@ def generate(ids, n):
     ids = jnp.asarray(ids, jnp.int32)
     if "jit_generate" in globals():  # HF's, compiled once per length (the warm-up call in best())
         sequences = jit_generate(model.params, ids, n)
-    else:  # an eos no random-weight model can emit (HF's Flax generate needs one): every run makes n tokens
+    else:  # ours; an eos no random-weight model can emit, as HF's call (which needs one): every run makes n tokens
         sequences = model.generate(ids, max_new_tokens=n, min_new_tokens=n, pad_token_id=0,
                                    eos_token_id=job["vocab"]).sequences
     assert jax.block_until_ready(sequences).shape[1] == ids.shape[1] + n

@@ -9,7 +9,7 @@ by ``gpt2-multi conform [CKPT]``. Each backend is reached through :mod:`gpt2_mul
     cases.py       the one Case: HF's golden fixtures + the grid of configs and inputs (VARIATIONS)
     runner.py      runs cases, the one comparer (union of outputs, defined positions, tolerances as data)
     report.py      the table (and --json)
-    generation.py  generate() cases compared token for token
+    generation.py  generate() cases compared token for token (bfloat16: up to a near tie)
     training.py    losses, gradients and one AdamW step compared (--grads)
     roundtrip.py   load in A, save, load in B
 """

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--verbose", action="store_true", help="list passing cases too")
     parser.add_argument("--no-generation", action="store_true",
-                        help="skip the generate() cases (greedy, beam, seeded sampling compared token for token)")
+                        help="skip the generate() cases (greedy, beam, seeded sampling compared token for token; in "
+                             "bfloat16 greedy up to a near tie, sampling and beams reported)")
     parser.add_argument("--grads", action="store_true",
                         help="gradients, gradient checkpointing and one AdamW step compared across backends "
                              "(every head, or CKPT's), after the forward and generate() cases")
@@ -126,9 +127,11 @@ def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path
     from gpt2_multi.conformance import generation
     from gpt2_multi.conformance.runner import CaseError
 
-    runs = []  # (checkpoint, cases)
+    runs = []  # (checkpoint, cases, dtype)
     if args.golden and (Path(args.golden) / "generation").is_dir():
-        runs.append((Path(args.golden) / "generation" / "model", generation.golden_generation_cases(args.golden)))
+        # HF's golden sequences are float32 runs: compared with float32 models, whatever the run's dtype
+        runs.append((Path(args.golden) / "generation" / "model", generation.golden_generation_cases(args.golden),
+                     "float32"))
     if len(backends) >= 2:
         paths = [Path(args.checkpoint)] if args.checkpoint else [
             _trained_model(), generation.make_generation_checkpoint(workdir / "generation-model")]
@@ -138,9 +141,9 @@ def _run_generation(args: argparse.Namespace, backends: list[str], workdir: Path
                 cases = generation.generation_cases(config)
                 if not args.checkpoint and path == paths[0]:  # the trained model's rows are named after it
                     cases = [dataclasses.replace(c, name=f"{path.name}/{c.name}") for c in cases]
-                runs.append((path, cases))
-    for path, cases in runs:
-        drivers = {b: Driver(b, path, args.dtype) for b in backends}
+                runs.append((path, cases, args.dtype))
+    for path, cases, dtype in runs:
+        drivers = {b: Driver(b, path, dtype) for b in backends}
         comparisons, errors = generation.run_generation(cases, drivers)
         result.generation += comparisons
         result.errors += [CaseError(case, backend, error) for case, backend, error in errors]

@@ -266,33 +266,52 @@ def run_generation(cases: list[GenerationCase], drivers: dict[str, Any]) -> tupl
 
 def near_tie(case: GenerationCase, row: GenerationComparison, driver_a: Any, driver_b: Any, seq_a: np.ndarray,
              seq_b: np.ndarray) -> GenerationComparison:
-    """A low-precision greedy difference judged (see the module's notes): ``row`` passed, with the margins in
-    its detail, when the first differing token is a near tie in both backends; else ``row`` unchanged."""
-    from gpt2_multi.conformance.runner import TOLERANCES
+    """A low-precision greedy difference judged (see the module's notes): ``row`` passed, with each row's margins
+    in its detail, when every row's first differing token is a near tie in both backends; else failed, with why.
 
-    n = min(seq_a.shape[1], seq_b.shape[1])
-    differ = np.argwhere(seq_a[:, :n] != seq_b[:, :n]) if seq_a.shape[0] == seq_b.shape[0] else []
-    if len(differ) == 0:
-        return row  # different row counts or only the tail differs: not a choice between two tokens
-    r, col = (int(i) for i in differ[0])
-    prompt = case.input_ids.shape[1]
-    if r >= case.attention_mask.shape[0] or col < prompt:
+    A near tie in one backend: its own logits for the common prefix, through the case's logits processors (the
+    shared numpy reference, as generate applies them), put both tokens within the dtype's bound
+    (``runner.TOLERANCES``) of each other and of that backend's best score. A row that differs only past the
+    common length (one backend went on) is not a choice between two tokens and still fails.
+    """
+    from gpt2_multi.conformance.runner import TOLERANCES
+    from gpt2_multi.generation import reference_process_logits
+
+    if seq_a.shape[0] != seq_b.shape[0]:
         return row
-    keep = np.concatenate([case.attention_mask[r] > 0, np.ones(col - prompt, bool)])
-    prefix = seq_a[r, :col][keep][None]  # the row without its left padding: positions 0, 1, ...
-    token_a, token_b = int(seq_a[r, col]), int(seq_b[r, col])
+    plan = prepare(driver_a.config, None, {k: v for k, v in case.kwargs.items() if k != "seed"}, case.input_ids,
+                   case.attention_mask)
+    prompt, n = case.input_ids.shape[1], min(seq_a.shape[1], seq_b.shape[1])
     tol = TOLERANCES[driver_a.dtype]
-    margins = []
-    for driver in (driver_a, driver_b):
-        logits = np.asarray(driver.ops.forward(driver.model, {"input_ids": prefix}, {}, [])["logits"], np.float64)[0, -1]
-        margins.append((abs(logits[token_a] - logits[token_b]), float(tol.bound(logits).max())))
-    text = ", ".join(f"{d.backend} {m:.3g} (bound {bound:.3g})" for d, (m, bound) in zip((driver_a, driver_b), margins))
-    if all(m <= bound for m, bound in margins):
-        return dataclasses.replace(row, passed=True, detail=f"near tie at row {r}, position {col}: tokens {token_a} "
-                                                            f"and {token_b}, logit margins {text}")
-    return dataclasses.replace(row, detail=f"{row.detail}; not a near tie: logit margins {text}")
+    notes, tied = [], True
+    for r in range(seq_a.shape[0]):
+        differ = np.flatnonzero(seq_a[r, :n] != seq_b[r, :n])
+        if not differ.size:
+            longer = seq_a if seq_a.shape[1] > n else seq_b
+            if (longer[r, n:] != plan.settings.pad).any():
+                return dataclasses.replace(row, passed=False, detail=f"{row.detail}; row {r} goes on past position {n}")
+            continue
+        col = int(differ[0])
+        if r >= case.attention_mask.shape[0] or col < prompt:
+            return dataclasses.replace(row, passed=False)
+        keep = np.concatenate([case.attention_mask[r] > 0, np.ones(col - prompt, bool)])
+        token_a, token_b = int(seq_a[r, col]), int(seq_b[r, col])
+        margins = []
+        for driver in (driver_a, driver_b):
+            out = driver.ops.forward(driver.model, {"input_ids": seq_a[r, :col][keep][None]}, {}, [])
+            scores = reference_process_logits(np.asarray(out["logits"], np.float32)[:, -1], seq_a[r:r + 1, :col],
+                                              plan.config, col - prompt, plan.settings.min_new)[0].astype(np.float64)
+            bound = float(tol.bound(scores)[[token_a, token_b]].max())
+            gap = max(abs(scores[token_a] - scores[token_b]), scores.max() - max(scores[token_a], scores[token_b]))
+            margins.append((driver.backend, gap, bound))
+            tied = tied and bool(gap <= bound)  # False for a token the processors ruled out (-inf)
+        text = ", ".join(f"{name} {gap:.3g} (bound {bound:.3g})" for name, gap, bound in margins)
+        notes.append(f"row {r}, position {col}: tokens {token_a} and {token_b}, margins {text}")
+    if tied and notes:
+        return dataclasses.replace(row, passed=True, detail="near tie at " + "; ".join(notes))
+    return dataclasses.replace(row, passed=False, detail=f"{row.detail}; not a near tie: " + "; ".join(notes))
 
 
 __all__ = ["GENERATION_CONFIG", "GenerationCase", "GenerationComparison", "compare_scores", "compare_sequences",
            "count_differences", "left_padded", "generation_cases", "golden_generation_cases", "make_generation_checkpoint",
-           "random_sampling_case", "run_generation"]
+           "near_tie", "random_sampling_case", "run_generation"]

@@ -65,7 +65,7 @@ def to_text(result: Result, verbose: bool = False) -> str:
     if result.generation:
         gen_cases = sorted({g.case for g in result.generation})
         gen_failed = {g.case for g in result.generation if not g.passed and g.required}
-        gen_differ = {g.case for g in result.generation if not g.passed and not g.required}
+        gen_differ = {g.case for g in result.generation if not g.passed and not g.required} - gen_failed
         text = f"generation: {len(gen_cases) - len(gen_failed) - len(gen_differ)} of {len(gen_cases)} cases agree"
         lines.append(text + (f" ({len(gen_differ)} differ where agreement is not required)" if gen_differ else ""))
     uncompared = [c for c in result.cases if c not in {case for case, _ in rows} and c not in failed_cases]

@@ -8,7 +8,7 @@ stacks' ``backend.cache_to_bhsd``). Only positions that are undefined are masked
 
 Tolerances are data (:data:`TOLERANCES`): float32 ``|a - b| <= 1e-4 + 1e-4 |b|``; bfloat16 runs
 (``dtype="bfloat16"``) use ``|a - b| <= u + 16 u max|b|`` (u = 2^-8, bfloat16's unit roundoff; ``max|b|`` over
-the compared output), stated separately in the report. A bfloat16 run also reports, per backend, how far its
+the compared output's finite values), stated separately in the report. A bfloat16 run also reports, per backend, how far its
 logits lie from the same backend's float32 logits on the cases it is asked to (:class:`Drift`).
 
 Every output either side produced is compared (the union): an output that one backend returns and
@@ -34,8 +34,8 @@ from gpt2_multi.conformance.cases import Case, make_checkpoint
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when ``|a - b| <= atol + rtol * |b| + scale * max|b|`` elementwise, ``max|b|`` over the whole
-    compared output (the magnitude a low-precision rounding error is relative to)."""
+    """Pass when ``|a - b| <= atol + rtol * |b| + scale * max|b|`` elementwise, ``max|b|`` over the finite values
+    of the whole compared output (the magnitude a low-precision rounding error is relative to)."""
 
     atol: float
     rtol: float

@@ -144,7 +144,10 @@ def test_a_half_precision_cache_write_puts_exactly_the_new_bits_in_place(layer):
         expected[0][:, 4:5], expected[1][:, 4:5] = (np.asarray(x).transpose(0, 2, 1, 3) for x in (key, value))
     else:  # the fast path: every layer in one (n_layer, 2, B, H, L, D) array
         cache = jnp.asarray(rng.standard_normal((3, 2, 2, 4, 6, 8)), jnp.bfloat16)
-        out = [jax.jit(lambda c, k, v: modeling.write_cache(c, k, v, 4, layer)[0])(cache, key, value)]
+        write = jax.jit(lambda c, k, v: modeling.write_cache(c, k, v, 4, layer)[0])
+        out = [write(cache, key, value)]
+        hlo = write.lower(cache, key, value).compile().as_text()  # 16-bit words, no float32 copy of the cache
+        assert "u16[3,2,2,4,6,8]" in hlo and "f32[3,2,2,4,6,8]" not in hlo
         expected = [np.asarray(cache).copy()]
         expected[0][1, 0, :, :, 4:5], expected[0][1, 1, :, :, 4:5] = np.asarray(key), np.asarray(value)
     for got, want in zip(out, expected):

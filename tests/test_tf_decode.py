@@ -99,7 +99,9 @@ def test_a_half_precision_cache_write_puts_exactly_the_new_bits_in_place(compile
     rng = np.random.default_rng(0)
     cache = tf.cast(rng.standard_normal((3, 2, 2, 4, 6, 8)), tf.bfloat16)  # (n_layer, 2, B, H, L, D)
     key, value = (tf.cast(rng.standard_normal((2, 4, 1, 8)), tf.bfloat16) for _ in range(2))
-    write = (lambda c, k, v, i: write_cache(c, k, v, i, layer=1)[0])
+    def write(c, k, v, i):
+        return write_cache(c, k, v, i, layer=1)[0]
+
     if compiled:
         write = tf.function(write, jit_compile=True)
     out = write(cache, key, value, tf.constant(4))
@@ -107,3 +109,6 @@ def test_a_half_precision_cache_write_puts_exactly_the_new_bits_in_place(compile
     expected[1, 0, :, :, 4:5], expected[1, 1, :, :, 4:5] = key.numpy(), value.numpy()
     assert out.dtype == tf.bfloat16
     np.testing.assert_array_equal(tf.bitcast(out, tf.uint16).numpy(), tf.bitcast(tf.constant(expected), tf.uint16).numpy())
+    if compiled:  # the compiled write updates 16-bit words, with no float32 copy of the whole cache
+        hlo = write.experimental_get_compiler_ir(cache, key, value, tf.constant(4))(stage="optimized_hlo")
+        assert "u16[3,2,2,4,6,8]" in hlo and "f32[3,2,2,4,6,8]" not in hlo

@@ -120,7 +120,7 @@ def trained_bf16():
 
 
 @pytest.mark.parametrize("backend", INSTALLED)
-def test_bfloat16_batch_one_greedy_follows_the_models_own_forward(backend, trained_bf16):
+def test_bfloat16_batch_one_greedy_follows_the_models_own_forward(backend, trained_bf16, monkeypatch):
     """Batch-1 bfloat16 decode (the one-row products: TensorFlow's transposed kernels behind a barrier, Flax's
     fused matrix-vector form) picks the argmax of the model's own bfloat16 forward at every step, on every path
     (streamed too)."""
@@ -132,45 +132,62 @@ def test_bfloat16_batch_one_greedy_follows_the_models_own_forward(backend, train
         logits = np.asarray(driver.ops.forward(driver.model, {"input_ids": sequence}, {}, [])["logits"], np.float32)
         sequence = np.concatenate([sequence, logits[:, -1].argmax(-1)[:, None]], axis=1)
     assert len(set(sequence[0, prompt.shape[1]:].tolist())) > 3  # not a degenerate continuation
-    for path in PATHS[backend]:
+    read = []  # TensorFlow: whether each traced one-row product found its transposed kernel
+    if backend == "tf":
+        from gpt2_multi.tf import modeling as tf_modeling
+
+        lookup = tf_modeling._row_kernel
+        monkeypatch.setattr(tf_modeling, "_row_kernel", lambda layer: read.append(lookup(layer) is not None) or lookup(layer))
+    for path in [*PATHS[backend], {"streamer": Recorder()}]:
+        read.clear()
         out = driver.generate(prompt, max_new_tokens=new, eos_token_id=None, **path).sequences
         np.testing.assert_array_equal(out, sequence, err_msg=str(path))
-    recorder = Recorder()
-    out = driver.generate(prompt, max_new_tokens=new, eos_token_id=None, streamer=recorder).sequences
-    np.testing.assert_array_equal(out, sequence)
-    assert len(recorder.puts) == new + 1
+        assert backend != "tf" or sum(read) >= 4 * driver.config.n_layer + 1, (path, read)  # each Conv1D, the head
+    assert len(path["streamer"].puts) == new + 1
 
 
 class _Logits:
-    """A stand-in driver whose forward returns fixed last-position logits (the near-tie rule alone)."""
+    """A stand-in driver whose forward returns fixed last-position logits, chosen by the prefix's length."""
 
-    def __init__(self, name: str, logits: list[float]):
+    def __init__(self, name: str, by_length: dict[int, list[float]]):
+        from gpt2_multi.config import GPT2Config
+
         self.backend, self.dtype, self.model = name, "bfloat16", None
-        self.ops = self
-        self.logits = np.array([[logits]], np.float32)
-        self.prefixes = []
+        self.config = GPT2Config(vocab_size=4, n_positions=16, n_embd=8, n_layer=1, n_head=2)
+        self.ops, self.by_length, self.prefixes = self, by_length, []
 
     def forward(self, model, inputs, flags, past):
         self.prefixes.append(inputs["input_ids"])
-        return {"logits": self.logits}
+        return {"logits": np.array([[self.by_length[inputs["input_ids"].shape[1]]]], np.float32)}
 
 
 def test_bfloat16_greedy_differences_must_be_near_ties():
-    """The bfloat16 rule of ``gpt2-multi conform --dtype bfloat16``: a greedy difference passes only where both
-    backends' own logits (of the common prefix, without its left padding) put the two tokens within the
-    bfloat16 tolerance (u + 16 u max|logits|: 0.066 here); otherwise it still fails."""
-    case = generation.GenerationCase("c", np.array([[0, 7, 8]]), np.array([[0, 1, 1]]), {})
-    a = np.array([[0, 7, 8, 1, 2, 3]])
-    b = np.array([[0, 7, 8, 1, 3, 3]])  # first difference: position 4, tokens 2 and 3
+    """The bfloat16 rule of ``gpt2-multi conform --dtype bfloat16``: a greedy difference passes only where, in
+    both backends, the processed scores of the common prefix (without its left padding) put the two tokens
+    within the bfloat16 tolerance (u + 16 u max|scores|: 0.066 here) of each other and of the best score; every
+    differing row is judged, and one that is not a near tie fails the comparison."""
+    kwargs = dict(max_new_tokens=3, eos_token_id=None, pad_token_id=0)
+    case = generation.GenerationCase("c", np.array([[0, 3, 0]]), np.array([[0, 1, 1]]), kwargs)
+    a = np.array([[0, 3, 0, 1, 2, 3]])
+    b = np.array([[0, 3, 0, 1, 3, 3]])  # first difference: position 4, tokens 2 and 3
     row = generation.compare_sequences("c", "x~y", a, b, fill=0)
     assert not row.passed
-    close = [_Logits("x", [0.0, 0.5, 1.0, 0.95]), _Logits("y", [0.0, 0.5, 0.94, 1.0])]
+    close = [_Logits("x", {3: [0.0, 0.5, 1.0, 0.95]}), _Logits("y", {3: [0.0, 0.5, 0.94, 1.0]})]
     judged = generation.near_tie(case, row, *close, a, b)
     assert judged.passed and "near tie at row 0, position 4: tokens 2 and 3" in judged.detail
-    np.testing.assert_array_equal(close[0].prefixes[0], [[7, 8, 1]])  # left padding dropped, up to the choice
-    apart = [_Logits("x", [0.0, 0.5, 1.0, 0.9]), _Logits("y", [0.0, 0.5, 0.94, 1.0])]  # x: 0.1 apart
-    judged = generation.near_tie(case, row, *apart, a, b)
-    assert not judged.passed and "not a near tie" in judged.detail
+    np.testing.assert_array_equal(close[0].prefixes[0], [[3, 0, 1]])  # left padding dropped, up to the choice
+    apart = [_Logits("x", {3: [0.0, 0.5, 1.0, 0.9]}), _Logits("y", {3: [0.0, 0.5, 0.94, 1.0]})]  # x: 0.1 apart
+    assert "not a near tie" in generation.near_tie(case, row, *apart, a, b).detail
+    below = [_Logits(n, {3: [1.5, 0.5, 1.0, 1.0]}) for n in "xy"]  # tied with each other, far below the best
+    assert not generation.near_tie(case, row, *below, a, b).passed
+    # two rows: row 0 a near tie, row 1 not (its prefix is 5 tokens long): the comparison fails
+    case2 = generation.GenerationCase("c2", np.array([[0, 3, 0], [1, 3, 0]]), np.array([[0, 1, 1], [1, 1, 1]]), kwargs)
+    a2 = np.array([[0, 3, 0, 1, 2, 3], [1, 3, 0, 1, 1, 3]])
+    b2 = np.array([[0, 3, 0, 1, 3, 3], [1, 3, 0, 1, 1, 1]])
+    drivers = [_Logits("x", {3: [0.0, 0.5, 1.0, 0.95], 5: [0.0, 0.2, 0.0, 1.0]}),
+               _Logits("y", {3: [0.0, 0.5, 0.94, 1.0], 5: [0.0, 0.2, 0.0, 1.0]})]
+    judged = generation.near_tie(case2, generation.compare_sequences("c2", "x~y", a2, b2, 0), *drivers, a2, b2)
+    assert not judged.passed and "row 1, position 5: tokens 3 and 1" in judged.detail
 
 
 # ------------------------------------------------------------------------------------------ streaming

@@ -484,7 +484,9 @@ class TFGenerationMixin:
                 return _advance(self, settings, state, constants)
 
         if jit_compile:
-            start, advance = self._compiled((settings, "start"), start), self._compiled((settings, "advance"), advance)
+            # keyed by whether the step reads transposed kernels: the traced closure holds its layer table
+            start = self._compiled((settings, "start"), start)
+            advance = self._compiled((settings, "advance", bool(layers)), advance)
         state, constants = start(*inputs)
         streamer.put(state[1])
         while int(state[0]) < settings.max_new - 1 and bool(tf.reduce_any(state[3])):

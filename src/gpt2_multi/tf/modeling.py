@@ -92,17 +92,14 @@ def _row_kernel(layer) -> tf.Tensor | None:
     return None if table is None else table.get(id(layer))
 
 
-def _contract_last() -> Any:
-    numbers = xla.DotDimensionNumbers()
-    numbers.lhs_contracting_dimensions.append(1)
-    numbers.rhs_contracting_dimensions.append(1)
-    return numbers
+#: ``x (1, in)`` against ``kernel (out, in)``: both contracted on their dimension 1
+_CONTRACT_LAST = xla.DotDimensionNumbers(lhs_contracting_dimensions=[1], rhs_contracting_dimensions=[1])
 
 
 def row_product(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """``x (1, in) @ kernel (out, in).T`` in float32 (half-precision operands, float32 accumulation): the one
     product XLA streams from a half-precision kernel as stored."""
-    return xla.dot_general(x, kernel, _contract_last(), preferred_element_type=tf.float32)
+    return xla.dot_general(x, kernel, _CONTRACT_LAST, preferred_element_type=tf.float32)
 
 
 class TFConv1D(keras.layers.Layer):
@@ -1047,9 +1044,18 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
 
     def project(self, hidden: tf.Tensor) -> tf.Tensor:
         """``(..., E) -> (..., V)``: hidden states to vocabulary logits."""
-        transposed = _row_kernel(self) if hidden.shape.rank == 2 and hidden.shape[0] == 1 else None
-        if transposed is not None and hidden.dtype in (tf.bfloat16, tf.float16):  # see row_kernels
-            return tf.cast(row_product(hidden, transposed), hidden.dtype)
+        if hidden.dtype in (tf.bfloat16, tf.float16):
+            # half precision: accumulated in float32 and rounded once, as every linear layer of the three stacks
+            transposed = _row_kernel(self) if hidden.shape.rank == 2 and hidden.shape[0] == 1 else None
+            if transposed is not None:  # see row_kernels
+                return tf.cast(row_product(hidden, transposed), hidden.dtype)
+            f32 = tf.float32
+            if self.lm_head is not None:  # its Dense has no bias
+                kernel, axis = tf.cast(self.lm_head.kernel, hidden.dtype), 0  # (E, V), rounded as Keras' autocast
+            else:
+                kernel, axis = tf.cast(self.transformer.wte.embeddings, hidden.dtype), 1  # (V, E)
+            out = tf.tensordot(tf.cast(hidden, f32), tf.cast(kernel, f32), axes=[[hidden.shape.rank - 1], [axis]])
+            return tf.cast(out, hidden.dtype)
         if self.lm_head is not None:
             return self.lm_head(hidden)
         table = tf.cast(self.transformer.wte.embeddings, hidden.dtype)
