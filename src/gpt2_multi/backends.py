@@ -247,6 +247,8 @@ class Driver:
 
     def __init__(self, backend: str, path: str | Path, dtype: str = "float32"):
         """``dtype``: ``"float32"`` or ``"bfloat16"`` (weights and compute, as ``gpt2-multi conform --dtype``)."""
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"Driver dtype must be 'float32' or 'bfloat16', got {dtype!r}")
         self.backend, self.dtype = backend, dtype
         self.ops = get(backend).ops
         self.model = self.ops.load(Path(path), "GPT2LMHeadModel", dtype)

@@ -161,6 +161,11 @@ class _Logits:
         return {"logits": np.array([[self.by_length[inputs["input_ids"].shape[1]]]], np.float32)}
 
 
+def test_a_driver_names_an_unsupported_dtype():
+    with pytest.raises(ValueError, match="Driver dtype must be 'float32' or 'bfloat16', got 'float16'"):
+        Driver(INSTALLED[0], HF_TINY / "generation" / "model", "float16")
+
+
 def test_bfloat16_greedy_differences_must_be_near_ties():
     """The bfloat16 rule of ``gpt2-multi conform --dtype bfloat16``: a greedy difference passes only where, in
     both backends, the processed scores of the common prefix (without its left padding) put the two tokens
