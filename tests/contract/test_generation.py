@@ -136,8 +136,8 @@ def test_bfloat16_batch_one_greedy_follows_the_models_own_forward(backend, train
     if backend == "tf":
         from gpt2_multi.tf import modeling as tf_modeling
 
-        lookup = tf_modeling._row_kernel
-        monkeypatch.setattr(tf_modeling, "_row_kernel", lambda layer: read.append(lookup(layer) is not None) or lookup(layer))
+        lookup = tf_modeling.row_kernel
+        monkeypatch.setattr(tf_modeling, "row_kernel", lambda layer: read.append(lookup(layer) is not None) or lookup(layer))
     for path in [*PATHS[backend], {"streamer": Recorder()}]:
         read.clear()
         out = driver.generate(prompt, max_new_tokens=new, eos_token_id=None, **path).sequences

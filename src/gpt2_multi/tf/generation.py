@@ -29,6 +29,8 @@ Positions follow the attention mask (``cumsum - 1``), so a left-padded row decod
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -309,8 +311,37 @@ def _advance(model, settings: Settings, state, constants):
     return t + 1, token, sequences, unfinished, scores_buf, kv
 
 
+#: kernels stored transposed, ``(out, in)``, that the products of one row read instead of their layer's own
+#: ``(in, out)`` one: set by :func:`row_kernels` for generation's batch-1 half-precision decode step.
+_ROW_KERNELS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gpt2_multi_tf_row_kernels", default=None)
+
+
+@contextlib.contextmanager
+def row_kernels(layers: list, kernels: list):
+    """While tracing a step, ``layers[i]`` (a :class:`~gpt2_multi.tf.modeling.TFConv1D`, or a model for its LM head) computes one-row
+    half-precision products from ``kernels[i]``, its kernel transposed to ``(out, in)``.
+
+    Why: XLA on CPU runs ``(1, in) @ W`` in bfloat16 as a fused matrix-vector loop that reads ``W`` as stored,
+    but only along contiguous rows, i.e. from an ``(out, in)`` kernel (Flax's layout); from HF TF's ``(in, out)``
+    it reads strided columns (10x slower), and without this the decode loop hoisted float32 copies of every
+    weight out of the loop (measured in ``benchmarks/README.md``, issue 15). The numbers are the same products:
+    float32 accumulation, rounded once (``modeling.row_product``).
+    """
+    token = _ROW_KERNELS.set({id(layer): kernel for layer, kernel in zip(layers, kernels)})
+    try:
+        yield
+    finally:
+        _ROW_KERNELS.reset(token)
+
+
+def row_kernel(layer) -> tf.Tensor | None:
+    """The transposed kernel :func:`row_kernels` set for ``layer``, or None (read by the model's layers)."""
+    table = _ROW_KERNELS.get()
+    return None if table is None else table.get(id(layer))
+
+
 def _row_kernels(model, rows: int) -> tuple[list, list]:
-    """``(layers, kernels)`` for :func:`~gpt2_multi.tf.modeling.row_kernels`: every Conv1D of the step and the
+    """``(layers, kernels)`` for :func:`row_kernels`: every Conv1D of the step and the
     LM head, each kernel transposed to ``(out, in)`` in the compute dtype, when the step multiplies one row in
     half precision (batch-1 bfloat16 / float16 decode); ``([], [])`` otherwise. Made once per ``generate``
     call: a transposed copy of the weights lives while generating."""
@@ -337,8 +368,6 @@ def _decode(model, settings: Settings, ids, mask, offset, seed, compiled: bool =
     ``compiled``, behind an optimization barrier: XLA's loop-invariant code motion would otherwise hoist a
     float32 copy of each (read at twice the bytes every step); as in the Flax stack's decode loop.
     """
-    from gpt2_multi.tf.modeling import row_kernels  # the model's module imports this one
-
     state, constants = _start(model, settings, ids, mask, offset, seed)
     layers, kernels = _row_kernels(model, shape_list(ids)[0])
 
@@ -472,8 +501,6 @@ class TFGenerationMixin:
     def _stream(self, settings: Settings, jit_compile: bool, inputs, streamer):
         """The loop in Python over the prefill and one step (each an XLA program with ``jit_compile``), handing
         each chosen token ``(N,)`` to the streamer. Returns what :func:`_decode` returns."""
-        from gpt2_multi.tf.modeling import row_kernels  # the model's module imports this one
-
         layers, kernels = _row_kernels(self, shape_list(inputs[0])[0])
 
         def start(ids, mask, offset, seed):

@@ -18,7 +18,6 @@ HF's TF input styles (dict / list / keywords) are unpacked by :mod:`gpt2_multi.t
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 from typing import Any
 
@@ -32,7 +31,7 @@ from gpt2_multi.checkpoint import layout
 from gpt2_multi.config import GPT2Config, infer_problem_type
 from gpt2_multi.tf import loading
 from gpt2_multi.tf.activations import ACT2FN
-from gpt2_multi.tf.generation import TFGenerationMixin
+from gpt2_multi.tf.generation import TFGenerationMixin, row_kernel
 from gpt2_multi.tf.inputs import (
     CALL_ORDER,
     CALL_ORDER_CROSS,
@@ -64,34 +63,6 @@ def _normal(std: float) -> keras.initializers.Initializer:
 # gpt2_multi.activations.ACTIVATIONS. The MLP and the multiple-choice summary look their activation up in it.
 
 # ---------------------------------------------------------------------------------- Conv1D
-#: kernels stored transposed, ``(out, in)``, that the products of one row read instead of their layer's own
-#: ``(in, out)`` one: set by :func:`row_kernels` for generation's batch-1 half-precision decode step.
-_ROW_KERNELS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gpt2_multi_tf_row_kernels", default=None)
-
-
-@contextlib.contextmanager
-def row_kernels(layers: list, kernels: list):
-    """While tracing a step, ``layers[i]`` (a :class:`TFConv1D`, or a model for its LM head) computes one-row
-    half-precision products from ``kernels[i]``, its kernel transposed to ``(out, in)``.
-
-    Why: XLA on CPU runs ``(1, in) @ W`` in bfloat16 as a fused matrix-vector loop that reads ``W`` as stored,
-    but only along contiguous rows, i.e. from an ``(out, in)`` kernel (Flax's layout); from HF TF's ``(in, out)``
-    it reads strided columns (10x slower), and without this the decode loop hoisted float32 copies of every
-    weight out of the loop (measured in ``benchmarks/README.md``, issue 15). The numbers are the same products:
-    float32 accumulation, rounded once.
-    """
-    token = _ROW_KERNELS.set({id(layer): kernel for layer, kernel in zip(layers, kernels)})
-    try:
-        yield
-    finally:
-        _ROW_KERNELS.reset(token)
-
-
-def _row_kernel(layer) -> tf.Tensor | None:
-    table = _ROW_KERNELS.get()
-    return None if table is None else table.get(id(layer))
-
-
 #: ``x (1, in)`` against ``kernel (out, in)``: both contracted on their dimension 1
 _CONTRACT_LAST = xla.DotDimensionNumbers(lhs_contracting_dimensions=[1], rhs_contracting_dimensions=[1])
 
@@ -128,7 +99,7 @@ class TFConv1D(keras.layers.Layer):
         if flat.dtype in (tf.bfloat16, tf.float16):
             # half precision: accumulated and biased in float32, rounded once (as torch.addmm and the Flax stack)
             f32 = tf.float32
-            transposed = _row_kernel(self) if flat.shape[0] == 1 else None
+            transposed = row_kernel(self) if flat.shape[0] == 1 else None
             if transposed is not None:
                 out = row_product(flat, transposed)
             else:
@@ -1046,8 +1017,8 @@ class TFGPT2LMHeadModel(TFGenerationMixin, TFGPT2PreTrainedModel):
         """``(..., E) -> (..., V)``: hidden states to vocabulary logits."""
         if hidden.dtype in (tf.bfloat16, tf.float16):
             # half precision: accumulated in float32 and rounded once, as every linear layer of the three stacks
-            transposed = _row_kernel(self) if hidden.shape.rank == 2 and hidden.shape[0] == 1 else None
-            if transposed is not None:  # see row_kernels
+            transposed = row_kernel(self) if hidden.shape.rank == 2 and hidden.shape[0] == 1 else None
+            if transposed is not None:  # see generation.row_kernels
                 return tf.cast(row_product(hidden, transposed), hidden.dtype)
             f32 = tf.float32
             if self.lm_head is not None:  # its Dense has no bias
