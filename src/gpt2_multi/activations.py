@@ -56,3 +56,34 @@ ACTIVATIONS: tuple[str, ...] = (
     "sigmoid",
     "linear",
 )
+
+
+class HalfInFloat32:
+    """An activation ``fn`` that computes a half-precision input in float32 and rounds once to its dtype (the
+    rule above); any other dtype goes to ``fn`` unchanged. Each stack subclasses it with its array operations:
+    :meth:`is_half`, :meth:`to_float32` and :meth:`round_to`. A class, not a closure, so a model holding one
+    pickles."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "act")
+
+    def __call__(self, x):
+        if self.is_half(x):
+            return self.round_to(self.fn(self.to_float32(x)), x.dtype)
+        return self.fn(x)
+
+    def __repr__(self) -> str:
+        return f"{self.__name__} (half precision in float32)"
+
+    @staticmethod
+    def is_half(x) -> bool:  # pragma: no cover - each stack's subclass says
+        raise NotImplementedError
+
+    @staticmethod
+    def to_float32(x):  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def round_to(y, dtype):  # pragma: no cover
+        raise NotImplementedError

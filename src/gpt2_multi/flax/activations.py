@@ -12,7 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from gpt2_multi.activations import ACTIVATIONS
+from gpt2_multi.activations import ACTIVATIONS, HalfInFloat32
 
 Array = jax.Array
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -62,22 +62,21 @@ def as_stored(x: Array) -> Array:
     return x
 
 
-class _HalfInFloat32:
-    """``fn`` computed in float32 for a bfloat16 / float16 ``x`` (as stored: :func:`as_stored`) and rounded once
-    to ``x``'s dtype (see :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged. A class, not
-    a closure, so that a model holding one pickles."""
+class _HalfInFloat32(HalfInFloat32):
+    """:class:`gpt2_multi.activations.HalfInFloat32` in jax ops; the input is taken as stored
+    (:func:`as_stored`) before the float32 computation."""
 
-    def __init__(self, fn: Callable[[Array], Array]) -> None:
-        self.fn = fn
-        self.__name__ = getattr(fn, "__name__", "act")
+    @staticmethod
+    def is_half(x: Array) -> bool:
+        return x.dtype in (jnp.bfloat16, jnp.float16)
 
-    def __call__(self, x: Array) -> Array:
-        if x.dtype in (jnp.bfloat16, jnp.float16):
-            return self.fn(as_stored(x).astype(jnp.float32)).astype(x.dtype)
-        return self.fn(x)
+    @staticmethod
+    def to_float32(x: Array) -> Array:
+        return as_stored(x).astype(jnp.float32)
 
-    def __repr__(self) -> str:
-        return f"{self.__name__} (half precision in float32)"
+    @staticmethod
+    def round_to(y: Array, dtype) -> Array:
+        return y.astype(dtype)
 
 
 ACT2FN = {name: _HalfInFloat32(fn) for name, fn in ACT2FN.items()}

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gpt2_multi.activations import ACTIVATIONS
+from gpt2_multi.activations import ACTIVATIONS, HalfInFloat32
 
 
 def _gelu_python(x: torch.Tensor) -> torch.Tensor:
@@ -59,22 +59,20 @@ ACT2FN = {
 assert set(ACT2FN) == set(ACTIVATIONS), "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
 
 
-class _HalfInFloat32:
-    """``fn`` computed in float32 for a bfloat16 / float16 ``x`` and rounded once to ``x``'s dtype (see
-    :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged. A class, not a closure, so that
-    a model holding one pickles."""
+class _HalfInFloat32(HalfInFloat32):
+    """:class:`gpt2_multi.activations.HalfInFloat32` in torch ops."""
 
-    def __init__(self, fn) -> None:
-        self.fn = fn
-        self.__name__ = getattr(fn, "__name__", "act")
+    @staticmethod
+    def is_half(x: torch.Tensor) -> bool:
+        return x.dtype in (torch.bfloat16, torch.float16)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype in (torch.bfloat16, torch.float16):
-            return self.fn(x.float()).to(x.dtype)
-        return self.fn(x)
+    @staticmethod
+    def to_float32(x: torch.Tensor) -> torch.Tensor:
+        return x.float()
 
-    def __repr__(self) -> str:
-        return f"{self.__name__} (half precision in float32)"
+    @staticmethod
+    def round_to(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return y.to(dtype)
 
 
 ACT2FN = {name: _HalfInFloat32(fn) for name, fn in ACT2FN.items()}

@@ -9,7 +9,7 @@ import math
 
 import tensorflow as tf
 
-from gpt2_multi.activations import ACTIVATIONS
+from gpt2_multi.activations import ACTIVATIONS, HalfInFloat32
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -43,22 +43,20 @@ ACT2FN = {
 assert tuple(ACT2FN) == ACTIVATIONS, "ACT2FN must implement exactly gpt2_multi.activations.ACTIVATIONS"
 
 
-class _HalfInFloat32:
-    """``fn`` computed in float32 for a bfloat16 / float16 ``x`` and rounded once to ``x``'s dtype (see
-    :mod:`gpt2_multi.activations`); any other dtype goes to ``fn`` unchanged. A class, not a closure, so that
-    a model holding one pickles."""
+class _HalfInFloat32(HalfInFloat32):
+    """:class:`gpt2_multi.activations.HalfInFloat32` in TensorFlow ops."""
 
-    def __init__(self, fn) -> None:
-        self.fn = fn
-        self.__name__ = getattr(fn, "__name__", "act")
+    @staticmethod
+    def is_half(x) -> bool:
+        return x.dtype in (tf.bfloat16, tf.float16)
 
-    def __call__(self, x):
-        if x.dtype in (tf.bfloat16, tf.float16):
-            return tf.cast(self.fn(tf.cast(x, tf.float32)), x.dtype)
-        return self.fn(x)
+    @staticmethod
+    def to_float32(x):
+        return tf.cast(x, tf.float32)
 
-    def __repr__(self) -> str:
-        return f"{self.__name__} (half precision in float32)"
+    @staticmethod
+    def round_to(y, dtype):
+        return tf.cast(y, dtype)
 
 
 ACT2FN = {name: _HalfInFloat32(fn) for name, fn in ACT2FN.items()}
