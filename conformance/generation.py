@@ -181,9 +181,14 @@ def golden_generation_cases(fixtures: Path) -> list[GenerationCase]:
     return cases
 
 
-def _fill(config: GPT2Config, case: GenerationCase) -> int:
+def _plan(config: GPT2Config, case: GenerationCase):
+    """The shared generation plan of ``case`` (its settings, processors and fill token), as generate makes it."""
     kwargs = {k: v for k, v in case.kwargs.items() if k != "seed"}
-    return prepare(config, None, kwargs, case.input_ids, case.attention_mask).settings.pad
+    return prepare(config, None, kwargs, case.input_ids, case.attention_mask)
+
+
+def _fill(config: GPT2Config, case: GenerationCase) -> int:
+    return _plan(config, case).settings.pad
 
 
 def compare_sequences(case: str, pair: str, a: np.ndarray, b: np.ndarray, fill: int) -> GenerationComparison:
@@ -279,8 +284,7 @@ def near_tie(case: GenerationCase, row: GenerationComparison, driver_a: Any, dri
 
     if seq_a.shape[0] != seq_b.shape[0]:
         return row
-    plan = prepare(driver_a.config, None, {k: v for k, v in case.kwargs.items() if k != "seed"}, case.input_ids,
-                   case.attention_mask)
+    plan = _plan(driver_a.config, case)
     prompt, n = case.input_ids.shape[1], min(seq_a.shape[1], seq_b.shape[1])
     tol = TOLERANCES[driver_a.dtype]
     notes, tied = [], True
