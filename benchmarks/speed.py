@@ -337,9 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     dtypes = [d for d in args.dtypes.split(",") if d]
     if unknown := set(dtypes) - {"fp32", "bf16"}:
         parser.error(f"unknown dtypes {sorted(unknown)}: choose from fp32, bf16")
-    new = 8 if args.quick else args.new
+    new = 32 if args.quick else args.new  # enough tiny steps that t(new) - t(2) stands above timer noise
     report = measure(backends, dtypes, [int(b) for b in args.batch.split(",")], 8 if args.quick else args.prompt,
-                     new, 1 if args.quick else args.repeats, args.quick,
+                     new, 3 if args.quick else args.repeats, args.quick,
                      hf=not args.no_hf and importlib.util.find_spec("transformers") is not None,
                      child_timeout=args.child_timeout)
     print(format_table(report))
